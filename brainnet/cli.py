@@ -1,0 +1,125 @@
+"""Thin command line: ``brainnet make-mini-nsd``, ``brainnet prepare``, ``brainnet demo``.
+
+Every sub-command only parses arguments and calls the library; the logic lives in
+:mod:`brainnet.data.synthetic`, :mod:`brainnet.data.prepare` and :mod:`brainnet.demo`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _parse_subjects(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise SystemExit(f"--subjects: expected comma-separated integers like '1,2', got {text!r}")
+
+
+def _cmd_make_mini_nsd(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from brainnet.data.synthetic import MiniNSDConfig, make_mini_nsd
+
+    config = MiniNSDConfig.preset(args.preset)
+    overrides = {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.subjects is not None:
+        overrides["n_subjects"] = args.subjects
+    if args.sessions is not None:
+        overrides["n_sessions"] = args.sessions
+    if args.image_size is not None:
+        overrides["image_size"] = args.image_size
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
+    paths = make_mini_nsd(args.out, config)
+    print(f"nsd-mini written to {args.out} ({paths})")
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from brainnet.data.prepare import prepare
+
+    nc: float | str | None = args.nc_threshold
+    if nc is not None and nc != "auto":
+        try:
+            nc = float(nc)
+        except ValueError:
+            raise SystemExit(f"--nc-threshold: expected a number or 'auto', got {nc!r}")
+    out = prepare(
+        nsd_dir=args.nsd_dir,
+        alg_dir=args.alg_dir,
+        out_dir=args.out_dir,
+        subjects=_parse_subjects(args.subjects),
+        space=args.space,
+        beta_version=args.beta_version,
+        nc_threshold=nc,
+        image_size=args.image_size,
+        split_seed=args.split_seed,
+    )
+    print(f"prepared dataset: {out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from brainnet.demo import run_demo
+
+    params = {}
+    for item in args.param or []:
+        if "=" not in item:
+            raise SystemExit(f"-p/--param: expected NAME=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        params[key] = value
+    run_demo(out_dir=args.out, notebooks=args.notebooks, parameters=params, html=not args.no_html)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brainnet",
+        description="Brain encoding models for NSD / Algonauts 2023 (memory encoding, brain-to-network maps).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-mini-nsd", help="write nsd-mini: NSD + Algonauts trees with planted truth")
+    p.add_argument("out", help="output folder (gets nsd/, algonauts2023/, ground_truth.npz)")
+    p.add_argument("--preset", default="default", help="size preset: tiny, default or algonauts")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
+    p.add_argument("--subjects", type=int, default=None, help="number of subjects")
+    p.add_argument("--sessions", type=int, default=None, help="sessions per subject (last 3 held out)")
+    p.add_argument("--image-size", type=int, default=None, help="stimulus size in pixels")
+    p.set_defaults(func=_cmd_make_mini_nsd)
+
+    p = sub.add_parser("prepare", help="prepare NSD + Algonauts data into a brainnet dataset")
+    p.add_argument("--nsd-dir", required=True, help="NSD root (holds nsddata/, nsddata_betas/, ...)")
+    p.add_argument("--alg-dir", required=True, help="Algonauts 2023 root (holds subj01/, ...)")
+    p.add_argument("--out-dir", required=True, help="prepared dataset folder")
+    p.add_argument("--subjects", default=None, help="comma-separated subject numbers (default: all found)")
+    p.add_argument("--space", default="fsaverage", help="surface space (fsaverage)")
+    p.add_argument("--beta-version", default="betas_fithrf_GLMdenoise_RR", help="NSD beta folder name")
+    p.add_argument("--nc-threshold", default=None, help="extend the Algonauts mask by NC (fraction) or 'auto'")
+    p.add_argument("--image-size", type=int, default=224, help="stored image size in pixels")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test image shuffle")
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("demo", help="run the notebooks with papermill on nsd-mini (or your data)")
+    p.add_argument("--out", default="demo_out", help="output folder")
+    p.add_argument("--notebooks", nargs="*", default=None, help="notebook names (default: all in notebooks/)")
+    p.add_argument("-p", "--param", action="append", help="NAME=VALUE passed to every notebook")
+    p.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
