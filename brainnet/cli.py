@@ -43,19 +43,20 @@ def _cmd_make_mini_nsd(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from brainnet.data.prepare import prepare
-
+    subjects = _parse_subjects(args.subjects)
     nc: float | str | None = args.nc_threshold
     if nc is not None and nc != "auto":
         try:
             nc = float(nc)
         except ValueError:
             raise SystemExit(f"--nc-threshold: expected a number or 'auto', got {nc!r}")
+    from brainnet.data.prepare import prepare
+
     out = prepare(
         nsd_dir=args.nsd_dir,
         alg_dir=args.alg_dir,
         out_dir=args.out_dir,
-        subjects=_parse_subjects(args.subjects),
+        subjects=subjects,
         space=args.space,
         beta_version=args.beta_version,
         nc_threshold=nc,
