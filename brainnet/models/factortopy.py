@@ -1,0 +1,220 @@
+"""FactorTopy: a network-to-brain encoding model whose selectors map a backbone onto cortex.
+
+For each backbone layer l, the local tokens (B, C_l, h, w) go through a bias-free 1x1 conv and
+the global token (B, C_l) through a bias-free linear layer, both to a common bottleneck D.
+Each vertex then
+
+* samples every layer's bottleneck map at its own image position (x, y) (:class:`RetinaMapper`),
+* mixes the layers with its softmax weights (:class:`LayerSelector`), the same weights for
+  the sampled local feature and the global feature,
+* mixes local and global with ``s`` (:class:`ScaleSelector`): ``(1 - s) * local + s * global``,
+* and reads the result out linearly (:class:`VertexReadout`, one per subject).
+
+Selectors are shared by all subjects (they see the common fsaverage sphere); readouts are
+per subject.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .configs import DictConfig
+from .posenc import SphereEncoder, VertexEncodings
+from .readout import SubjectReadouts, check_vertex_idx, map_vertex_chunks, subject_key
+from .selectors import (LayerSelector, RetinaMapper, ScaleSelector, linear_decay,
+                        selector_regularizer)
+from .tokens import as_layer_list, resize_map, sample_maps
+
+
+@dataclass(frozen=True)
+class FactorTopyConfig(DictConfig):
+    """Hyper-parameters of :class:`FactorTopy`.
+
+    Attributes
+    ----------
+    in_channels : tuple of int
+        Channels C_l of each backbone layer, in network order.
+    layer_names : tuple of str
+        Keys of the layers when tokens come as dicts; empty = use the dict's order.
+    bottleneck : int
+        D, the common feature size after the per-layer projections.
+    grid_size : int or None
+        Local maps are resized to ``grid_size x grid_size`` (None: used as given).
+    n_freqs, span : vertex encoding (see :mod:`brainnet.models.posenc`).
+    sphere_radius : float or None
+        Fixed sphere radius for the encoding (None: the largest vertex norm over subjects).
+    mlp_hidden, mlp_layers : width and number of hidden layers of the selector MLPs.
+    jitter : float
+        Std of the training-time noise on retina positions (0: none).
+    align_corners : bool
+        ``grid_sample`` convention for positions (False: -1 / +1 are the image edges).
+    use_scale : bool
+        False drops the global tokens and the ScaleSelector (local features only).
+    chunk_size : int or None
+        Vertices per chunk in the forward pass (None: all at once).
+    readout_init_std : float
+        Std of the readout weight initialisation.
+    reg_weight, reg_decay_steps : selector regulariser weight and its linear decay length.
+    """
+
+    in_channels: tuple[int, ...] = (768,) * 12
+    layer_names: tuple[str, ...] = ()
+    bottleneck: int = 128
+    grid_size: int | None = 8
+    n_freqs: int = 32
+    span: float = 100.0
+    sphere_radius: float | None = None
+    mlp_hidden: int = 128
+    mlp_layers: int = 2
+    jitter: float = 0.0
+    align_corners: bool = False
+    use_scale: bool = True
+    chunk_size: int | None = 25600
+    readout_init_std: float = 1.0
+    reg_weight: float = 0.1
+    reg_decay_steps: int = 2000
+
+    def __post_init__(self):
+        if not self.in_channels or min(self.in_channels) < 1:
+            raise ValueError(f"in_channels must be a non-empty tuple of positive ints, got {self.in_channels}")
+        if self.layer_names and len(self.layer_names) != len(self.in_channels):
+            raise ValueError("layer_names and in_channels must have the same length")
+        if self.bottleneck < 1 or self.n_freqs < 1 or self.mlp_hidden < 1 or self.mlp_layers < 0:
+            raise ValueError("bottleneck, n_freqs, mlp_hidden must be >= 1 and mlp_layers >= 0")
+        if self.grid_size is not None and self.grid_size < 1:
+            raise ValueError(f"grid_size must be >= 1 or None, got {self.grid_size}")
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.in_channels)
+
+
+class FactorTopy(nn.Module):
+    """FactorTopy encoding model.
+
+    Parameters
+    ----------
+    config : FactorTopyConfig
+    coords : mapping subject -> array of shape (V_s, 3)
+        fsaverage sphere coordinates of each subject's vertices.
+    hemi : mapping subject -> array of shape (V_s,)
+        0 left / 1 right.
+
+    ``forward(batch, vertex_idx=None)`` takes ``batch = {"local": [B, C_l, h, w] per layer,
+    "global": [B, C_l] per layer, "subject": str}`` (layers as list or dict) and returns
+    predictions of shape (B, N) for the subject's vertices (N = V_s, or len(vertex_idx)).
+    """
+
+    def __init__(self, config: FactorTopyConfig, coords: Mapping, hemi: Mapping):
+        super().__init__()
+        self.config = config
+        c = config
+        encoder = SphereEncoder(n_freqs=c.n_freqs, span=c.span, radius=c.sphere_radius)
+        self.vertices = VertexEncodings(coords, hemi, encoder)
+        pe_dim = self.vertices.out_dim
+        self.local_proj = nn.ModuleList(
+            nn.Conv2d(ch, c.bottleneck, kernel_size=1, bias=False) for ch in c.in_channels)
+        self.retina = RetinaMapper(pe_dim, c.mlp_hidden, c.mlp_layers, c.jitter)
+        self.layer_selector = LayerSelector(pe_dim, c.n_layers, c.mlp_hidden, c.mlp_layers)
+        if c.use_scale:
+            self.global_proj = nn.ModuleList(
+                nn.Linear(ch, c.bottleneck, bias=False) for ch in c.in_channels)
+            self.scale_selector = ScaleSelector(pe_dim, c.mlp_hidden, c.mlp_layers)
+        n_vertices = {s: self.vertices.n_vertices(s) for s in self.vertices.subjects}
+        self.readouts = SubjectReadouts(n_vertices, c.bottleneck, c.readout_init_std)
+
+    @property
+    def subjects(self) -> list[str]:
+        return self.vertices.subjects
+
+    def n_vertices(self, subject: str) -> int:
+        return self.vertices.n_vertices(subject_key(subject))
+
+    def _param_dtype(self) -> torch.dtype:
+        return self.local_proj[0].weight.dtype
+
+    def project(self, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Bottleneck features of a batch.
+
+        Returns
+        -------
+        maps : tensor of shape (B, L * D, g, g)
+            Projected local maps of all layers, stacked along channels (layer-major).
+        glob : tensor of shape (B, L, D) or None (when ``use_scale`` is False)
+        """
+        c = self.config
+        dtype = self._param_dtype()
+        local = as_layer_list(batch["local"], c.n_layers, "local", c.layer_names, ndim=4)
+        maps = []
+        for i, (x, proj) in enumerate(zip(local, self.local_proj)):
+            if x.shape[1] != c.in_channels[i]:
+                raise ValueError(f"local layer {i}: expected {c.in_channels[i]} channels, got {x.shape[1]}")
+            maps.append(proj(resize_map(x.to(dtype), c.grid_size)))
+        glob = None
+        if c.use_scale:
+            gl = as_layer_list(batch["global"], c.n_layers, "global", c.layer_names, ndim=2)
+            parts = []
+            for i, (g, proj) in enumerate(zip(gl, self.global_proj)):
+                if g.shape[1] != c.in_channels[i]:
+                    raise ValueError(f"global layer {i}: expected {c.in_channels[i]} channels, got {g.shape[1]}")
+                parts.append(proj(g.to(dtype)))
+            glob = torch.stack(parts, dim=1)
+        return torch.cat(maps, dim=1), glob
+
+    def forward(self, batch: Mapping, vertex_idx=None) -> torch.Tensor:
+        """Predict responses: batch -> (B, N); see the class docstring."""
+        c = self.config
+        subject = subject_key(batch["subject"])
+        pe_all = self.vertices.get(subject)
+        readout = self.readouts[subject]
+        maps, glob = self.project(batch)
+        b = maps.shape[0]
+        idx = check_vertex_idx(vertex_idx, pe_all.shape[0], device=pe_all.device)
+
+        def predict(ix: torch.Tensor) -> torch.Tensor:
+            pe = pe_all[ix]
+            weights = self.layer_selector(pe)  # (n, L)
+            sampled = sample_maps(maps, self.retina(pe), c.align_corners)  # (B, n, L * D)
+            sampled = sampled.reshape(b, ix.numel(), c.n_layers, c.bottleneck)
+            feat = torch.einsum("bnld,nl->bnd", sampled, weights)
+            if glob is not None:
+                g = torch.einsum("bld,nl->bnd", glob, weights)
+                feat = ScaleSelector.mix(feat, g, self.scale_selector(pe))
+            return readout(feat, ix)
+
+        return map_vertex_chunks(predict, idx, c.chunk_size)
+
+    # ---- per-vertex selector outputs (for maps) ----
+    @torch.no_grad()
+    def positions(self, subject: str) -> torch.Tensor:
+        """Retina positions (V_s, 2), x right / y down in [-1, 1]."""
+        return self.retina.positions(self.vertices.get(subject_key(subject)))
+
+    @torch.no_grad()
+    def layer_weights(self, subject: str) -> torch.Tensor:
+        """Layer weights (V_s, L), rows sum to 1."""
+        return self.layer_selector.layer_weights(self.vertices.get(subject_key(subject)))
+
+    @torch.no_grad()
+    def scale(self, subject: str) -> torch.Tensor:
+        """Local (0) .. global (1) mix per vertex (V_s,); 0 everywhere when ``use_scale`` is off."""
+        pe = self.vertices.get(subject_key(subject))
+        if not self.config.use_scale:
+            return torch.zeros(pe.shape[0], device=pe.device)
+        return self.scale_selector.scale(pe)
+
+    def regularizer(self, subject: str, vertex_idx=None) -> torch.Tensor:
+        """Selector regulariser (unweighted scalar) on the given vertices; see
+        :func:`brainnet.models.selectors.selector_regularizer`."""
+        pe_all = self.vertices.get(subject_key(subject))
+        pe = pe_all[check_vertex_idx(vertex_idx, pe_all.shape[0], device=pe_all.device)]
+        s = self.scale_selector(pe) if self.config.use_scale else None
+        return selector_regularizer(self.layer_selector(pe), s)
+
+    def regularizer_weight(self, step: int) -> float:
+        """Weight of :meth:`regularizer` at a training step (linear decay to 0)."""
+        return linear_decay(step, self.config.reg_weight, self.config.reg_decay_steps)

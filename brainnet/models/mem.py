@@ -1,0 +1,475 @@
+"""Memory encoding model: current image, memory images, behaviour and time -> cortex.
+
+Inputs of one batch (one subject per batch; B trials):
+
+* ``local`` / ``global``: per-layer tokens of the current image, (B, C_l, h, w) / (B, C_l).
+* ``memory``: (B, F, D_mem) cached vectors of the images 1..F slots back (column k - 1 is
+  T = -k), e.g. from :func:`gather_memory`; ``memory_valid``: (B, F) bool, False for a blank
+  slot or one before the run start. Needed when ``use_memory_images``.
+* ``behaviour``: (B, 35) behaviour features of the current trial (groups: answer B = 0..7 and
+  21..34, memory M = 8..18, time T = 19..20). Needed when any behaviour group is on.
+* ``memory_behaviour`` (optional): (B, F, 35) behaviour of the trial shown k slots back
+  (zeros when unknown); absent = zeros.
+* ``subject``: str.
+
+Branches (each switchable by :class:`MemConfig`):
+
+* current image: per layer a conv head to ``width`` channels (1x1 conv, then residual blocks
+  of conv + channel LayerNorm + SiLU) and a linear map of the global token; each vertex samples
+  every layer's map at its :class:`RetinaMapper` position, and :class:`LayerSelector` weights mix
+  the sampled features and the global features; the two mixes are summed -> (B, n, width).
+* T = -1 (``separate_t1``): the previous image's vector -> MLP -> ``t1_dim`` (zeros if blank).
+* memory frames T = -2..-F (or -1..-F without ``separate_t1``): each frame concat(vector,
+  the frame's behaviour embedding (or zeros), time embedding of its slot) -> MLP ->
+  ``frame_dim``; blank frames are zero; frames flattened -> subject-specific linear ->
+  ``memory_hidden`` -> MLP -> ``memory_out``.
+* behaviour: columns of switched-off groups are zeroed; subject-specific linear + shared MLP
+  with dropout -> ``behaviour_out``; embeddings of T = 0 and T = -1 are passed to the readout.
+* readout: per vertex, a linear map of concat[current | T-1 | memory | behaviour T=0 | T=-1].
+
+Not implemented: LoRA and AdaLN-zero conditioning act inside the backbone, which brainnet
+runs frozen and caches; ``lora_rank > 0`` or ``adaln_zero=True`` raise ``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from .configs import DictConfig
+from .posenc import SphereEncoder, VertexEncodings
+from .readout import SubjectReadouts, check_vertex_idx, map_vertex_chunks, subject_key
+from .selectors import LayerSelector, RetinaMapper, linear_decay, selector_regularizer
+from .tokens import as_layer_list, resize_map, sample_maps
+
+N_BEHAVIOUR = 35
+ANSWER_COLUMNS: tuple[int, ...] = tuple(range(0, 8)) + tuple(range(21, 35))
+MEMORY_COLUMNS: tuple[int, ...] = tuple(range(8, 19))
+TIME_COLUMNS: tuple[int, ...] = (19, 20)
+ABLATIONS: tuple[str, ...] = ("full", "no_time", "no_answer", "no_memory_c",
+                              "no_memory_images", "baseline")
+
+
+@dataclass(frozen=True)
+class MemConfig(DictConfig):
+    """Hyper-parameters and input switches of :class:`MemModel`.
+
+    Attributes
+    ----------
+    in_channels : tuple of int
+        Channels of each current-image layer (local and global tokens).
+    layer_names : tuple of str
+        Layer keys for dict inputs; empty = the dict's order.
+    width : int
+        Channels of the conv heads (192 in the reference).
+    conv_kernel, conv_blocks : kernel size and number of residual blocks per conv head.
+    grid_size : int or None
+        Local maps are resized to this size (None: as given).
+    n_freqs, span, sphere_radius, mlp_hidden, mlp_layers, jitter, align_corners :
+        vertex encoding and selector MLPs (as in :class:`FactorTopyConfig`).
+    use_memory_images : bool
+        Use the memory image vectors (T = -1 .. -n_memory_frames).
+    n_memory_frames : int
+        How many frames back (1 .. 32).
+    memory_dim : int
+        Size of one cached memory image vector.
+    separate_t1 : bool
+        T = -1 gets its own MLP path (``t1_dim``) instead of joining the frame stack.
+    frame_dim, time_dim, memory_hidden, memory_out, t1_dim : memory branch sizes.
+    use_answer, use_memory_c, use_time : bool
+        Behaviour groups B (answer), M (memory), T (time).
+    behaviour_hidden, behaviour_out : behaviour embedding sizes (``behaviour_out`` per
+        passthrough slot).
+    dropout : float
+        Dropout in the behaviour and memory MLPs.
+    chunk_size : int or None
+        Vertices per chunk (None: all at once).
+    readout_init_std : float
+    reg_weight, reg_decay_steps : layer-selector regulariser weight (constant when
+        ``reg_decay_steps <= 0``).
+    lora_rank, adaln_zero : backbone conditioning hooks; not implemented (must stay 0 / False).
+    """
+
+    in_channels: tuple[int, ...] = (768,) * 4
+    layer_names: tuple[str, ...] = ()
+    width: int = 192
+    conv_kernel: int = 3
+    conv_blocks: int = 2
+    grid_size: int | None = 8
+    n_freqs: int = 32
+    span: float = 100.0
+    sphere_radius: float | None = None
+    mlp_hidden: int = 128
+    mlp_layers: int = 2
+    jitter: float = 0.0
+    align_corners: bool = False
+    use_memory_images: bool = True
+    n_memory_frames: int = 32
+    memory_dim: int = 1024
+    separate_t1: bool = True
+    frame_dim: int = 64
+    time_dim: int = 16
+    memory_hidden: int = 256
+    memory_out: int = 64
+    t1_dim: int = 64
+    use_answer: bool = True
+    use_memory_c: bool = True
+    use_time: bool = True
+    behaviour_hidden: int = 64
+    behaviour_out: int = 32
+    dropout: float = 0.1
+    chunk_size: int | None = 25600
+    readout_init_std: float = 1.0
+    reg_weight: float = 1e-4
+    reg_decay_steps: int = 0
+    lora_rank: int = 0
+    adaln_zero: bool = False
+
+    def __post_init__(self):
+        if not self.in_channels or min(self.in_channels) < 1:
+            raise ValueError(f"in_channels must be a non-empty tuple of positive ints, got {self.in_channels}")
+        if self.layer_names and len(self.layer_names) != len(self.in_channels):
+            raise ValueError("layer_names and in_channels must have the same length")
+        if not 1 <= self.n_memory_frames <= 32:
+            raise ValueError(f"n_memory_frames must be in 1..32, got {self.n_memory_frames}")
+        if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
+            raise ValueError(f"conv_kernel must be odd and >= 1, got {self.conv_kernel}")
+        sizes = (self.width, self.memory_dim, self.frame_dim, self.time_dim, self.memory_hidden,
+                 self.memory_out, self.t1_dim, self.behaviour_hidden, self.behaviour_out,
+                 self.n_freqs, self.mlp_hidden)
+        if min(sizes) < 1 or self.conv_blocks < 0 or self.mlp_layers < 0:
+            raise ValueError("layer sizes must be >= 1 and block counts >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.in_channels)
+
+    @property
+    def use_behaviour(self) -> bool:
+        """True when any behaviour group is on."""
+        return self.use_answer or self.use_memory_c or self.use_time
+
+    @property
+    def n_stack_frames(self) -> int:
+        """Frames in the flattened memory stack (0 when memory images are off)."""
+        if not self.use_memory_images:
+            return 0
+        return self.n_memory_frames - 1 if self.separate_t1 else self.n_memory_frames
+
+    @property
+    def readout_dim(self) -> int:
+        """Size of the concatenated per-vertex feature fed to the readout."""
+        d = self.width
+        if self.use_memory_images and self.separate_t1:
+            d += self.t1_dim
+        if self.n_stack_frames > 0:
+            d += self.memory_out
+        if self.use_behaviour:
+            d += 2 * self.behaviour_out
+        return d
+
+
+def ablation_config(name: str, base: MemConfig | None = None) -> MemConfig:
+    """Config of one row of the ablation table.
+
+    Parameters
+    ----------
+    name : one of ``ABLATIONS``: "full", "no_time" (w/o T), "no_answer" (w/o B),
+        "no_memory_c" (w/o M), "no_memory_images", "baseline" (current image only).
+    base : MemConfig, optional
+        Config to start from (default ``MemConfig()``); its switches are overridden.
+    """
+    base = MemConfig() if base is None else base
+    on = dict(use_memory_images=True, use_answer=True, use_memory_c=True, use_time=True)
+    changes = {
+        "full": {},
+        "no_time": {"use_time": False},
+        "no_answer": {"use_answer": False},
+        "no_memory_c": {"use_memory_c": False},
+        "no_memory_images": {"use_memory_images": False},
+        "baseline": {k: False for k in on},
+    }
+    if name not in changes:
+        raise ValueError(f"unknown ablation {name!r}; choose from {ABLATIONS}")
+    return replace(base, **{**on, **changes[name]})
+
+
+def behaviour_mask(config: MemConfig) -> torch.Tensor:
+    """Float mask (35,): 1 for the columns of the behaviour groups that are on, else 0."""
+    mask = torch.zeros(N_BEHAVIOUR)
+    for flag, cols in ((config.use_answer, ANSWER_COLUMNS), (config.use_memory_c, MEMORY_COLUMNS),
+                       (config.use_time, TIME_COLUMNS)):
+        if flag:
+            mask[list(cols)] = 1.0
+    return mask
+
+
+def gather_memory(vectors: torch.Tensor, memory_index, n_frames: int = 32
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Look up memory image vectors for a batch of trials.
+
+    Parameters
+    ----------
+    vectors : tensor of shape (n_images, D)
+        One cached vector per image row.
+    memory_index : int array of shape (B, K), K >= n_frames + 1
+        Column k = image row shown k slots before the trial (k = 0: current), -1 = blank.
+    n_frames : int
+        Number of frames back to take (columns 1 .. n_frames).
+
+    Returns
+    -------
+    memory : tensor of shape (B, n_frames, D), float32, zeros at blank slots
+    valid : bool tensor of shape (B, n_frames)
+    """
+    idx = torch.as_tensor(memory_index, device=vectors.device).long()
+    if idx.ndim != 2 or idx.shape[1] < n_frames + 1:
+        raise ValueError(f"memory_index must be (B, >= {n_frames + 1}), got {tuple(idx.shape)}")
+    if vectors.ndim != 2:
+        raise ValueError(f"vectors must be (n_images, D), got {tuple(vectors.shape)}")
+    idx = idx[:, 1:n_frames + 1]
+    if idx.numel() and (int(idx.max()) >= vectors.shape[0] or int(idx.min()) < -1):
+        raise ValueError(f"memory_index out of range [-1, {vectors.shape[0]})")
+    valid = idx >= 0
+    memory = vectors[idx.clamp(min=0)].float() * valid[..., None]
+    return memory, valid
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel axis of a (B, C, h, w) map."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ResidualConvBlock(nn.Module):
+    """``x + SiLU(LayerNorm(conv(x)))`` on (B, C, h, w) maps, 'same' padding."""
+
+    def __init__(self, channels: int, kernel: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
+        self.norm = ChannelLayerNorm(channels)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.act(self.norm(self.conv(x)))
+
+
+class ConvHead(nn.Module):
+    """1x1 conv ``C_in -> width`` then ``n_blocks`` residual conv blocks: (B, C_in, h, w) -> (B, width, h, w)."""
+
+    def __init__(self, in_channels: int, width: int, kernel: int, n_blocks: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, width, 1)
+        self.blocks = nn.Sequential(*[ResidualConvBlock(width, kernel) for _ in range(n_blocks)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.proj(x))
+
+
+def _mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, out_dim))
+
+
+class MemModel(nn.Module):
+    """Memory encoding model (see the module docstring for inputs and branches).
+
+    Parameters
+    ----------
+    config : MemConfig
+    coords : mapping subject -> array of shape (V_s, 3)
+        fsaverage sphere coordinates.
+    hemi : mapping subject -> array of shape (V_s,)
+        0 left / 1 right.
+
+    ``forward(batch, vertex_idx=None) -> (B, N)``.
+    """
+
+    def __init__(self, config: MemConfig, coords: Mapping, hemi: Mapping):
+        super().__init__()
+        c = config
+        if c.lora_rank or c.adaln_zero:
+            raise NotImplementedError(
+                "LoRA / AdaLN-zero act inside the backbone; brainnet's models run on cached tokens "
+                "of a frozen backbone, so these hooks are not implemented (set lora_rank=0, adaln_zero=False)")
+        self.config = c
+        encoder = SphereEncoder(n_freqs=c.n_freqs, span=c.span, radius=c.sphere_radius)
+        self.vertices = VertexEncodings(coords, hemi, encoder)
+        subjects = self.vertices.subjects
+        pe_dim = self.vertices.out_dim
+        # current image
+        self.conv_heads = nn.ModuleList(
+            ConvHead(ch, c.width, c.conv_kernel, c.conv_blocks) for ch in c.in_channels)
+        self.global_proj = nn.ModuleList(nn.Linear(ch, c.width) for ch in c.in_channels)
+        self.retina = RetinaMapper(pe_dim, c.mlp_hidden, c.mlp_layers, c.jitter)
+        self.layer_selector = LayerSelector(pe_dim, c.n_layers, c.mlp_hidden, c.mlp_layers)
+        # behaviour
+        if c.use_behaviour:
+            self.register_buffer("behaviour_mask", behaviour_mask(c), persistent=False)
+            self.behaviour_in = nn.ModuleDict(
+                {s: nn.Linear(N_BEHAVIOUR, c.behaviour_hidden) for s in subjects})
+            self.behaviour_mlp = nn.Sequential(
+                nn.GELU(), nn.Dropout(c.dropout), _mlp(c.behaviour_hidden, c.behaviour_hidden,
+                                                       c.behaviour_out, c.dropout))
+        # memory images
+        if c.use_memory_images and c.separate_t1:
+            self.t1_mlp = _mlp(c.memory_dim, c.memory_hidden, c.t1_dim, c.dropout)
+        if c.n_stack_frames > 0:
+            self.time_embedding = nn.Embedding(c.n_memory_frames, c.time_dim)
+            frame_in = c.memory_dim + c.time_dim + (c.behaviour_out if c.use_behaviour else 0)
+            self.frame_mlp = _mlp(frame_in, c.memory_hidden, c.frame_dim, c.dropout)
+            self.memory_in = nn.ModuleDict(
+                {s: nn.Linear(c.n_stack_frames * c.frame_dim, c.memory_hidden) for s in subjects})
+            self.memory_mlp = nn.Sequential(
+                nn.GELU(), nn.Dropout(c.dropout), _mlp(c.memory_hidden, c.memory_hidden,
+                                                       c.memory_out, c.dropout))
+        n_vertices = {s: self.vertices.n_vertices(s) for s in subjects}
+        self.readouts = SubjectReadouts(n_vertices, c.readout_dim, c.readout_init_std)
+
+    @property
+    def subjects(self) -> list[str]:
+        return self.vertices.subjects
+
+    def n_vertices(self, subject: str) -> int:
+        return self.vertices.n_vertices(subject_key(subject))
+
+    def _dtype(self) -> torch.dtype:
+        return self.global_proj[0].weight.dtype
+
+    # ---- branches ----
+    def current_features(self, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
+        """Current-image maps (B, L * width, g, g) (layer-major) and globals (B, L, width)."""
+        c = self.config
+        dtype = self._dtype()
+        local = as_layer_list(batch["local"], c.n_layers, "local", c.layer_names, ndim=4)
+        glob = as_layer_list(batch["global"], c.n_layers, "global", c.layer_names, ndim=2)
+        maps, gl = [], []
+        for i in range(c.n_layers):
+            if local[i].shape[1] != c.in_channels[i] or glob[i].shape[1] != c.in_channels[i]:
+                raise ValueError(f"layer {i}: expected {c.in_channels[i]} channels, got local "
+                                 f"{local[i].shape[1]} / global {glob[i].shape[1]}")
+            maps.append(self.conv_heads[i](resize_map(local[i].to(dtype), c.grid_size)))
+            gl.append(self.global_proj[i](glob[i].to(dtype)))
+        return torch.cat(maps, dim=1), torch.stack(gl, dim=1)
+
+    def embed_behaviour(self, subject: str, behaviour: torch.Tensor) -> torch.Tensor:
+        """Behaviour (..., 35) -> embedding (..., behaviour_out); switched-off groups are zeroed."""
+        if behaviour.shape[-1] != N_BEHAVIOUR:
+            raise ValueError(f"behaviour must end in {N_BEHAVIOUR} columns, got {tuple(behaviour.shape)}")
+        x = behaviour.to(self._dtype()) * self.behaviour_mask
+        return self.behaviour_mlp(self.behaviour_in[subject](x))
+
+    def _memory_inputs(self, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        c = self.config
+        if "memory" not in batch or "memory_valid" not in batch:
+            raise ValueError("use_memory_images needs batch['memory'] (B, F, D) and "
+                             "batch['memory_valid'] (B, F); see gather_memory()")
+        mem, valid = batch["memory"], batch["memory_valid"]
+        if mem.ndim != 3 or mem.shape[1] < c.n_memory_frames or mem.shape[2] != c.memory_dim:
+            raise ValueError(f"memory must be (B, >= {c.n_memory_frames}, {c.memory_dim}), "
+                             f"got {tuple(mem.shape)}")
+        if valid.shape != mem.shape[:2]:
+            raise ValueError(f"memory_valid must be {tuple(mem.shape[:2])}, got {tuple(valid.shape)}")
+        f = c.n_memory_frames
+        mem_beh = batch.get("memory_behaviour")
+        if mem_beh is not None:
+            if mem_beh.ndim != 3 or mem_beh.shape[:2] != mem.shape[:2]:
+                raise ValueError(f"memory_behaviour must be {tuple(mem.shape[:2])} x 35, "
+                                 f"got {tuple(mem_beh.shape)}")
+            mem_beh = mem_beh[:, :f]
+        return mem[:, :f].to(self._dtype()), valid[:, :f].bool(), mem_beh
+
+    def shared_features(self, batch: Mapping, subject: str) -> torch.Tensor | None:
+        """Vertex-independent features (B, readout_dim - width): T-1 | memory | behaviour T=0 | T=-1."""
+        c = self.config
+        parts = []
+        mem = valid = mem_beh = None
+        if c.use_memory_images:
+            mem, valid, mem_beh = self._memory_inputs(batch)
+        if c.use_memory_images and c.separate_t1:
+            parts.append(self.t1_mlp(mem[:, 0]) * valid[:, :1])
+        frame_beh = None
+        if c.use_behaviour:
+            if "behaviour" not in batch:
+                raise ValueError("behaviour groups are on: batch needs 'behaviour' (B, 35)")
+            beh = batch["behaviour"]
+            if beh.ndim != 2:
+                raise ValueError(f"behaviour must be (B, 35), got {tuple(beh.shape)}")
+            b0 = self.embed_behaviour(subject, beh)
+            if mem_beh is None:
+                mem_beh_full = batch.get("memory_behaviour")
+                prev = mem_beh_full[:, 0] if mem_beh_full is not None else torch.zeros_like(beh)
+            else:
+                prev = mem_beh[:, 0]
+            b1 = self.embed_behaviour(subject, prev)
+            if valid is not None:
+                b1 = b1 * valid[:, :1]
+            if c.n_stack_frames > 0:
+                frame_beh = (self.embed_behaviour(subject, mem_beh) if mem_beh is not None
+                             else torch.zeros(*mem.shape[:2], c.behaviour_out, dtype=mem.dtype,
+                                              device=mem.device))
+        if c.n_stack_frames > 0:
+            start = 1 if c.separate_t1 else 0
+            frames = mem[:, start:]
+            b, n = frames.shape[:2]
+            t = self.time_embedding.weight[start:start + n][None].expand(b, n, -1)
+            pieces = [frames, t] if frame_beh is None else [frames, frame_beh[:, start:], t]
+            h = self.frame_mlp(torch.cat(pieces, dim=-1)) * valid[:, start:, None]
+            h = self.memory_in[subject](h.reshape(b, n * c.frame_dim))
+            parts.append(self.memory_mlp(h))
+        if c.use_behaviour:
+            parts += [b0, b1]
+        return torch.cat(parts, dim=1) if parts else None
+
+    def forward(self, batch: Mapping, vertex_idx=None) -> torch.Tensor:
+        """Predict responses (B, N) for the batch's subject; N = V_s or len(vertex_idx)."""
+        c = self.config
+        subject = subject_key(batch["subject"])
+        pe_all = self.vertices.get(subject)
+        readout = self.readouts[subject]
+        maps, glob = self.current_features(batch)
+        shared = self.shared_features(batch, subject)
+        b = maps.shape[0]
+        idx = check_vertex_idx(vertex_idx, pe_all.shape[0], device=pe_all.device)
+
+        def predict(ix: torch.Tensor) -> torch.Tensor:
+            pe = pe_all[ix]
+            weights = self.layer_selector(pe)  # (n, L)
+            sampled = sample_maps(maps, self.retina(pe), c.align_corners)
+            sampled = sampled.reshape(b, ix.numel(), c.n_layers, c.width)
+            feat = torch.einsum("bnld,nl->bnd", sampled, weights)
+            feat = feat + torch.einsum("bld,nl->bnd", glob, weights)
+            return readout(feat, ix, shared=shared)
+
+        return map_vertex_chunks(predict, idx, c.chunk_size)
+
+    # ---- per-vertex selector outputs (for maps) ----
+    @torch.no_grad()
+    def positions(self, subject: str) -> torch.Tensor:
+        """Retina positions (V_s, 2), x right / y down in [-1, 1]."""
+        return self.retina.positions(self.vertices.get(subject_key(subject)))
+
+    @torch.no_grad()
+    def layer_weights(self, subject: str) -> torch.Tensor:
+        """Layer weights (V_s, L), rows sum to 1."""
+        return self.layer_selector.layer_weights(self.vertices.get(subject_key(subject)))
+
+    def regularizer(self, subject: str, vertex_idx=None) -> torch.Tensor:
+        """Layer-selector regulariser (negative normalised entropy, unweighted scalar)."""
+        pe_all = self.vertices.get(subject_key(subject))
+        pe = pe_all[check_vertex_idx(vertex_idx, pe_all.shape[0], device=pe_all.device)]
+        return selector_regularizer(self.layer_selector(pe))
+
+    def regularizer_weight(self, step: int) -> float:
+        """Weight of :meth:`regularizer` at a training step."""
+        return linear_decay(step, self.config.reg_weight, self.config.reg_decay_steps)

@@ -1,0 +1,189 @@
+"""Per-vertex linear readouts, vertex chunking and per-subject routing.
+
+A readout holds, for each of N vertices, a weight vector of the feature size D and a bias.
+The prediction for vertex n is ``mean_d(feature[n, d] * weight[n, d]) + bias[n]``.
+Large vertex counts are processed in chunks (``chunk_size``) and training may use a random
+vertex subset (``vertex_idx``); both give the same numbers as the full computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+
+def subject_key(subject) -> str:
+    """Normalise a batch's ``subject`` entry to one string key.
+
+    Accepts a string, or a list / tuple of identical strings (what a DataLoader's default
+    collate makes of per-sample strings). A batch must hold one subject only.
+    """
+    if isinstance(subject, str):
+        key = subject
+    elif isinstance(subject, (list, tuple)) and subject and all(isinstance(s, str) for s in subject):
+        if len(set(subject)) != 1:
+            raise ValueError(f"a batch must hold one subject, got {sorted(set(subject))}")
+        key = subject[0]
+    else:
+        raise ValueError(f"subject must be a string (or a list of one repeated string), got {subject!r}")
+    if not key or "." in key:
+        raise ValueError(f"subject key must be non-empty and contain no '.', got {key!r}")
+    return key
+
+
+def check_vertex_idx(vertex_idx, n_vertices: int, device=None) -> torch.Tensor:
+    """Validate and return vertex indices as a 1-D int64 tensor.
+
+    Parameters
+    ----------
+    vertex_idx : array-like of shape (n,) or None
+        None means all vertices ``0 .. n_vertices - 1``.
+    n_vertices : int
+    """
+    if vertex_idx is None:
+        return torch.arange(n_vertices, device=device)
+    idx = torch.as_tensor(vertex_idx, device=device)
+    if idx.ndim != 1 or idx.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ValueError(f"vertex_idx must be a 1-D integer array, got shape {tuple(idx.shape)} "
+                         f"dtype {idx.dtype}")
+    idx = idx.long()
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n_vertices):
+        raise ValueError(f"vertex_idx out of range [0, {n_vertices})")
+    return idx
+
+
+def map_vertex_chunks(fn: Callable[[torch.Tensor], torch.Tensor], vertex_idx: torch.Tensor,
+                      chunk_size: int | None) -> torch.Tensor:
+    """Apply ``fn`` to consecutive chunks of vertex indices and concatenate.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(idx)`` with idx of shape (n_c,) returns a tensor of shape (B, n_c).
+    vertex_idx : tensor of shape (n,)
+    chunk_size : int or None
+        Vertices per chunk; None or <= 0 = all at once.
+
+    Returns
+    -------
+    tensor of shape (B, n)
+    """
+    if chunk_size is None or chunk_size <= 0 or chunk_size >= vertex_idx.numel():
+        return fn(vertex_idx)
+    return torch.cat([fn(part) for part in torch.split(vertex_idx, chunk_size)], dim=1)
+
+
+def iter_vertex_chunks(n_vertices: int, chunk_size: int) -> Iterator[torch.Tensor]:
+    """Yield index tensors covering ``0 .. n_vertices - 1`` in chunks of ``chunk_size``."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    for start in range(0, n_vertices, chunk_size):
+        yield torch.arange(start, min(start + chunk_size, n_vertices))
+
+
+class VertexReadout(nn.Module):
+    """Per-vertex linear readout.
+
+    Parameters
+    ----------
+    n_vertices : int
+        N, number of vertices.
+    dim : int
+        D, feature size.
+    init_std : float
+        Std of the normal initialisation of the weights (bias starts at 0).
+    """
+
+    def __init__(self, n_vertices: int, dim: int, init_std: float = 1.0):
+        super().__init__()
+        if n_vertices < 1 or dim < 1:
+            raise ValueError(f"n_vertices and dim must be >= 1, got {n_vertices}, {dim}")
+        self.n_vertices = n_vertices
+        self.dim = dim
+        self.weight = nn.Parameter(torch.randn(n_vertices, dim) * init_std)
+        self.bias = nn.Parameter(torch.zeros(n_vertices))
+
+    def forward(self, features: torch.Tensor | None, vertex_idx: torch.Tensor | None = None,
+                shared: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict vertex responses.
+
+        The full feature vector of a vertex is ``concat(features[b, n], shared[b])``; its
+        size must equal D. Passing the vertex-independent part as ``shared`` gives the same
+        result as concatenating it to every vertex, without the (B, n, D) copy.
+
+        Parameters
+        ----------
+        features : tensor of shape (B, n, D_v) (one feature vector per vertex), (B, D_v)
+            (the same features for every vertex) or None (only ``shared``).
+        vertex_idx : tensor of shape (n,), optional
+            Which vertices (rows of the weight) the features belong to; None = all N.
+        shared : tensor of shape (B, D_s), optional
+            Features common to all vertices, appended after ``features``.
+
+        Returns
+        -------
+        tensor of shape (B, n)
+        """
+        if vertex_idx is None:
+            w, b = self.weight, self.bias
+        else:
+            w, b = self.weight[vertex_idx], self.bias[vertex_idx]
+        d_v = 0 if features is None else features.shape[-1]
+        d_s = 0 if shared is None else shared.shape[-1]
+        if d_v + d_s != self.dim:
+            raise ValueError(f"feature sizes {d_v} + {d_s} do not add up to the readout's D={self.dim}")
+        out = 0.0
+        if features is not None:
+            wv = w[:, :d_v]
+            if features.ndim == 2:
+                out = features @ wv.t()
+            elif features.ndim == 3:
+                if features.shape[1] != w.shape[0]:
+                    raise ValueError(f"features hold {features.shape[1]} vertices, "
+                                     f"readout selected {w.shape[0]}")
+                out = torch.einsum("bnd,nd->bn", features, wv)
+            else:
+                raise ValueError(f"features must be (B, n, D) or (B, D), got {tuple(features.shape)}")
+        if shared is not None:
+            if shared.ndim != 2:
+                raise ValueError(f"shared must be (B, D_s), got {tuple(shared.shape)}")
+            out = out + shared @ w[:, d_v:].t()
+        return out / self.dim + b
+
+
+class SubjectReadouts(nn.Module):
+    """One :class:`VertexReadout` per subject (a ``ModuleDict`` keyed by subject).
+
+    Parameters
+    ----------
+    n_vertices : mapping subject -> int
+        Vertex count per subject.
+    dim : int
+        Feature size D.
+    init_std : float
+    """
+
+    def __init__(self, n_vertices: Mapping[str, int], dim: int, init_std: float = 1.0):
+        super().__init__()
+        if not n_vertices:
+            raise ValueError("need at least one subject")
+        self.readouts = nn.ModuleDict(
+            {subject_key(s): VertexReadout(int(n), dim, init_std) for s, n in n_vertices.items()})
+
+    @property
+    def subjects(self) -> Sequence[str]:
+        return list(self.readouts.keys())
+
+    def __getitem__(self, subject: str) -> VertexReadout:
+        key = subject_key(subject)
+        if key not in self.readouts:
+            raise KeyError(f"unknown subject {key!r}; known: {list(self.readouts.keys())}")
+        return self.readouts[key]
+
+    def forward(self, subject: str, features: torch.Tensor | None,
+                vertex_idx: torch.Tensor | None = None,
+                shared: torch.Tensor | None = None) -> torch.Tensor:
+        """Route to the subject's readout; shapes as :meth:`VertexReadout.forward`."""
+        return self[subject](features, vertex_idx, shared)

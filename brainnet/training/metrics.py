@@ -1,0 +1,265 @@
+"""Evaluation metrics: per-vertex Pearson r, Algonauts noise-normalised score, ROI summaries,
+image identification.
+
+Conventions: predictions and measurements are arrays of shape (n_samples, n_vertices);
+per-vertex results have shape (n_vertices,). Functions accept NumPy arrays or torch tensors;
+:func:`pearson_r` returns the input's kind, the others return NumPy arrays / Python floats.
+A vertex whose prediction or measurement is constant has r = 0 (not NaN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+NC_FLOOR = 1e-14
+
+
+def _to_numpy(x, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    return arr
+
+
+def _check_pair(pred, target) -> None:
+    if tuple(pred.shape) != tuple(target.shape) or len(pred.shape) != 2:
+        raise ValueError(f"pred and target must both be (n_samples, n_vertices), got "
+                         f"{tuple(pred.shape)} and {tuple(target.shape)}")
+
+
+class PearsonAccumulator:
+    """Streaming per-vertex Pearson r over batches (exact, numerically stable merging).
+
+    ``update(pred, target)`` with tensors of shape (B, V) any number of times, then
+    ``compute()`` -> tensor (V,) float64. Statistics are kept in float64 on the device of the
+    first batch. ``merge(other)`` combines two accumulators (e.g. from several workers).
+    """
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all batches."""
+        self.n = 0
+        self._mx = self._my = self._sxx = self._syy = self._sxy = None
+
+    def update(self, pred, target) -> None:
+        """Add a batch: pred, target of shape (B, V) (torch or NumPy)."""
+        p = torch.as_tensor(pred).detach().to(torch.float64)
+        t = torch.as_tensor(target).detach().to(device=p.device, dtype=torch.float64)
+        _check_pair(p, t)
+        if self._mx is not None and p.shape[1] != self._mx.shape[0]:
+            raise ValueError(f"batch has {p.shape[1]} vertices, earlier batches had {self._mx.shape[0]}")
+        nb = p.shape[0]
+        if nb == 0:
+            return
+        mx, my = p.mean(0), t.mean(0)
+        dp, dt = p - mx, t - my
+        stats = (nb, mx, my, (dp * dp).sum(0), (dt * dt).sum(0), (dp * dt).sum(0))
+        self._merge_stats(*stats)
+
+    def _merge_stats(self, nb, mx, my, sxx, syy, sxy) -> None:
+        if self._mx is None:
+            self.n, self._mx, self._my, self._sxx, self._syy, self._sxy = nb, mx, my, sxx, syy, sxy
+            return
+        mx, my, sxx, syy, sxy = (v.to(self._mx.device) for v in (mx, my, sxx, syy, sxy))
+        n = self.n + nb
+        dx, dy = mx - self._mx, my - self._my
+        f = self.n * nb / n
+        self._sxx = self._sxx + sxx + dx * dx * f
+        self._syy = self._syy + syy + dy * dy * f
+        self._sxy = self._sxy + sxy + dx * dy * f
+        self._mx = self._mx + dx * nb / n
+        self._my = self._my + dy * nb / n
+        self.n = n
+
+    def merge(self, other: "PearsonAccumulator") -> None:
+        """Add the batches seen by ``other``."""
+        if other._mx is not None:
+            self._merge_stats(other.n, other._mx, other._my, other._sxx, other._syy, other._sxy)
+
+    def compute(self) -> torch.Tensor:
+        """Per-vertex r (V,), float64; 0 where either side has zero variance."""
+        if self._mx is None or self.n < 2:
+            raise ValueError("need at least 2 samples to compute a correlation")
+        denom = torch.sqrt(self._sxx * self._syy)
+        ok = denom > 0
+        return torch.where(ok, self._sxy / torch.where(ok, denom, torch.ones_like(denom)),
+                           torch.zeros_like(denom))
+
+
+def pearson_r(pred, target):
+    """Per-vertex Pearson correlation over samples.
+
+    Parameters
+    ----------
+    pred, target : arrays of shape (n_samples, n_vertices), n_samples >= 2
+
+    Returns
+    -------
+    array of shape (n_vertices,), float64; a torch tensor if ``pred`` is one, else NumPy.
+    Constant columns give r = 0.
+    """
+    acc = PearsonAccumulator()
+    if isinstance(pred, torch.Tensor):
+        acc.update(pred, target)
+        return acc.compute()
+    p, t = _to_numpy(pred, "pred"), _to_numpy(target, "target")
+    acc.update(torch.from_numpy(np.ascontiguousarray(p, dtype=np.float64)),
+               torch.from_numpy(np.ascontiguousarray(t, dtype=np.float64)))
+    return acc.compute().numpy()
+
+
+def noise_normalized_score(r, nc, cap: float = 100.0) -> np.ndarray:
+    """Algonauts per-vertex score ``100 * clip(r, 0)^2 / NC``, capped at ``cap``.
+
+    Parameters
+    ----------
+    r : array of shape (V,)
+        Pearson r per vertex (NaN counts as 0).
+    nc : array of shape (V,)
+        Noise ceiling as a fraction in [0, 1]; 0 is replaced by 1e-14 (so any positive r
+        scores ``cap``).
+    cap : float
+
+    Returns
+    -------
+    ndarray of shape (V,), float64, in [0, cap]
+    """
+    r = np.nan_to_num(_to_numpy(r, "r").astype(np.float64), nan=0.0)
+    nc = _to_numpy(nc, "nc").astype(np.float64)
+    if r.shape != nc.shape or r.ndim != 1:
+        raise ValueError(f"r and nc must both be (V,), got {r.shape} and {nc.shape}")
+    if np.isnan(nc).any() or nc.min(initial=0.0) < 0 or nc.max(initial=0.0) > 1:
+        raise ValueError("nc must be a fraction in [0, 1] without NaN (divide percentages by 100)")
+    nc = np.where(nc == 0, NC_FLOOR, nc)
+    return np.minimum(100.0 * np.clip(r, 0, None) ** 2 / nc, cap)
+
+
+def algonauts_score(r, nc, reduce: str = "mean", cap: float = 100.0) -> float:
+    """Mean (or median) of :func:`noise_normalized_score` over vertices."""
+    s = noise_normalized_score(r, nc, cap)
+    if reduce == "mean":
+        return float(s.mean())
+    if reduce == "median":
+        return float(np.median(s))
+    raise ValueError(f"reduce must be 'mean' or 'median', got {reduce!r}")
+
+
+def summarize(r, nc=None) -> dict[str, float]:
+    """Summary numbers: mean / median r and, with ``nc`` (V,), mean / median score."""
+    r = np.nan_to_num(_to_numpy(r, "r").astype(np.float64), nan=0.0)
+    out = {"mean_r": float(r.mean()), "median_r": float(np.median(r))}
+    if nc is not None:
+        s = noise_normalized_score(r, nc)
+        out.update(mean_score=float(s.mean()), median_score=float(np.median(s)))
+    return out
+
+
+def roi_means(values, labels, names: Sequence[str], skip_unknown: bool = True) -> dict[str, float]:
+    """Mean of a per-vertex value within each ROI.
+
+    Parameters
+    ----------
+    values : array of shape (V,)
+    labels : int array of shape (V,)
+        ROI code per vertex; ``names[code]`` is its name, code 0 = 'Unknown'.
+    names : sequence of str
+    skip_unknown : bool
+        Leave out code 0.
+
+    Returns
+    -------
+    dict name -> mean (NaNs ignored), for the ROIs that have vertices, in code order.
+    """
+    v = _to_numpy(values, "values").astype(np.float64)
+    lab = _to_numpy(labels, "labels")
+    if v.shape != lab.shape or v.ndim != 1:
+        raise ValueError(f"values and labels must both be (V,), got {v.shape} and {lab.shape}")
+    if lab.dtype.kind not in "iub":
+        raise ValueError(f"labels must be integers, got {lab.dtype}")
+    if lab.size and (lab.min() < 0 or lab.max() >= len(names)):
+        raise ValueError(f"labels must lie in [0, {len(names)}) to index names")
+    out = {}
+    for code in np.unique(lab):
+        if skip_unknown and code == 0:
+            continue
+        sel = v[lab == code]
+        out[str(names[code])] = float(np.nanmean(sel)) if np.isfinite(sel).any() else float("nan")
+    return out
+
+
+def correlation_matrix(a, b) -> np.ndarray:
+    """Pearson r between every row of ``a`` (N, V) and every row of ``b`` (M, V): (N, M)."""
+    a = _to_numpy(a, "a").astype(np.float64)
+    b = _to_numpy(b, "b").astype(np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must be (N, V) and (M, V), got {a.shape} and {b.shape}")
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    na[na == 0] = np.inf
+    nb[nb == 0] = np.inf
+    return (a / na[:, None]) @ (b / nb[:, None]).T
+
+
+def identification_ranks(pred, measured) -> np.ndarray:
+    """Rank of the true image among all candidates, for each measured response.
+
+    Candidate j is scored for measured response i by r(pred[j], measured[i]) across vertices.
+
+    Parameters
+    ----------
+    pred, measured : arrays of shape (N_img, V), row i of both belongs to image i
+
+    Returns
+    -------
+    int array of shape (N_img,): 0 = the true image scored highest (ties count against it).
+    """
+    c = correlation_matrix(pred, measured)  # (candidate, measured)
+    if c.shape[0] != c.shape[1]:
+        raise ValueError(f"pred and measured must have the same number of images, got {c.shape}")
+    true = np.diag(c)
+    return ((c >= true[None, :]).sum(0) - 1).astype(np.int64)
+
+
+def identification_accuracy(pred, measured, n_candidates: int = 300, n_draws: int = 30,
+                            seed: int = 0) -> float:
+    """Top-1 image identification accuracy among ``n_candidates`` (chance ``1 / n_candidates``).
+
+    For each measured response i and each draw, ``n_candidates - 1`` distractor images are
+    drawn at random (without replacement) from the others; the trial counts as correct when
+    the true image's predicted response correlates with the measurement strictly better than
+    every distractor's. Returns the mean over images and draws.
+
+    Parameters
+    ----------
+    pred, measured : arrays of shape (N_img, V)
+    n_candidates : int, 2 <= n_candidates <= N_img
+    n_draws : int
+    seed : int
+    """
+    c = correlation_matrix(pred, measured)
+    n = c.shape[0]
+    if c.shape[0] != c.shape[1]:
+        raise ValueError(f"pred and measured must have the same number of images, got {c.shape}")
+    if not 2 <= n_candidates <= n:
+        raise ValueError(f"n_candidates must be in [2, {n}], got {n_candidates}")
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
+    rng = np.random.default_rng(seed)
+    true = np.diag(c)
+    scores = c.T  # scores[i, j] = r(pred[j], measured[i])
+    correct = 0
+    for _ in range(n_draws):
+        keys = rng.random((n, n))
+        np.fill_diagonal(keys, np.inf)  # never draw the true image as a distractor
+        distractors = np.argpartition(keys, n_candidates - 2, axis=1)[:, :n_candidates - 1]
+        best_other = np.take_along_axis(scores, distractors, axis=1).max(1)
+        correct += int((true > best_other).sum())
+    return correct / (n * n_draws)
