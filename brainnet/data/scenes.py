@@ -175,8 +175,9 @@ def draw_scene(
     # draw at 2x and downsample: anti-aliased shapes that survive small image sizes
     ss = 2
     big = size * ss
-    bg = _background(rng, big)
+    bg = _background(rng, size)  # smooth: drawn at the output size, upsampled for the objects
     canvas = Image.fromarray((bg * 255.0 + 0.5).astype(np.uint8), mode="RGB")
+    canvas = canvas.resize((big, big), resample=Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(canvas)
     objects: list[SceneObject] = []
     n = int(rng.integers(lo, hi + 1))

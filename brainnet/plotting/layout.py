@@ -26,7 +26,9 @@ _CAMERAS = {
     "anterior": ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
     "posterior": ((0.0, -1.0, 0.0), (0.0, 0.0, 1.0)),
 }
-VIEWS = ("flat",) + tuple(_CAMERAS)
+#: 2-D views, each drawn on the surface of the same name
+FLAT_VIEWS = ("flat", "occipital")
+VIEWS = FLAT_VIEWS + tuple(_CAMERAS)
 VIEW_ALIASES = {"inflated": ("lateral", "medial")}
 
 
@@ -74,7 +76,7 @@ class BrainLayout:
 
 
 def resolve_views(view) -> tuple[str, ...]:
-    """``"flat"`` / ``"lateral"`` / ... / ``"inflated"`` (= lateral + medial) or a sequence of them."""
+    """``"flat"`` / ``"occipital"`` / ``"lateral"`` / ... / ``"inflated"`` (= lateral + medial) or a sequence of them."""
     names = (view,) if isinstance(view, str) else tuple(view)
     out: list[str] = []
     for v in names:
@@ -99,7 +101,7 @@ def resolve_meshes(mesh, views: tuple[str, ...], surf: str | None = None) -> dic
     """
     if isinstance(mesh, Mesh):
         for v in views:
-            if (v == "flat") != mesh.is_flat:
+            if (v in FLAT_VIEWS) != mesh.is_flat:
                 raise ValueError(
                     f"view {v!r} cannot be drawn on a {mesh.surf!r} mesh; pass a mesh source "
                     "(e.g. 'fsaverage5') to load the right surface"
@@ -108,12 +110,12 @@ def resolve_meshes(mesh, views: tuple[str, ...], surf: str | None = None) -> dic
     if not isinstance(mesh, (str, os.PathLike)):
         raise TypeError(f"mesh must be a Mesh, 'fsaverage5' or a path, got {type(mesh).__name__}")
     surf3d = surf or "inflated"
-    if surf3d == "flat" and any(v != "flat" for v in views):
-        raise ValueError("surf='flat' only goes with view='flat'")
+    if surf3d in FLAT_VIEWS and any(v not in FLAT_VIEWS for v in views):
+        raise ValueError(f"surf={surf3d!r} only goes with a flat view {FLAT_VIEWS}")
     loaded: dict[str, Mesh] = {}
     out = {}
     for v in views:
-        s = "flat" if v == "flat" else surf3d
+        s = v if v in FLAT_VIEWS else surf3d
         if s not in loaded:
             loaded[s] = load_mesh(mesh, s)
         out[v] = loaded[s]
@@ -153,7 +155,7 @@ def layout_from_meshes(view_meshes: dict[str, Mesh], views: tuple[str, ...]) -> 
         row = []
         for h in (0, 1):
             hm = m.hemisphere(h)
-            if v == "flat":
+            if v in FLAT_VIEWS:
                 xy, faces, shade = hm.coords[:, :2].copy(), hm.faces, None
             else:
                 xy, faces, shade = _project(hm.coords, hm.faces, v, h)
@@ -191,7 +193,7 @@ def compute_layout(mesh="fsaverage5", view="flat", surf: str | None = None) -> B
     Parameters
     ----------
     mesh : ``"fsaverage5"``, a path to ``surfaces/fsaverage.npz``, or a :class:`Mesh`.
-    view : ``"flat"``, ``"lateral"``, ``"medial"``, ``"dorsal"``, ``"ventral"``, ``"anterior"``,
+    view : ``"flat"``, ``"occipital"`` (flattened occipital cap), ``"lateral"``, ``"medial"``, ``"dorsal"``, ``"ventral"``, ``"anterior"``,
         ``"posterior"``, ``"inflated"`` (lateral + medial), or a sequence of them (rows).
     surf : surface for the 3-D views (default ``"inflated"``).
     """

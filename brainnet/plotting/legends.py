@@ -73,16 +73,24 @@ def add_space_legend(ax, band: float, *, xy=None, max_points: int = 600, seed: i
 
 
 def add_channel_legend(ax, ids, band: float, *, cmap=C.CHANNEL_CMAP, names=None):
-    """A row of swatches, one per channel id present."""
+    """A row of swatches, one per channel id present; with ``names``, a legend of named patches
+    in columns (readable for many ROIs)."""
     ids = np.unique(np.asarray(ids))
-    cax = ax.inset_axes([0.2, band * 0.6, 0.6, band * 0.18])
     cols = C.channel_colors(ids, cmap=cmap)
+    if names is not None:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(facecolor=c, edgecolor="none", label=str(names[i])) for i, c in zip(ids, cols)]
+        ncol = int(min(len(handles), 8))
+        return ax.legend(handles=handles, loc="center", bbox_to_anchor=(0.5, band * 0.5), ncol=ncol,
+                         frameon=False, fontsize=FONT - 1, handlelength=1.0, columnspacing=0.9,
+                         handletextpad=0.4, borderaxespad=0.0)
+    cax = ax.inset_axes([0.2, band * 0.6, 0.6, band * 0.18])
     cax.imshow(cols[None, :, :], aspect="auto", interpolation="nearest", extent=(-0.5, len(ids) - 0.5, 0, 1))
     cax.set_yticks([])
-    labels = [str(names[i]) if names is not None else str(i) for i in ids]
     step = max(1, int(np.ceil(len(ids) / 25)))
     cax.set_xticks(np.arange(len(ids))[::step])
-    cax.set_xticklabels(labels[::step], fontsize=FONT - 1)
+    cax.set_xticklabels([str(i) for i in ids[::step]], fontsize=FONT - 1)
     cax.tick_params(length=0, pad=1)
     cax.set_xlabel("channel", fontsize=FONT, labelpad=1)
     return cax

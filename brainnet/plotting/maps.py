@@ -8,7 +8,7 @@ hemi, index : arrays of shape (V,), the selected vertices (a prepared dataset's
 mesh : ``"fsaverage5"`` (nilearn's packaged mesh), a path to a prepared dataset's
     ``surfaces/fsaverage.npz`` (needed for fsaverage data, 163842 vertices per hemisphere), a
     loaded :class:`~brainnet.plotting.surfaces.Mesh`, or a dict {view: Mesh}.
-view : ``"flat"`` (default), ``"lateral"``, ``"medial"``, ``"dorsal"``, ``"ventral"``,
+view : ``"flat"`` (default), ``"occipital"`` (the occipital cap of the sphere flattened), ``"lateral"``, ``"medial"``, ``"dorsal"``, ``"ventral"``,
     ``"anterior"``, ``"posterior"``, ``"inflated"`` (= lateral + medial), or a sequence (one row each).
 surf : surface of the 3-D views (default ``"inflated"``).
 mask : bool array of shape (V,); False = not shown.
@@ -65,7 +65,7 @@ def _render(
     title,
     legend: Callable | None,
     style: DrawStyle | None,
-    legend_kind: str = "colorbar",
+    legend_kind: str | float = "colorbar",
 ) -> Figure:
     """Draw per-selected-vertex colours rgb [V, 3] where shown [V] on both hemispheres."""
     views = resolve_views(view)
@@ -82,7 +82,10 @@ def _render(
         if r.ndim != 1 or r.shape[0] != rgb.shape[0] or not np.issubdtype(r.dtype, np.integer):
             raise ValueError(f"rois must be an integer array of shape ({rgb.shape[0]},), got {r.dtype} {r.shape}")
         rois_full = [x.astype(np.int64) for x in to_mesh_values(r, hemi, index, n, fill=-1)]
-    legend_height = LEGEND_HEIGHT[legend_kind] if legend is not None else 0.0
+    if legend is None:
+        legend_height = 0.0
+    else:
+        legend_height = LEGEND_HEIGHT[legend_kind] if isinstance(legend_kind, str) else float(legend_kind)
     x0, x1, y0, y1 = layout.extent
     aspect = (y1 - y0) * 1.12 / (x1 - x0) + legend_height
     ax = _axes(axes, figure, (10.0, min(max(10.0 * aspect + 0.6, 3.0), 30.0)))
@@ -345,7 +348,15 @@ def plot_channel_map(
     return _render(rgb, shown, hemi, index, mesh=mesh, view=view, surf=surf, rois=rois, roi_names=roi_names,
                    axes=axes, figure=figure, output_file=output_file, title=title,
                    legend=draw_legend if legend and shown.any() else None, style=style,
-                   legend_kind="channel")  # fmt: skip
+                   legend_kind=_channel_legend_height(ids[shown], channel_names))  # fmt: skip
+
+
+def _channel_legend_height(ids, names) -> str | float:
+    """Legend band height: one swatch row, or enough rows of named patches (8 per row)."""
+    if names is None:
+        return "channel"
+    rows = int(np.ceil(np.unique(ids).size / 8))
+    return 0.04 + 0.035 * max(rows, 1)
 
 
 def plot_four_panel(
@@ -383,7 +394,7 @@ def plot_four_panel(
     """
     views = resolve_views(view)
     meshes = resolve_meshes(mesh, views, surf)
-    fig = figure if figure is not None else Figure(figsize=(16, 9.5 if views == ("flat",) else 6.0 * len(views)))
+    fig = figure if figure is not None else Figure(figsize=(16, 9.5 if len(views) == 1 and views[0] in ("flat", "occipital") else 6.0 * len(views)))
     axs = fig.subplots(2, 2)
     common = dict(mesh=meshes, view=views, mask=mask, rois=rois, roi_names=roi_names, style=style)
     plot_layer_map(layer_weights, hemi, index, axes=axs[0, 0], title="layer", layer_names=layer_names,

@@ -26,7 +26,9 @@ import numpy as np
 from brainnet.errors import DataFormatError
 
 HEMIS = ("lh", "rh")
-SURFACES = ("pial", "white", "inflated", "sphere", "flat")
+SURFACES = ("pial", "white", "inflated", "sphere", "flat", "occipital")
+#: surfaces drawn in 2-D (``occipital`` = the occipital cap of the sphere, flattened)
+FLAT_SURFACES = ("flat", "occipital")
 PACKAGED_SOURCES = ("fsaverage5",)
 _NILEARN_SURF = {"pial": "pial", "white": "white_matter", "inflated": "inflated", "sphere": "sphere", "flat": "flat"}
 _NILEARN_HEMI = {"lh": "left", "rh": "right"}
@@ -76,7 +78,7 @@ class Mesh:
 
     @property
     def is_flat(self) -> bool:
-        return self.surf == "flat"
+        return self.surf in FLAT_SURFACES
 
     def hemisphere(self, h: int | str) -> HemiMesh:
         """The mesh of hemisphere ``h`` (0 / "lh" or 1 / "rh")."""
@@ -146,17 +148,21 @@ def flatten_occipital_cap(sphere_coords: np.ndarray, faces: np.ndarray, cap_degr
     return out, faces[keep]
 
 
-def _load_packaged(source: str, surf: str) -> Mesh:
+def _load_packaged(source: str, surf: str, cap_degrees: float) -> Mesh:
     from nilearn import datasets
 
     meshes = datasets.load_fsaverage(source)
     sulc_img = datasets.load_fsaverage_data(source, mesh_type="inflated", data_type="sulcal")
     hemis = {}
     for h in HEMIS:
+        sulc = sulc_img.data.parts[_NILEARN_HEMI[h]]
+        if surf == "occipital":
+            part = meshes["sphere"].parts[_NILEARN_HEMI[h]]
+            coords, faces = flatten_occipital_cap(part.coordinates, part.faces, cap_degrees)
+            hemis[h] = _check_hemi_mesh(coords, faces, sulc, f"nilearn {source} {h} sphere, flattened")
+            continue
         part = meshes[_NILEARN_SURF[surf]].parts[_NILEARN_HEMI[h]]
-        hemis[h] = _check_hemi_mesh(
-            part.coordinates, part.faces, sulc_img.data.parts[_NILEARN_HEMI[h]], f"nilearn {source} {h} {surf}"
-        )
+        hemis[h] = _check_hemi_mesh(part.coordinates, part.faces, sulc, f"nilearn {source} {h} {surf}")
     return Mesh(lh=hemis["lh"], rh=hemis["rh"], surf=surf, source=source)
 
 
@@ -171,9 +177,9 @@ def _load_npz(path: Path, surf: str, cap_degrees: float) -> Mesh:
     for h in HEMIS:
         sulc = data.get(f"{h}_sulc")
         key = f"{h}_{surf}"
-        if f"{key}_coords" in data and f"{key}_faces" in data:
+        if surf != "occipital" and f"{key}_coords" in data and f"{key}_faces" in data:
             hemis[h] = _check_hemi_mesh(data[f"{key}_coords"], data[f"{key}_faces"], sulc, f"{path} [{key}]")
-        elif surf == "flat" and f"{h}_sphere_coords" in data and f"{h}_sphere_faces" in data:
+        elif surf in FLAT_SURFACES and f"{h}_sphere_coords" in data and f"{h}_sphere_faces" in data:
             coords, faces = flatten_occipital_cap(data[f"{h}_sphere_coords"], data[f"{h}_sphere_faces"], cap_degrees)
             hemis[h] = _check_hemi_mesh(coords, faces, sulc, f"{path} [{h}_sphere, flattened]")
         else:
@@ -189,8 +195,10 @@ def load_mesh(source: str | os.PathLike = "fsaverage5", surf: str = "inflated", 
     ----------
     source : ``"fsaverage5"`` (nilearn's packaged mesh, offline) or a path to a prepared
         dataset's ``surfaces/fsaverage.npz`` (or to the dataset directory).
-    surf : one of ``"pial"``, ``"white"``, ``"inflated"``, ``"sphere"``, ``"flat"``.
-    cap_degrees : angular radius of the occipital cap used when ``surf="flat"`` must be
+    surf : one of ``"pial"``, ``"white"``, ``"inflated"``, ``"sphere"``, ``"flat"`` (the source's
+        flat patch), ``"occipital"`` (the occipital cap of the sphere, flattened: the visual cortex
+        large and undistorted).
+    cap_degrees : angular radius of the occipital cap used for ``surf="occipital"`` or when ``surf="flat"`` must be
         built from the sphere (the source has no flat mesh).
 
     Returns
@@ -200,7 +208,7 @@ def load_mesh(source: str | os.PathLike = "fsaverage5", surf: str = "inflated", 
     if surf not in SURFACES:
         raise ValueError(f"surf must be one of {SURFACES}, got {surf!r}")
     if isinstance(source, str) and source in PACKAGED_SOURCES:
-        return _load_packaged(source, surf)
+        return _load_packaged(source, surf, cap_degrees)
     path = Path(source)
     if isinstance(source, str) and not path.suffix and not path.exists():
         raise ValueError(

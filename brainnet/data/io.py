@@ -1,0 +1,203 @@
+"""Small file helpers: atomic writes, checksums, temporary-name conventions.
+
+Every output of :mod:`brainnet.data.prepare` is written through these helpers: the data goes to
+``<name>.tmp-<pid>`` next to the target and is renamed into place with :func:`os.replace`, so a
+reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Marker in the names of temporary files (used to clean them up).
+TMP_MARK = ".tmp-"
+
+
+def tmp_path_for(path: str | os.PathLike) -> Path:
+    """Temporary sibling of ``path`` (same directory, so the final rename is atomic).
+
+    The suffix is kept (``x.npy`` -> ``x.tmp-123.npy``) so libraries that add extensions
+    (``np.save``, ``np.savez``) write exactly this name.
+    """
+    path = Path(path)
+    return path.with_name(f"{path.stem}{TMP_MARK}{os.getpid()}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Context manager yielding a temporary path; on success it is renamed to ``path``.
+
+    On an exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path_for(path)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Atomically write one array as a ``.npy`` file; returns the final path."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(array), allow_pickle=False)
+    return Path(path)
+
+
+def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Atomically write several arrays as an uncompressed ``.npz`` (deterministic bytes).
+
+    ``np.savez`` stamps zip entries with the current time; this writer uses a fixed
+    timestamp so the same arrays always give the same file (and the same checksum).
+    """
+    import zipfile
+
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+            for key in sorted(arrays):
+                info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.external_attr = 0o644 << 16
+                with zf.open(info, "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asarray(arrays[key]), allow_pickle=False)
+    return Path(path)
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write ``obj`` as pretty, key-sorted JSON (deterministic bytes)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    return Path(path)
+
+
+def save_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write a small text file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in chunks of ``chunk_bytes`` (constant memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk_bytes)
+            if not block:
+                break
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remove_tmp_files(folder: str | os.PathLike) -> int:
+    """Delete the temporary files (``*.tmp-*``) left anywhere under ``folder``; returns the count."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    count = 0
+    for path in folder.rglob(f"*{TMP_MARK}*"):
+        if path.is_file():
+            path.unlink()
+            count += 1
+    return count
+
+
+class NpyRowWriter:
+    """Fill a C-ordered ``.npy`` file block of rows by block, with plain positioned writes.
+
+    Unlike a writable memmap, written pages do not stay mapped into the process, so the
+    resident memory of a long fill stays at one block. Reopening an existing file of the same
+    shape and dtype keeps its content (used to resume an interrupted fill); any other file at
+    ``path`` is replaced by a new, zero-filled (sparse) one.
+
+    Args:
+        path: the ``.npy`` file.
+        shape: full array shape; rows are the first axis.
+        dtype: element type.
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype):
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self.offset = self._reopen() if self.path.is_file() else None
+        if self.offset is None:
+            self.offset = self._create()
+        self._fd = os.open(self.path, os.O_RDWR)
+
+    @property
+    def resumed(self) -> bool:
+        """True when an existing file of this shape and dtype was reopened."""
+        return self._resumed
+
+    def _reopen(self) -> int | None:
+        with open(self.path, "rb") as fh:
+            try:
+                version = np.lib.format.read_magic(fh)
+                header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                          else np.lib.format.read_array_header_2_0)(fh)
+            except ValueError:
+                header = None
+            offset = fh.tell()
+        size = self.path.stat().st_size
+        ok = (header is not None and tuple(header[0]) == self.shape and not header[1] and header[2] == self.dtype
+              and size == offset + self.row_bytes * self.shape[0])
+        self._resumed = bool(ok)
+        return offset if ok else None
+
+    def _create(self) -> int:
+        with open(self.path, "wb") as fh:
+            header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+            if len(repr(header)) < 65000:
+                np.lib.format.write_array_header_1_0(fh, header)
+            else:
+                np.lib.format.write_array_header_2_0(fh, header)
+            offset = fh.tell()
+            fh.truncate(offset + self.row_bytes * self.shape[0])
+        self._resumed = False
+        return offset
+
+    def write_rows(self, start: int, rows: np.ndarray) -> None:
+        """Write ``rows`` (shape [n, *shape[1:]]) at rows ``start .. start + n``."""
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.shape[1:] or start < 0 or start + rows.shape[0] > self.shape[0]:
+            raise ValueError(f"rows of shape {rows.shape} at {start} do not fit an array of shape {self.shape}")
+        view = memoryview(rows).cast("B")
+        pos = self.offset + start * self.row_bytes
+        while view:
+            written = os.pwrite(self._fd, view, pos)
+            view, pos = view[written:], pos + written
+
+    def flush(self) -> None:
+        """Force the written rows to disk (call before recording a block as done)."""
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> NpyRowWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,530 @@
+"""Readers for the files of the NSD download tree (each knows one file format, nothing else).
+
+Index bases (see the NSD documentation): the MATLAB design file and the TSV id columns are
+1-based, the stimulus HDF5 row is the 0-based 73k id. Every reader validates what it reads and
+raises :class:`brainnet.errors.DataFormatError` naming the file on anything unexpected.
+
+Paths inside an NSD root are built by :class:`NSDLayout`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from brainnet.errors import DataFormatError
+
+HEMIS: tuple[str, str] = ("lh", "rh")
+
+#: Columns of ``responses.tsv``, in file order.
+RESPONSE_COLUMNS: tuple[str, ...] = (
+    "SUBJECT", "SESSION", "RUN", "TRIAL", "73KID", "10KID", "TIME", "ISOLD", "ISCORRECT", "RT",
+    "CHANGEMIND", "MEMORYRECENT", "MEMORYFIRST", "ISOLDCURRENT", "ISCORRECTCURRENT", "TOTAL1",
+    "TOTAL2", "BUTTON", "MISSINGDATA",
+)
+#: Columns that must hold whole numbers (1-based ids and counters).
+_RESPONSE_INT_COLUMNS: tuple[str, ...] = ("SUBJECT", "SESSION", "RUN", "TRIAL", "73KID", "10KID")
+
+_MGH_DATA_OFFSET = 284
+
+
+def subject_name(subject: int | str) -> str:
+    """``1``, ``"1"``, ``"subj1"`` or ``"subj01"`` -> ``"subj01"``."""
+    text = str(subject).strip().lower()
+    match = re.fullmatch(r"(?:subj)?0*(\d+)", text)
+    if match is None or int(match.group(1)) < 1:
+        raise ValueError(f"subject must look like 1 or 'subj01', got {subject!r}")
+    return f"subj{int(match.group(1)):02d}"
+
+
+def subject_number(subject: int | str) -> int:
+    """``"subj03"`` -> ``3``."""
+    return int(subject_name(subject)[4:])
+
+
+@dataclass(frozen=True)
+class NSDLayout:
+    """Paths of the NSD files below ``root`` (the NSD download folder)."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def expdesign(self) -> Path:
+        return self.root / "nsddata/experiments/nsd/nsd_expdesign.mat"
+
+    @property
+    def stim_info(self) -> Path:
+        return self.root / "nsddata/experiments/nsd/nsd_stim_info_merged.csv"
+
+    @property
+    def stimuli(self) -> Path:
+        return self.root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5"
+
+    @property
+    def fsaverage(self) -> Path:
+        return self.root / "nsddata/freesurfer/fsaverage"
+
+    def responses(self, subject: int | str) -> Path:
+        return self.root / "nsddata/ppdata" / subject_name(subject) / "behav/responses.tsv"
+
+    def betas_dir(self, subject: int | str, space: str = "fsaverage",
+                  beta_version: str = "betas_fithrf_GLMdenoise_RR") -> Path:
+        return self.root / "nsddata_betas/ppdata" / subject_name(subject) / space / beta_version
+
+    def betas(self, subject: int | str, hemi: str, session: int, space: str = "fsaverage",
+              beta_version: str = "betas_fithrf_GLMdenoise_RR") -> Path:
+        return self.betas_dir(subject, space, beta_version) / f"{hemi}.betas_session{session:02d}.mgh"
+
+    def ncsnr(self, subject: int | str, hemi: str, space: str = "fsaverage",
+              beta_version: str = "betas_fithrf_GLMdenoise_RR") -> Path:
+        return self.betas_dir(subject, space, beta_version) / f"{hemi}.ncsnr.mgh"
+
+    def surface(self, hemi: str, surf: str) -> Path:
+        return self.fsaverage / "surf" / f"{hemi}.{surf}"
+
+    def flat_patch(self, hemi: str) -> Path:
+        return self.fsaverage / "surf" / f"{hemi}.full.flat.patch.3d"
+
+    def label(self, hemi: str, atlas: str) -> Path:
+        return self.fsaverage / "label" / f"{hemi}.{atlas}.mgz"
+
+    def ctab(self, atlas: str) -> Path:
+        return self.fsaverage / "label" / f"{atlas}.mgz.ctab"
+
+
+def _require_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise DataFormatError(path, what, "no such file")
+
+
+# --------------------------------------------------------------------------- expdesign
+
+
+@dataclass(frozen=True)
+class ExpDesign:
+    """The NSD experimental design (``nsd_expdesign.mat``), all integer arrays.
+
+    Attributes:
+        masterordering: int64 [n_planned_trials], 1-based index into a subject's 10k list.
+        subjectim: int64 [n_subjects, 10000], 1-based 73k ids per subject.
+        sharedix: int64 [n_shared], 1-based 73k ids of the shared images.
+        stimpattern: bool [n_sessions, n_runs, n_slots], True for a stimulus slot.
+    """
+
+    masterordering: np.ndarray
+    subjectim: np.ndarray
+    sharedix: np.ndarray
+    stimpattern: np.ndarray
+
+    def nsd_ids(self, subject: int | str, n_trials: int) -> np.ndarray:
+        """0-based 73k ids of a subject's first ``n_trials`` trials in time order: int64 [n_trials]."""
+        row = subject_number(subject) - 1
+        return self.subjectim[row, self.masterordering[:n_trials] - 1] - 1
+
+
+def _as_int_array(path: Path, name: str, value: np.ndarray) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        return arr.astype(np.int64)
+    found = f"dtype {arr.dtype}"
+    if arr.dtype.kind == "f":
+        found += " with non-integer values"
+    raise DataFormatError(path, f"integer array '{name}'", found)
+
+
+def read_expdesign(path: str | os.PathLike) -> ExpDesign:
+    """Read ``nsd_expdesign.mat`` (MAT v5) and check shapes, integer values and index ranges."""
+    import scipy.io
+
+    path = Path(path)
+    _require_file(path, "the NSD design file nsd_expdesign.mat")
+    try:
+        mat = scipy.io.loadmat(path)
+    except Exception as exc:  # scipy raises many types on a damaged file
+        raise DataFormatError(path, "a MATLAB v5 file", f"unreadable ({type(exc).__name__}: {exc})") from exc
+    fields = {}
+    for name in ("masterordering", "subjectim", "sharedix", "stimpattern"):
+        if name not in mat:
+            raise DataFormatError(path, f"field '{name}'", f"fields {sorted(k for k in mat if not k.startswith('__'))}")
+        fields[name] = _as_int_array(path, name, mat[name])
+    master = fields["masterordering"]
+    subjectim = fields["subjectim"]
+    stim = fields["stimpattern"]
+    if master.ndim != 2 or master.shape[0] != 1:
+        raise DataFormatError(path, "masterordering of shape (1, n_trials)", f"shape {master.shape}")
+    if subjectim.ndim != 2:
+        raise DataFormatError(path, "subjectim of shape (n_subjects, 10000)", f"shape {subjectim.shape}")
+    if stim.ndim != 3:
+        raise DataFormatError(path, "stimpattern of shape (sessions, runs, slots)", f"shape {stim.shape}")
+    if not np.isin(stim, (0, 1)).all():
+        raise DataFormatError(path, "stimpattern values 0/1", f"values {np.unique(stim)[:10].tolist()}")
+    master = master[0]
+    if master.min() < 1 or master.max() > subjectim.shape[1]:
+        raise DataFormatError(path, f"masterordering in 1..{subjectim.shape[1]}",
+                              f"range {master.min()}..{master.max()}")
+    if subjectim.min() < 1:
+        raise DataFormatError(path, "subjectim 1-based (>= 1)", f"minimum {subjectim.min()}")
+    return ExpDesign(
+        masterordering=master,
+        subjectim=subjectim,
+        sharedix=fields["sharedix"].reshape(-1),
+        stimpattern=stim.astype(bool),
+    )
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def read_responses(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a subject's ``responses.tsv``: one row per stimulus trial in time order.
+
+    Returns a DataFrame with the columns of :data:`RESPONSE_COLUMNS` (float64, NaN for
+    missing; id/counter columns int64). Checks columns, numeric content and time order.
+    """
+    path = Path(path)
+    _require_file(path, "the behavioural responses file responses.tsv")
+    try:
+        table = pd.read_csv(path, sep="\t", na_values=["NaN", "nan", ""], keep_default_na=False)
+    except Exception as exc:
+        raise DataFormatError(path, "a tab-separated table", f"unreadable ({type(exc).__name__}: {exc})") from exc
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in RESPONSE_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataFormatError(path, f"columns {list(RESPONSE_COLUMNS)}", f"missing {missing}")
+    if len(table) == 0:
+        raise DataFormatError(path, "at least one trial row", "no rows")
+    out = {}
+    for col in RESPONSE_COLUMNS:
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad = values.isna() & table[col].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataFormatError(path, f"numbers in column {col}",
+                                  f"{table[col].iloc[row]!r} in data row {row + 1}")
+        values = values.to_numpy(dtype=np.float64)
+        if col in _RESPONSE_INT_COLUMNS:
+            if np.isnan(values).any() or np.any(values != np.round(values)):
+                raise DataFormatError(path, f"whole numbers in column {col}", "NaN or fractions")
+            values = values.astype(np.int64)
+        out[col] = values
+    frame = pd.DataFrame(out)
+    for col in ("SESSION", "RUN", "TRIAL", "73KID", "10KID"):
+        if frame[col].min() < 1:
+            raise DataFormatError(path, f"1-based values in {col}", f"minimum {frame[col].min()}")
+    order = frame["SESSION"].to_numpy() * 10_000_000 + frame["RUN"].to_numpy() * 10_000 + frame["TRIAL"].to_numpy()
+    if np.any(np.diff(order) <= 0):
+        row = int(np.flatnonzero(np.diff(order) <= 0)[0]) + 1
+        raise DataFormatError(path, "rows in time order (SESSION, RUN, TRIAL increasing)",
+                              f"out of order at data row {row + 1}")
+    return frame
+
+
+# --------------------------------------------------------------------------- MGH / MGZ
+
+
+@dataclass(frozen=True)
+class MGHInfo:
+    """Header facts of an MGH file: ``shape`` (4 dims), numpy ``dtype`` of the stored data."""
+
+    shape: tuple[int, int, int, int]
+    dtype: np.dtype
+
+
+def mgh_info(path: str | os.PathLike) -> MGHInfo:
+    """Read only the header of an ``.mgh``/``.mgz`` file; for ``.mgh`` also check the file is complete."""
+    import nibabel as nib
+
+    path = Path(path)
+    _require_file(path, "an MGH file")
+    try:
+        img = nib.load(str(path))
+        shape = tuple(int(d) for d in img.header["dims"])
+        dtype = np.dtype(img.header.get_data_dtype())
+    except Exception as exc:
+        raise DataFormatError(path, "an MGH/MGZ file", f"unreadable header ({type(exc).__name__}: {exc})") from exc
+    if path.suffix == ".mgh":
+        needed = _MGH_DATA_OFFSET + int(np.prod(shape)) * dtype.itemsize
+        size = path.stat().st_size
+        if size < needed:
+            raise DataFormatError(path, f"{needed} bytes for data of shape {shape}", f"{size} bytes (truncated)")
+    return MGHInfo(shape=shape, dtype=dtype)
+
+
+def _read_mgh_full(path: Path) -> np.ndarray:
+    import nibabel as nib
+
+    try:
+        return np.asarray(nib.load(str(path)).dataobj)
+    except Exception as exc:
+        raise DataFormatError(path, "readable MGH data", f"{type(exc).__name__}: {exc}") from exc
+
+
+def read_surface_values(path: str | os.PathLike, n_vertices: int | None = None) -> np.ndarray:
+    """Read a per-vertex map stored as MGH/MGZ of shape (V, 1, 1, 1): float32 [V]."""
+    path = Path(path)
+    info = mgh_info(path)
+    if info.shape[1:] != (1, 1, 1):
+        raise DataFormatError(path, "shape (n_vertices, 1, 1, 1)", f"shape {info.shape}")
+    if n_vertices is not None and info.shape[0] != n_vertices:
+        raise DataFormatError(path, f"{n_vertices} vertices", f"{info.shape[0]} vertices")
+    return _read_mgh_full(path).reshape(-1).astype(np.float32)
+
+
+def read_ncsnr(path: str | os.PathLike, n_vertices: int | None = None) -> np.ndarray:
+    """Read ``{lh,rh}.ncsnr.mgh``: float32 [V] (NaN kept)."""
+    return read_surface_values(path, n_vertices)
+
+
+def read_betas(path: str | os.PathLike, rows: np.ndarray | None = None, n_vertices: int | None = None,
+               n_trials: int | None = None, frames_per_chunk: int = 64, out: np.ndarray | None = None) -> np.ndarray:
+    """Read one session's betas ``{lh,rh}.betas_sessionNN.mgh`` (V, 1, 1, T).
+
+    Args:
+        rows: vertex indices to keep (None = all).
+        n_vertices, n_trials: expected V and T (checked when given).
+        frames_per_chunk: an uncompressed file is read this many trials at a time, so memory
+            stays near ``len(rows) * T`` floats plus one chunk.
+        out: optional float32 [len(rows), T] array to fill (no extra copy).
+
+    Returns:
+        float32 [len(rows), T], percent signal change, NaN where the source has NaN.
+    """
+    path = Path(path)
+    info = mgh_info(path)
+    n_vox, d1, d2, n_frames = info.shape
+    if (d1, d2) != (1, 1):
+        raise DataFormatError(path, "shape (n_vertices, 1, 1, n_trials)", f"shape {info.shape}")
+    if n_vertices is not None and n_vox != n_vertices:
+        raise DataFormatError(path, f"{n_vertices} vertices", f"{n_vox} vertices")
+    if n_trials is not None and n_frames != n_trials:
+        raise DataFormatError(path, f"{n_trials} trials (frames)", f"{n_frames} frames")
+    rows = np.arange(n_vox) if rows is None else np.asarray(rows, dtype=np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= n_vox):
+        raise DataFormatError(path, f"vertex indices below {n_vox}", f"index {rows.max()}")
+    if out is None:
+        out = np.empty((rows.size, n_frames), dtype=np.float32)
+    elif out.shape != (rows.size, n_frames) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {(rows.size, n_frames)}, got {out.dtype} {out.shape}")
+    if path.suffix != ".mgh":
+        out[:] = _read_mgh_full(path).reshape(n_vox, n_frames)[rows]
+        return out
+    # MGH stores (V, 1, 1, T) Fortran-ordered, big-endian: each trial is one block of V values.
+    dtype = info.dtype.newbyteorder(">")
+    with open(path, "rb") as fh:
+        for start in range(0, n_frames, frames_per_chunk):
+            stop = min(start + frames_per_chunk, n_frames)
+            fh.seek(_MGH_DATA_OFFSET + start * n_vox * dtype.itemsize)
+            count = (stop - start) * n_vox
+            block = np.fromfile(fh, dtype=dtype, count=count)
+            if block.size != count:
+                raise DataFormatError(path, f"{n_vox * n_frames} values", "a truncated data block")
+            out[:, start:stop] = block.reshape(stop - start, n_vox)[:, rows].T
+    return out
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def read_ctab(path: str | os.PathLike) -> dict[int, str]:
+    """Read a ``<atlas>.mgz.ctab`` text table (``<int> <name>`` per line, first ``0 Unknown``)."""
+    path = Path(path)
+    _require_file(path, "a label colour table (.ctab)")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(path, "a text file", "binary content") from exc
+    table: dict[int, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2 or not re.fullmatch(r"-?\d+", parts[0]):
+            raise DataFormatError(path, "lines '<int> <name>'", f"line {number}: {line.strip()!r}")
+        code = int(parts[0])
+        if code in table:
+            raise DataFormatError(path, "unique codes", f"code {code} twice (line {number})")
+        table[code] = parts[1]
+    if table.get(0) is None:
+        raise DataFormatError(path, "a first entry '0 Unknown'", f"codes {sorted(table)[:5]}")
+    return table
+
+
+def read_label(mgz_path: str | os.PathLike, ctab_path: str | os.PathLike,
+               n_vertices: int | None = None) -> tuple[np.ndarray, dict[int, str]]:
+    """Read an fsaverage label map ``?h.<atlas>.mgz`` with its ``<atlas>.mgz.ctab``.
+
+    Returns:
+        codes: int16 [V] integer label per vertex; names: {code: name} from the ctab
+        (every code present in the map is checked to be in the table).
+    """
+    mgz_path = Path(mgz_path)
+    names = read_ctab(ctab_path)
+    values = read_surface_values(mgz_path, n_vertices)
+    if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+        raise DataFormatError(mgz_path, "integer label values", "NaN or fractional values")
+    codes = values.astype(np.int64)
+    unknown = sorted(set(np.unique(codes).tolist()) - set(names))
+    if unknown:
+        raise DataFormatError(ctab_path, f"entries for every code in {mgz_path.name}", f"codes {unknown} missing")
+    if codes.min() < 0 or codes.max() > np.iinfo(np.int16).max:
+        raise DataFormatError(mgz_path, "label codes in 0..32767", f"range {codes.min()}..{codes.max()}")
+    return codes.astype(np.int16), names
+
+
+# --------------------------------------------------------------------------- surfaces
+
+
+def read_surface(path: str | os.PathLike, n_vertices: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read a FreeSurfer triangle surface (``?h.sphere``, ``inflated``, ``white``, ...).
+
+    Returns:
+        coords float32 [V, 3], faces int32 [F, 3].
+    """
+    import nibabel.freesurfer as fs
+
+    path = Path(path)
+    _require_file(path, "a FreeSurfer surface")
+    try:
+        coords, faces = fs.read_geometry(str(path))
+    except Exception as exc:
+        raise DataFormatError(path, "a FreeSurfer triangle surface", f"unreadable ({type(exc).__name__}: {exc})") from exc
+    coords = np.asarray(coords, dtype=np.float32)
+    faces = np.asarray(faces)
+    if coords.ndim != 2 or coords.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
+        raise DataFormatError(path, "coords (V, 3) and faces (F, 3)", f"{coords.shape} and {faces.shape}")
+    if n_vertices is not None and coords.shape[0] != n_vertices:
+        raise DataFormatError(path, f"{n_vertices} vertices", f"{coords.shape[0]} vertices")
+    if faces.size and (faces.min() < 0 or faces.max() >= coords.shape[0]) or not np.all(np.isfinite(coords)):
+        raise DataFormatError(path, "finite coordinates and faces indexing the vertices", "out-of-range faces or NaN")
+    return coords, faces.astype(np.int32)
+
+
+def read_morph(path: str | os.PathLike, n_vertices: int | None = None) -> np.ndarray:
+    """Read a FreeSurfer per-vertex morph file (``?h.sulc``, ``?h.curv``): float32 [V]."""
+    import nibabel.freesurfer as fs
+
+    path = Path(path)
+    _require_file(path, "a FreeSurfer morph file")
+    try:
+        values = np.asarray(fs.read_morph_data(str(path)), dtype=np.float32)
+    except Exception as exc:
+        raise DataFormatError(path, "a FreeSurfer morph file", f"unreadable ({type(exc).__name__}: {exc})") from exc
+    if n_vertices is not None and values.shape != (n_vertices,):
+        raise DataFormatError(path, f"{n_vertices} values", f"shape {values.shape}")
+    return values
+
+
+def read_patch(path: str | os.PathLike, n_vertices: int) -> np.ndarray:
+    """Read a FreeSurfer patch (``?h.full.flat.patch.3d``) onto the full mesh.
+
+    Returns:
+        float32 [n_vertices, 3]: patch coordinates, NaN for vertices cut from the patch.
+    """
+    path = Path(path)
+    _require_file(path, "a FreeSurfer patch file")
+    raw = path.read_bytes()
+    if len(raw) < 8:
+        raise DataFormatError(path, "a FreeSurfer patch header", f"{len(raw)} bytes")
+    version, n_points = np.frombuffer(raw[:8], dtype=">i4")
+    record = np.dtype([("vno", ">i4"), ("x", ">f4"), ("y", ">f4"), ("z", ">f4")])
+    if version != -1 or n_points < 0 or len(raw) < 8 + n_points * record.itemsize:
+        raise DataFormatError(path, "a FreeSurfer patch (version -1, n points, records)",
+                              f"version {version}, {n_points} points, {len(raw)} bytes")
+    rec = np.frombuffer(raw[8:8 + n_points * record.itemsize], dtype=record)
+    vno = np.abs(rec["vno"].astype(np.int64)) - 1
+    if vno.size and (vno.min() < 0 or vno.max() >= n_vertices):
+        raise DataFormatError(path, f"vertex numbers in 1..{n_vertices}", f"range {vno.min() + 1}..{vno.max() + 1}")
+    coords = np.full((n_vertices, 3), np.nan, dtype=np.float32)
+    coords[vno, 0], coords[vno, 1], coords[vno, 2] = rec["x"], rec["y"], rec["z"]
+    return coords
+
+
+# --------------------------------------------------------------------------- stimuli
+
+
+class NSDStimuli:
+    """Lazy reader of ``nsd_stimuli.hdf5`` (dataset ``imgBrick``, uint8 [73000, H, W, 3]).
+
+    Use as a context manager; ``stimuli[ids]`` reads only the rows asked for (0-based 73k ids,
+    any order) and returns uint8 [len(ids), H, W, 3].
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        import h5py
+
+        self.path = Path(path)
+        _require_file(self.path, "the NSD stimulus file nsd_stimuli.hdf5")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except Exception as exc:
+            raise DataFormatError(self.path, "an HDF5 file", f"unreadable ({type(exc).__name__}: {exc})") from exc
+        try:
+            if "imgBrick" not in self._file:
+                raise DataFormatError(self.path, "dataset 'imgBrick'", f"keys {list(self._file.keys())}")
+            self._brick = self._file["imgBrick"]
+            shape, dtype = self._brick.shape, self._brick.dtype
+            if len(shape) != 4 or shape[3] != 3 or dtype != np.uint8:
+                raise DataFormatError(self.path, "imgBrick uint8 (n, H, W, 3)", f"{dtype} {shape}")
+        except DataFormatError:
+            self._file.close()
+            raise
+        self.shape: tuple[int, int, int, int] = tuple(int(s) for s in shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, ids) -> np.ndarray:
+        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        if ids.size and (ids.min() < 0 or ids.max() >= self.shape[0]):
+            raise DataFormatError(self.path, f"73k ids below {self.shape[0]}", f"id {ids.max()}")
+        order = np.argsort(ids, kind="stable")
+        uniq, inverse = np.unique(ids[order], return_inverse=True)
+        try:
+            rows = self._brick[uniq.tolist()] if uniq.size else np.zeros((0,) + self.shape[1:], np.uint8)
+        except Exception as exc:
+            raise DataFormatError(self.path, "readable imgBrick rows", f"{type(exc).__name__}: {exc}") from exc
+        out = np.empty((ids.size,) + self.shape[1:], dtype=np.uint8)
+        out[order] = rows[inverse]
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> NSDStimuli:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_stim_info(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``nsd_stim_info_merged.csv``; ``nsdId`` 0-based, ``shared1000`` as bool, rep columns 1-based."""
+    path = Path(path)
+    _require_file(path, "nsd_stim_info_merged.csv")
+    try:
+        table = pd.read_csv(path, index_col=0)
+    except Exception as exc:
+        raise DataFormatError(path, "a CSV table", f"unreadable ({type(exc).__name__}: {exc})") from exc
+    for col in ("cocoId", "nsdId", "shared1000"):
+        if col not in table.columns:
+            raise DataFormatError(path, f"column {col}", f"columns {list(table.columns)[:12]}")
+    if table["shared1000"].dtype != bool:
+        text = table["shared1000"].astype(str).str.strip()
+        if not text.isin(["True", "False"]).all():
+            raise DataFormatError(path, "shared1000 'True'/'False'", f"values {sorted(set(text))[:5]}")
+        table["shared1000"] = text == "True"
+    nsd_id = pd.to_numeric(table["nsdId"], errors="coerce")
+    if nsd_id.isna().any() or (nsd_id < 0).any():
+        raise DataFormatError(path, "0-based integer nsdId", "missing or negative ids")
+    table["nsdId"] = nsd_id.astype(np.int64)
+    return table

@@ -1,0 +1,147 @@
+"""Writers of the prepared dataset: small per-subject tables, streamed fMRI, streamed images.
+
+All of them write into a staging folder (``<out>/.prepare-work/stage``) with the layout of the
+final dataset. The two big arrays are resumable: the fMRI matrix of a subject is a ``.npy``
+``.npy`` filled session by session, each finished session leaving a ``done`` marker; images are
+filled in chunks with one marker per chunk. A rerun skips what has a marker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from brainnet.data import algonauts as alg
+from brainnet.data import nsd
+from brainnet.data.io import NpyRowWriter, save_npy, save_npz
+from brainnet.data.prepare_plan import DatasetPlan, SubjectPlan
+from brainnet.data.prepare_tables import zscore_session
+
+#: Called after each committed session with (subject name, 1-based session number).
+SessionHook = Callable[[str, int], None]
+
+
+def write_subject_tables(plan: SubjectPlan, stage: Path) -> None:
+    """Write ``trials.npz``, ``memory_index.npy``, ``behaviour.npy``, ``noise_ceiling.npy``,
+    ``vertices.npz`` and ``rois.npz`` of one subject into ``stage/<subject>/``."""
+    folder = stage / plan.name
+    t = plan.trials
+    save_npz(folder / "trials.npz", {
+        "session": t["session"].astype(np.int16), "run": t["run"].astype(np.int16),
+        "trial": t["trial"].astype(np.int16), "slot": t["slot"].astype(np.int16),
+        "nsd_id": t["nsd_id"].astype(np.int64), "image": t["image"].astype(np.int64),
+        "split": t["split"].astype(np.int8),
+    })
+    save_npy(folder / "memory_index.npy", plan.memory_index.astype(np.int32))
+    save_npy(folder / "behaviour.npy", plan.behaviour.astype(np.float32))
+    save_npy(folder / "noise_ceiling.npy", plan.noise_ceiling.astype(np.float32))
+    save_npz(folder / "vertices.npz", {
+        "hemi": plan.hemi.astype(np.int8), "index": plan.index.astype(np.int64),
+        "sphere": plan.sphere.astype(np.float32), "challenge": plan.challenge.astype(bool),
+    })
+    save_npz(folder / "rois.npz", plan.rois)
+
+
+def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: bool = True,
+                       on_session_done: SessionHook | None = None) -> None:
+    """Stream one subject's betas session by session into ``stage/<subject>/fmri.npy``.
+
+    Each session: read the selected vertices of both hemispheres (float32 [V, T]), z-score per
+    vertex (ddof 0, NaN ignored, NaN -> 0), write the rows as float16 into the partial ``.npy``,
+    sync, then leave ``work/<subject>/session_NN.npy`` (bool [V], vertices with NaN) as the
+    done marker. At the end ``vertex_valid.npy`` = no NaN in any session, and the partial file
+    is renamed into place. Only one session's selected betas are in memory at any time.
+    """
+    final = stage / plan.name / "fmri.npy"
+    valid_path = stage / plan.name / "vertex_valid.npy"
+    markers = work / plan.name
+    markers.mkdir(parents=True, exist_ok=True)
+    partial = markers / "fmri.partial.npy"
+    n_sessions = len(plan.betas)
+    marker = [markers / f"session_{s:02d}.npy" for s in range(1, n_sessions + 1)]
+    if final.is_file() and valid_path.is_file() and all(m.is_file() for m in marker):
+        return
+    writer = NpyRowWriter(partial, (plan.n_trials, plan.n_vertices), np.float16)
+    try:
+        if not writer.resumed:
+            for m in marker:
+                m.unlink(missing_ok=True)
+        rows_lh, rows_rh = plan.rows_of_hemi(0), plan.rows_of_hemi(1)
+        todo = [s for s in range(n_sessions) if not marker[s].is_file()]
+        for s in tqdm(todo, desc=f"{plan.name} fmri", unit="session", disable=not progress or not todo):
+            start, stop = plan.session_rows[s]
+            lh_path, rh_path = plan.betas[s]
+            betas = np.empty((plan.n_vertices, stop - start), dtype=np.float32)
+            nsd.read_betas(lh_path, rows_lh, plan.mesh_sizes[0], stop - start, out=betas[: rows_lh.size])
+            nsd.read_betas(rh_path, rows_rh, plan.mesh_sizes[1], stop - start, out=betas[rows_lh.size:])
+            z, has_nan = zscore_session(betas, copy=False)
+            writer.write_rows(start, z.T.astype(np.float16))
+            del betas, z
+            writer.flush()
+            save_npy(marker[s], has_nan)
+            if on_session_done is not None:
+                on_session_done(plan.name, s + 1)
+    finally:
+        writer.close()
+    invalid = np.zeros(plan.n_vertices, dtype=bool)
+    for m in marker:
+        invalid |= np.load(m)
+    save_npy(valid_path, ~invalid)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial.replace(final)
+
+
+def _resize(pixels: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    if pixels.shape[0] == size and pixels.shape[1] == size:
+        return pixels
+    img = Image.fromarray(pixels, mode="RGB").resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def write_images(plan: DatasetPlan, stage: Path, work: Path, progress: bool = True) -> None:
+    """Stream every image any subject saw into ``stage/images/images.npy`` (uint8 [n, S, S, 3]),
+    resized with PIL (bicubic), in resumable chunks; plus ``images/nsd_ids.npy`` (int64 [n])."""
+    cfg = plan.config
+    final = stage / "images" / "images.npy"
+    ids = plan.image_ids
+    save_npy(stage / "images" / "nsd_ids.npy", ids)
+    if final.is_file():
+        return
+    folder = work / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / "images.partial.npy"
+    shape = (ids.size, cfg.image_size, cfg.image_size, 3)
+    chunks = [(a, min(a + cfg.image_chunk, ids.size)) for a in range(0, ids.size, cfg.image_chunk)]
+    marker = [folder / f"chunk_{i:05d}.done" for i in range(len(chunks))]
+    store = NpyRowWriter(partial, shape, np.uint8)
+    if not store.resumed:
+        for m in marker:
+            m.unlink(missing_ok=True)
+    todo = [i for i in range(len(chunks)) if not marker[i].is_file()]
+    stimuli = nsd.NSDStimuli(nsd.NSDLayout(plan.nsd_root).stimuli) if plan.image_source == "hdf5" and todo else None
+    try:
+        for i in tqdm(todo, desc="images", unit="chunk", disable=not progress or not todo):
+            a, b = chunks[i]
+            if stimuli is not None:
+                pixels = stimuli[ids[a:b]]
+            else:
+                pixels = [alg.read_png(plan.image_paths[int(k)]) for k in ids[a:b]]
+            store.write_rows(a, np.stack([_resize(px, cfg.image_size) for px in pixels]))
+            store.flush()
+            marker[i].write_bytes(b"")
+    finally:
+        store.close()
+        if stimuli is not None:
+            stimuli.close()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial.replace(final)
+
+
+def write_surfaces(plan: DatasetPlan, stage: Path) -> None:
+    """Write ``surfaces/fsaverage.npz`` (coords float32 [n, 3], faces int32 [F, 3], sulc float32 [n])."""
+    save_npz(stage / "surfaces" / "fsaverage.npz", plan.surfaces)

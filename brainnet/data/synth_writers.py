@@ -1,0 +1,92 @@
+"""Byte-reproducible writers for the file formats of the NSD and Algonauts trees.
+
+Every writer produces the same bytes for the same input: MAT headers carry a fixed text instead
+of a creation date, gzip streams a zero mtime, HDF5 datasets no timestamps.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+
+_MAT_HEADER = b"MATLAB 5.0 MAT-file, written by brainnet nsd-mini (synthetic)"
+
+
+def _parent(path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_mat(path, arrays: dict) -> None:
+    """MAT v5 file (scipy.io.savemat) with a fixed 116-byte header text."""
+    from scipy.io import savemat
+
+    buf = io.BytesIO()
+    savemat(buf, arrays, format="5", do_compression=False, oned_as="row")
+    data = bytearray(buf.getvalue())
+    data[:116] = _MAT_HEADER.ljust(116, b" ")
+    _parent(path).write_bytes(bytes(data))
+
+
+def mgh_bytes(data: np.ndarray) -> bytes:
+    """Uncompressed MGH bytes of an array (n, 1, 1, k) (float32 kept as float32).
+
+    The header always holds 4 dimensions; with k = 1 nibabel wants (and reads back) the array
+    as (n, 1, 1), which is the same file.
+    """
+    import nibabel as nib
+
+    data = np.ascontiguousarray(data)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    img = nib.MGHImage(data, affine=np.eye(4))
+    return img.to_bytes()
+
+
+def write_mgh(path, data: np.ndarray) -> None:
+    """Uncompressed ``.mgh``; ``data`` shape (n_vertices, 1, 1, k)."""
+    _parent(path).write_bytes(mgh_bytes(data))
+
+
+def write_mgz(path, data: np.ndarray) -> None:
+    """Gzipped MGH (``.mgz``) with a zero gzip mtime; ``data`` shape (n_vertices, 1, 1, k)."""
+    _parent(path).write_bytes(gzip.compress(mgh_bytes(data), compresslevel=6, mtime=0))
+
+
+def write_ctab(path, names: dict, messy: bool = False) -> None:
+    """Colour-table text ``<int> <name>`` per line, first line ``0 Unknown``.
+
+    ``messy`` adds stray whitespace (leading spaces, tabs, trailing blanks) as real files may have.
+    """
+    lines = []
+    for code in sorted(names):
+        if messy:
+            lines.append(f"  {code}\t {names[code]}  ")
+        else:
+            lines.append(f"{code} {names[code]}")
+    _parent(path).write_text("\n".join(lines) + "\n")
+
+
+def write_hdf5_images(path, images: np.ndarray) -> None:
+    """HDF5 with dataset ``imgBrick`` uint8 (n, S, S, 3), no timestamps."""
+    import h5py
+
+    with h5py.File(_parent(path), "w", libver="earliest") as f:
+        f.create_dataset("imgBrick", data=images, dtype=np.uint8, track_times=False)
+
+
+def write_png(path, image: np.ndarray) -> None:
+    """RGB PNG of a uint8 (S, S, 3) array."""
+    from PIL import Image
+
+    Image.fromarray(image, mode="RGB").save(_parent(path), format="PNG", optimize=False, compress_level=1)
+
+
+def write_npy(path, array) -> None:
+    """Plain ``.npy`` (object arrays, e.g. a dict, are pickled)."""
+    with open(_parent(path), "wb") as fh:
+        np.save(fh, array, allow_pickle=True)

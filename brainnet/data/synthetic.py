@@ -1,0 +1,401 @@
+"""nsd-mini: a synthetic NSD tree and Algonauts 2023 tree with planted ground truth.
+
+``make_mini_nsd(out_dir, config)`` writes, in the real on-disk formats (see the data-formats
+spec and the readers in this package)::
+
+    out_dir/nsd/...                  NSD tree (expdesign, stim info, responses, betas, ncsnr,
+                                     fsaverage surfaces and labels, stimulus HDF5)
+    out_dir/algonauts2023/subjXX/... Algonauts tree (training fMRI, train/test PNGs, ROI masks)
+    out_dir/ground_truth.npz         planted truth (keys listed in GROUND_TRUTH_KEYS)
+    out_dir/ground_truth.json        human-readable description, config and measured numbers
+
+The brain model is described in :mod:`brainnet.data.synth_cortex` and
+:mod:`brainnet.data.synth_response`; the design and behaviour in
+:mod:`brainnet.data.synth_design`. Everything is a deterministic function of the config: two
+runs with the same config give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from .scenes import CATEGORIES, category_maps, draw_scene, energy_map
+from .synth_config import MiniNSDConfig, MiniNSDPaths, TRIALS_PER_SESSION
+from .synth_cortex import FLOC_CLASS_OF_CATEGORY, ROI_NAMES, plant_cortex
+from .synth_design import ANSWER_COLUMNS, make_design, simulate_behaviour, trial_table
+from .synth_mesh import HEMIS, load_mesh, write_surfaces
+from .synth_response import (
+    answer_drive, memory_lag_profile, memory_trace, ncsnr_from_repeats, session_betas, visual_drive,
+    vertex_sigmas, zscore_session,
+)
+from .synth_writers import write_ctab, write_hdf5_images, write_mat, write_mgh, write_mgz, write_npy, write_png
+
+__all__ = ["MiniNSDConfig", "MiniNSDPaths", "make_mini_nsd", "GROUND_TRUTH_KEYS"]
+
+BETAS_DIR = "betas_fithrf_GLMdenoise_RR"
+ALGONAUTS_CLASSES = ("prf-visualrois", "floc-bodies", "floc-faces", "floc-places", "floc-words", "streams")
+
+#: Keys of ground_truth.npz ({hemi} in lh, rh; {subj} in subj01, ...), with shapes.
+GROUND_TRUTH_KEYS = {
+    "{hemi}_mask": "bool [V] nsdgeneral-like mask",
+    "{hemi}_challenge": "bool [V] nsdgeneral + RSC (Algonauts mask before dropping NaN vertices)",
+    "{hemi}_rf_x": "float32 [V] RF centre x in [-1, 1] (grid_sample: right)",
+    "{hemi}_rf_y": "float32 [V] RF centre y in [-1, 1] (grid_sample: down)",
+    "{hemi}_rf_size": "float32 [V] RF Gaussian sigma (normalised units)",
+    "{hemi}_hierarchy": "float32 [V] 0 at the occipital pole, 1 at the mask border (>1 outside)",
+    "{hemi}_kind": "int8 [V] 0 none, 1 visual, 2 memory, 3 answer",
+    "{hemi}_category_mix": "float32 [V] weight of category content vs energy in the visual drive",
+    "{hemi}_category_weights": "float32 [V, 4] preference over CATEGORIES (rows sum to 1)",
+    "memory_lag_profile": "float32 [33] weight of the image k slots back (k = 0..32, entry 0 = 0)",
+    "memory_feature": "float32 [n_pool] remembered image feature (z-scored face+body coverage)",
+    "image_categories": "float32 [n_pool, 4] fraction of each image covered by each category",
+    "image_objects": "float32 [n_pool, max_objects, 4] (category, cx, cy, size) of each drawn object "
+                     "(NaN rows pad); SceneObject fields, so category_maps can be recomputed",
+    "{subj}_slots": "int64 [n_sessions, 12, 75] 0-based pool id per slot, -1 blank",
+    "{subj}_{hemi}_ncsnr_planted": "float32 [V] planted image-locked ncsnr",
+    "{subj}_{hemi}_ncsnr_written": "float32 [V] ncsnr computed from the betas (= ncsnr.mgh)",
+    "{subj}_{hemi}_sigma_image": "float32 [V] image-locked amplitude (noise units)",
+    "{subj}_{hemi}_sigma_memory": "float32 [V] memory amplitude (noise units)",
+    "{subj}_{hemi}_sigma_answer": "float32 [V] answer amplitude (noise units)",
+    "{subj}_{hemi}_nan_vertices": "int64 [k] vertices whose betas are all NaN",
+    "{subj}_answer_drive": "float32 [n_trials] the answer drive of each trial (standardised)",
+    "{subj}_memory_drive": "float32 [n_trials] the memory drive of each trial (standardised)",
+}
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), *[int(k) for k in keys]])
+
+
+def _progress(iterable, enabled: bool, **kw):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kw)
+
+
+def _draw_pool(cfg: MiniNSDConfig, progress: bool):
+    """All pool images and their feature maps.
+
+    Returns images uint8 (P, S, S, 3), energy float32 (P, G, G), categories float32 (P, 4, G, G),
+    objects float32 (P, max_objects, 4): (category, cx, cy, size) per drawn object, NaN padded.
+    """
+    P, S, G = cfg.n_pool_images, cfg.image_size, cfg.feature_grid
+    images = np.empty((P, S, S, 3), dtype=np.uint8)
+    energy = np.empty((P, G, G), dtype=np.float32)
+    cats = np.empty((P, 4, G, G), dtype=np.float32)
+    objects = np.full((P, cfg.objects_per_image[1], 4), np.nan, dtype=np.float32)
+    for i in _progress(range(P), progress, desc="nsd-mini images"):
+        img, objs = draw_scene(_rng(cfg.seed, 1, i), S, n_objects=tuple(cfg.objects_per_image))
+        images[i] = img
+        energy[i] = energy_map(img, G)
+        cats[i] = category_maps(objs, G, subsample=4)
+        for j, o in enumerate(objs):
+            objects[i, j] = (o.category, o.cx, o.cy, o.size)
+    return images, energy, cats, objects
+
+
+def _stim_info(cfg: MiniNSDConfig, design, rng: np.random.Generator) -> pd.DataFrame:
+    """nsd_stim_info_merged.csv table (one row per pool image)."""
+    P = cfg.n_pool_images
+    shared = np.zeros(P, dtype=bool)
+    shared[design.sharedix - 1] = True
+    coco = rng.choice(np.arange(1, 600000), size=P, replace=False)
+    crop = rng.uniform(0, 0.2, size=P).round(6)
+    df = pd.DataFrame({
+        "cocoId": coco,
+        "cocoSplit": np.where(rng.random(P) < 0.9, "train2017", "val2017"),
+        "cropBox": [f"({c}, {c}, 0, 0)" if k % 2 else f"(0, 0, {c}, {c})" for k, c in enumerate(crop)],
+        "loss": rng.uniform(0, 0.1, size=P).round(6),
+        "nsdId": np.arange(P),
+        "flagged": rng.random(P) < 0.01,
+        "BOLD5000": rng.random(P) < 0.02,
+        "shared1000": shared,
+    })
+    for s, n_sess in enumerate(cfg.sessions_per_subject):
+        df[f"subject{s + 1}"] = np.isin(np.arange(P) + 1, design.subjectim[s]).astype(np.int64)
+    for s, n_sess in enumerate(cfg.sessions_per_subject):
+        n = n_sess * TRIALS_PER_SESSION
+        ids = design.subjectim[s, design.masterordering[:n] - 1] - 1
+        reps = np.zeros((P, 3), dtype=np.int64)
+        count = np.zeros(P, dtype=np.int64)
+        for t, i in enumerate(ids):
+            reps[i, count[i]] = t + 1
+            count[i] += 1
+        for r in range(3):
+            df[f"subject{s + 1}_rep{r}"] = reps[:, r]
+    return df
+
+
+def make_mini_nsd(out_dir, config: MiniNSDConfig | None = None, progress: bool = True) -> MiniNSDPaths:
+    """Generate nsd-mini under ``out_dir`` (created if needed).
+
+    A previous nsd-mini in ``out_dir`` (recognised by its ground_truth.json) is replaced; other
+    content in ``out_dir/nsd`` or ``out_dir/algonauts2023`` raises FileExistsError.
+
+    Args:
+        out_dir: output directory.
+        config: the dataset parameters (``MiniNSDConfig()`` when None).
+        progress: show tqdm progress bars.
+
+    Returns:
+        The paths written (:class:`MiniNSDPaths`).
+    """
+    cfg = MiniNSDConfig() if config is None else config
+    if not isinstance(cfg, MiniNSDConfig):
+        raise TypeError(f"config must be a MiniNSDConfig, got {type(cfg).__name__}")
+    paths = MiniNSDPaths.under(out_dir)
+    _clear_previous(paths)
+    nsd = paths.nsd
+    truth: dict[str, np.ndarray] = {}
+    report: dict = {}
+
+    # ---- design, stimuli ------------------------------------------------------------------
+    design = make_design(cfg, _rng(cfg.seed, 0))
+    exp_dir = nsd / "nsddata" / "experiments" / "nsd"
+    write_mat(exp_dir / "nsd_expdesign.mat", {
+        "masterordering": design.masterordering[None, :].astype(np.int32),
+        "subjectim": design.subjectim.astype(np.int32),
+        "sharedix": design.sharedix[None, :].astype(np.int32),
+        "stimpattern": design.stimpattern.astype(np.uint8),
+        "basiccnt": design.basiccnt.astype(np.int32),
+    })
+    _stim_info(cfg, design, _rng(cfg.seed, 2)).to_csv(exp_dir / "nsd_stim_info_merged.csv")
+
+    images, energy, cats, objects = _draw_pool(cfg, progress)
+    write_hdf5_images(nsd / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5", images)
+    coverage = cats.mean(axis=(2, 3))  # (P, 4)
+    animacy = coverage[:, 0] + coverage[:, 1]
+    memory_feature = ((animacy - animacy.mean()) / animacy.std()).astype(np.float32)
+    profile = memory_lag_profile()
+    truth.update(memory_lag_profile=profile, memory_feature=memory_feature, image_categories=coverage,
+                 image_objects=objects)
+
+    # ---- cortex and surfaces -----------------------------------------------------------------
+    fs_dir = nsd / "nsddata" / "freesurfer" / "fsaverage"
+    cortex, n_vert = {}, {}
+    for h_i, hemi in enumerate(HEMIS):
+        mesh = load_mesh(cfg.mesh, hemi)
+        write_surfaces(fs_dir / "surf", hemi, mesh)
+        cx = plant_cortex(mesh.coords["sphere"], hemi, cfg.mask_fraction, _rng(cfg.seed, 3, h_i))
+        cortex[hemi], n_vert[hemi] = cx, mesh.n_vertices
+        col = lambda a: np.asarray(a, dtype=np.float32).reshape(-1, 1, 1, 1)  # noqa: E731
+        write_mgz(fs_dir / "label" / f"{hemi}.nsdgeneral.mgz", col(cx.nsdgeneral))
+        write_mgz(fs_dir / "label" / f"{hemi}.streams.mgz", col(cx.labels["streams"]))
+        for key in ("nsdgeneral", "challenge", "rf_x", "rf_y", "rf_size", "hierarchy", "kind",
+                    "category_mix", "category_weights"):
+            truth[f"{hemi}_{'mask' if key == 'nsdgeneral' else key}"] = getattr(cx, key)
+    write_ctab(fs_dir / "label" / "nsdgeneral.mgz.ctab", {0: "Unknown", 1: "nsdgeneral"})
+    write_ctab(fs_dir / "label" / "streams.mgz.ctab", _names("streams"), messy=True)
+
+    # ---- subjects ------------------------------------------------------------------------------
+    report["subjects"] = {}
+    for s, n_sess in enumerate(cfg.sessions_per_subject):
+        subj = f"subj{s + 1:02d}"
+        report["subjects"][subj] = _make_subject(
+            cfg, s, n_sess, design, images, energy, cats, memory_feature, profile, cortex, n_vert, paths,
+            truth, progress,
+        )
+
+    # ---- ground truth ------------------------------------------------------------------------
+    with open(paths.ground_truth, "wb") as fh:
+        np.savez(fh, **{k: truth[k] for k in sorted(truth)})
+    desc = _describe(cfg, report)
+    paths.ground_truth_json.write_text(json.dumps(desc, indent=2, sort_keys=True) + "\n")
+    return paths
+
+
+_MARKER = "nsd-mini: synthetic NSD + Algonauts 2023 trees with planted ground truth (brainnet)"
+
+
+def _clear_previous(paths: MiniNSDPaths) -> None:
+    """Remove an earlier nsd-mini at ``paths``; refuse to touch anything else."""
+    import shutil
+
+    trees = [p for p in (paths.nsd, paths.algonauts) if p.exists() and any(p.iterdir())]
+    if not trees:
+        return
+    try:
+        ours = json.loads(paths.ground_truth_json.read_text()).get("what") == _MARKER
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise FileExistsError(
+            f"{trees[0]} exists and is not an nsd-mini written by brainnet; choose an empty "
+            "out_dir or remove it first"
+        )
+    for p in (paths.nsd, paths.algonauts):
+        if p.exists():
+            shutil.rmtree(p)
+    for p in (paths.ground_truth, paths.ground_truth_json):
+        p.unlink(missing_ok=True)
+
+
+def _names(atlas: str) -> dict:
+    return {0: "Unknown", **{i + 1: n for i, n in enumerate(ROI_NAMES[atlas])}}
+
+
+def _make_subject(cfg, s, n_sess, design, images, energy, cats, memory_feature, profile, cortex, n_vert,
+                  paths, truth, progress) -> dict:
+    """Write one subject's NSD and Algonauts files; return measured numbers."""
+    subj = f"subj{s + 1:02d}"
+    nsd = paths.nsd
+    n_trials = n_sess * TRIALS_PER_SESSION
+    held_from = n_sess - cfg.n_held_out_sessions  # 0-based first held-out session
+
+    # behaviour
+    table = trial_table(design, s, n_sess)
+    beh_rng = _rng(cfg.seed, 4, s)
+    resp = simulate_behaviour(table, s + 1, beh_rng, None)
+    answer = answer_drive(resp)
+    missing = None
+    if cfg.missing_data_run and s == 0:
+        missing = (int(beh_rng.integers(1, held_from + 1)), int(beh_rng.integers(1, 13)))
+        sel = (resp["SESSION"] == missing[0]) & (resp["RUN"] == missing[1])
+        resp.loc[sel, "MISSINGDATA"] = 1
+        resp.loc[sel, list(ANSWER_COLUMNS)] = pd.NA
+    behav = nsd / "nsddata" / "ppdata" / subj / "behav" / "responses.tsv"
+    behav.parent.mkdir(parents=True, exist_ok=True)
+    resp.to_csv(behav, sep="\t", index=False, na_rep="NaN")
+
+    slots = design.slots(s, n_sess)
+    memory = memory_trace(slots, memory_feature, profile)
+    trial_ids = slots[slots >= 0]  # pool id per trial, time order
+    truth[f"{subj}_slots"] = slots
+    truth[f"{subj}_answer_drive"] = answer.astype(np.float32)
+    truth[f"{subj}_memory_drive"] = memory.astype(np.float32)
+
+    # images with exactly 3 showings (ncsnr), training / test images (Algonauts)
+    uniq, inv, counts = np.unique(trial_ids, return_inverse=True, return_counts=True)
+    session_of = np.repeat(np.arange(n_sess), TRIALS_PER_SESSION)
+    in_train = np.zeros(len(uniq), dtype=bool)
+    np.logical_or.at(in_train, inv, session_of < held_from)
+    train_ids, test_ids = uniq[in_train], uniq[~in_train]
+    rep3 = counts == 3
+    rep3_row = np.where(rep3, np.cumsum(rep3) - 1, -1)[inv]  # per trial: row among 3-repeat images
+    train_row = np.where(in_train, np.cumsum(in_train) - 1, -1)[inv]
+    n_rep3 = int(rep3.sum())
+
+    sub_factor = 1.0 if s == 0 else float(_rng(cfg.seed, 5, s).uniform(0.75, 1.0))
+    out: dict = {"n_trials": n_trials, "n_sessions": n_sess, "n_train_images": int(len(train_ids)),
+                 "n_test_images": int(len(test_ids)), "n_images_3_repeats": n_rep3,
+                 "missing_data_run": list(missing) if missing else None, "subject_snr_factor": sub_factor}
+    beta_dir = nsd / "nsddata_betas" / "ppdata" / subj / "fsaverage" / BETAS_DIR
+    alg = paths.algonauts / subj
+    for h_i, hemi in enumerate(HEMIS):
+        cx, V = cortex[hemi], n_vert[hemi]
+        hrng = _rng(cfg.seed, 6, s, h_i)
+        sig = vertex_sigmas(cx, cfg.ncsnr_range, cfg.noise_level, sub_factor)
+        gain = hrng.uniform(0.8, 2.5, size=V).astype(np.float32)
+        n_nan = cfg.n_nan_vertices
+        inside, outside = np.flatnonzero(cx.challenge), np.flatnonzero(~cx.challenge)
+        nan_v = np.sort(np.concatenate([
+            hrng.choice(inside, size=min(len(inside), (n_nan + 1) // 2), replace=False),
+            hrng.choice(outside, size=min(len(outside), n_nan // 2), replace=False),
+        ])).astype(np.int64)
+        sig_v = np.flatnonzero(cx.challenge)
+        zvis = visual_drive(energy, cats, cx, sig_v)  # (P, n_sig)
+        chal = cx.challenge.copy()
+        chal[nan_v] = False
+        chal_v = np.flatnonzero(chal)
+
+        sum_x = np.zeros((n_rep3, V), dtype=np.float32)
+        sum_x2 = np.zeros(V, dtype=np.float64)
+        tr_sum = np.zeros((len(train_ids), len(chal_v)), dtype=np.float64)
+        tr_cnt = np.zeros(len(train_ids), dtype=np.int64)
+        for se in _progress(range(n_sess), progress, desc=f"{subj} {hemi} sessions", leave=False):
+            tsl = slice(se * TRIALS_PER_SESSION, (se + 1) * TRIALS_PER_SESSION)
+            ids = trial_ids[tsl]
+            b = session_betas(_rng(cfg.seed, 7, s, h_i, se), V, sig_v, zvis[ids], memory[tsl], answer[tsl],
+                              sig, gain, cfg.noise_level)
+            b[nan_v] = np.nan
+            write_mgh(beta_dir / f"{hemi}.betas_session{se + 1:02d}.mgh", b.reshape(V, 1, 1, -1))
+            z = zscore_session(b)  # (V, 750)
+            r3 = rep3_row[tsl]
+            m = r3 >= 0
+            if m.any():
+                S = sparse.csr_matrix((np.ones(m.sum(), dtype=np.float32), (r3[m], np.flatnonzero(m))),
+                                      shape=(n_rep3, TRIALS_PER_SESSION))
+                sum_x += np.asarray(S @ z.T)
+                sum_x2 += (z[:, m].astype(np.float64) ** 2).sum(axis=1)
+            if se < held_from:
+                tr = train_row[tsl]
+                S = sparse.csr_matrix((np.ones(TRIALS_PER_SESSION), (tr, np.arange(TRIALS_PER_SESSION))),
+                                      shape=(len(train_ids), TRIALS_PER_SESSION))
+                tr_sum += np.asarray(S @ z[chal_v].T.astype(np.float64))
+                tr_cnt += np.bincount(tr, minlength=len(train_ids))
+        ncsnr = ncsnr_from_repeats(sum_x.astype(np.float64), sum_x2, n_rep3)
+        write_mgh(beta_dir / f"{hemi}.ncsnr.mgh", ncsnr.reshape(V, 1, 1, 1))
+        fmri = (tr_sum / tr_cnt[:, None]).astype(np.float32)
+        write_npy(alg / "training_split" / "training_fmri" / f"{hemi}_training_fmri.npy", fmri)
+        _write_roi_masks(alg / "roi_masks", hemi, cx, chal)
+
+        for key in ("sigma_image", "sigma_memory", "sigma_answer"):
+            truth[f"{subj}_{hemi}_{key}"] = sig[key]
+        truth[f"{subj}_{hemi}_ncsnr_planted"] = sig["ncsnr"]
+        truth[f"{subj}_{hemi}_ncsnr_written"] = ncsnr
+        truth[f"{subj}_{hemi}_nan_vertices"] = nan_v
+        vis = (cx.kind == 1) & np.isfinite(ncsnr)
+        planted, written = sig["ncsnr"][vis], ncsnr[vis]
+        nc = 100 * ncsnr[chal_v] ** 2 / (ncsnr[chal_v] ** 2 + 1 / 3)
+        out[hemi] = {
+            "n_vertices": V, "n_challenge_vertices": int(len(chal_v)), "nan_vertices": nan_v.tolist(),
+            "ncsnr_corr_planted_vs_written": float(np.corrcoef(planted, written)[0, 1]),
+            "ncsnr_median_abs_diff": float(np.median(np.abs(planted - written))),
+            "noise_ceiling_percent_p5_p50_p95": [float(x) for x in np.percentile(nc, [5, 50, 95])],
+        }
+
+    # Algonauts images
+    for k, i in enumerate(train_ids):
+        write_png(alg / "training_split" / "training_images" / f"train-{k + 1:04d}_nsd-{i:05d}.png", images[i])
+    for k, i in enumerate(test_ids):
+        write_png(alg / "test_split" / "test_images" / f"test-{k + 1:04d}_nsd-{i:05d}.png", images[i])
+    return out
+
+
+def _write_roi_masks(roi_dir: Path, hemi: str, cx, chal: np.ndarray) -> None:
+    """Algonauts roi_masks of one hemisphere (chal: bool [V], the subject's challenge mask)."""
+    write_npy(roi_dir / f"{hemi}.all-vertices_fsaverage_space.npy", chal.astype(np.int64))
+    for cls in ALGONAUTS_CLASSES:
+        full = np.where(chal, cx.labels[cls], 0).astype(np.int64)
+        write_npy(roi_dir / f"{hemi}.{cls}_fsaverage_space.npy", full)
+        write_npy(roi_dir / f"{hemi}.{cls}_challenge_space.npy", full[chal])
+        write_npy(roi_dir / f"mapping_{cls}.npy", _names(cls))
+
+
+def _describe(cfg: MiniNSDConfig, report: dict) -> dict:
+    from dataclasses import asdict
+
+    return {
+        "what": _MARKER,
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "categories": list(CATEGORIES),
+        "floc_class_of_category": list(FLOC_CLASS_OF_CATEGORY),
+        "conventions": {
+            "visual_field": "lh sees the right visual field (x >= 0), rh the left; y points down "
+                            "(grid_sample, align_corners=False); dorsal cortex sees the lower field",
+            "hierarchy": "0 at the occipital pole, 1 at the nsdgeneral border; energy -> category "
+                         "transition around 0.45",
+            "kinds": {"0": "none", "1": "visual", "2": "memory", "3": "answer"},
+            "memory": "memory vertices respond to sum_k profile[k] * memory_feature(image k slots back "
+                      "in the same run), blank slots and slots before the run start give 0; profile "
+                      "peaks at k = 6",
+            "answer": "answer vertices respond to +1 (button 2) / -1 (button 1) / 0 (no press) plus "
+                      "0.6 z(log RT); in the MISSINGDATA run the brain still responds, the TSV is NaN",
+            "ncsnr": "planted = image-locked sd / sd of everything else (noise, drift, memory, answer); "
+                     "written = NSD formula on the generated betas",
+            "sessions": "per-session offsets and linear drifts in every vertex; last "
+                        f"{cfg.n_held_out_sessions} sessions held out (Algonauts test images are "
+                        "the images shown only there)",
+            "mesh": "fsaverage5 = nilearn's packaged mesh; fsaverage3/4 = its nested sub-meshes; "
+                    "fsaverage6 = its midpoint subdivision (new-vertex order ours)",
+        },
+        "ground_truth_keys": GROUND_TRUTH_KEYS,
+        "measured": report,
+    }
