@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet -e '.[test,ridge]'
+	$(PY) -m pip install --quiet -e '.[test,ridge,tune]'
 	@touch $@
 
 venv: $(VENV)/.installed

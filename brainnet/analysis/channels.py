@@ -1,0 +1,236 @@
+"""Channels of a brain-to-network model: clusters of vertices that read the same features.
+
+* :func:`cluster_channels` — cosine k-means of the per-vertex readout weights (k = 1000 by
+  default) then Ward linkage of the centroids cut to a few clusters: the channel map.
+* :func:`top_channel_image` — the main directions (PCA) of one ROI's readout weights, projected
+  on an image's feature map, as an RGB picture of what that ROI reads.
+* :func:`layer_weighted_map` — the feature map that projection expects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+from tqdm.auto import tqdm
+
+__all__ = ["cluster_channels", "layer_weighted_map", "spherical_kmeans", "top_channel_image"]
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def _best_centroid(x: np.ndarray, centroids: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index and cosine of the nearest centroid for each row, in row chunks of ``chunk``."""
+    labels = np.empty(len(x), dtype=np.int64)
+    best = np.empty(len(x), dtype=x.dtype)
+    for start in range(0, len(x), chunk):
+        sims = x[start : start + chunk] @ centroids.T
+        labels[start : start + chunk] = np.argmax(sims, axis=1)
+        best[start : start + chunk] = sims[np.arange(len(sims)), labels[start : start + chunk]]
+    return labels, best
+
+
+def _kmeanspp_init(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding with the cosine distance 1 - cos; returns (k, D) unit rows."""
+    centroids = np.empty((k, x.shape[1]), dtype=x.dtype)
+    centroids[0] = x[rng.integers(len(x))]
+    dist = np.clip(1.0 - x @ centroids[0], 0.0, None)
+    for j in range(1, k):
+        total = dist.sum()
+        idx = rng.choice(len(x), p=dist / total) if total > 0 else rng.integers(len(x))
+        centroids[j] = x[idx]
+        np.minimum(dist, np.clip(1.0 - x @ centroids[j], 0.0, None), out=dist)
+    return centroids
+
+
+def spherical_kmeans(
+    weights: np.ndarray,
+    k: int,
+    seed: int = 0,
+    n_iter: int = 100,
+    tol: float = 1e-6,
+    chunk: int = 16384,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine (spherical) k-means, deterministic for a seed.
+
+    Rows are scaled to unit length; k-means++ seeding on 1 - cos; each iteration assigns every
+    row to the centroid of highest cosine and sets each centroid to the normalised sum of its
+    rows (an emptied centroid is moved to the row it fits worst). Stops when the mean cosine
+    improves by less than ``tol``.
+
+    Parameters
+    ----------
+    weights : array of shape (n_rows, n_features); an all-zero row has cosine 0 with every
+        centroid and is assigned to centroid 0.
+    k : number of centroids, 1 <= k <= n_rows.
+    chunk : rows per matrix product (memory knob: chunk x k floats at a time).
+
+    Returns
+    -------
+    labels : int64 array of shape (n_rows,).
+    centroids : float32 array of shape (k, n_features), unit rows.
+    """
+    x = _unit_rows(np.asarray(weights, dtype=np.float32))
+    if not 1 <= k <= len(x):
+        raise ValueError(f"k must be in [1, {len(x)}], got {k}")
+    rng = np.random.default_rng(seed)
+    centroids = _kmeanspp_init(x, k, rng)
+    previous = -np.inf
+    bar = tqdm(range(n_iter), desc="spherical k-means", disable=not progress, leave=False)
+    for _ in bar:
+        labels, cos = _best_centroid(x, centroids, chunk)
+        score = float(cos.mean())
+        counts = np.bincount(labels, minlength=k)
+        order = np.argsort(labels, kind="stable")
+        present = np.flatnonzero(counts)
+        sums = np.zeros_like(centroids)
+        sums[present] = np.add.reduceat(x[order], np.cumsum(counts)[present] - counts[present])
+        empty = np.flatnonzero(counts == 0)
+        if len(empty):
+            worst = np.argsort(cos, kind="stable")[: len(empty)]
+            sums[empty] = x[worst]
+        centroids = _unit_rows(sums)
+        if score - previous < tol and not len(empty):
+            break
+        previous = score
+    labels, _ = _best_centroid(x, centroids, chunk)
+    return labels, centroids
+
+
+def cluster_channels(
+    weights: np.ndarray,
+    n_clusters: int = 20,
+    n_kmeans: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+) -> np.ndarray:
+    """Channel label per vertex from its readout weights.
+
+    Cosine k-means of the rows (``n_kmeans`` centroids, capped at the number of vertices), then
+    Ward linkage of the unit centroids cut into ``n_clusters`` clusters; every vertex takes its
+    centroid's cluster. The result depends only on the rows' directions (scale-invariant per
+    vertex) and on ``seed``.
+
+    Parameters
+    ----------
+    weights : array of shape (n_vertices, n_features) — per-vertex readout weights.
+    n_clusters : number of channels, 1 <= n_clusters <= min(n_kmeans, n_vertices).
+
+    Returns
+    -------
+    labels : int64 array of shape (n_vertices,) with values 0 .. n_clusters - 1; label 0 is the
+        largest channel, then by decreasing size (ties: the channel holding the lower vertex
+        index first).
+    """
+    weights = np.asarray(weights)
+    if weights.ndim != 2 or weights.shape[0] < 1 or weights.shape[1] < 1:
+        raise ValueError(f"weights must have shape (n_vertices, n_features), got {weights.shape}")
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("weights contain NaN or inf")
+    k = min(int(n_kmeans), len(weights))
+    if not 1 <= n_clusters <= k:
+        raise ValueError(
+            f"n_clusters must be in [1, min(n_kmeans, n_vertices) = {k}], got {n_clusters}"
+        )
+    fine, centroids = spherical_kmeans(weights, k, seed=seed, progress=progress)
+    if n_clusters == k:
+        coarse = np.arange(k)
+    elif n_clusters == 1:
+        coarse = np.zeros(k, dtype=np.int64)
+    else:
+        tree = linkage(centroids.astype(np.float64), method="ward")
+        coarse = fcluster(tree, t=n_clusters, criterion="maxclust") - 1
+    raw = coarse[fine]
+    # deterministic order: size descending, then first vertex index
+    ids = np.unique(raw)
+    sizes = np.array([np.sum(raw == i) for i in ids])
+    first = np.array([np.flatnonzero(raw == i)[0] for i in ids])
+    order = ids[np.lexsort((first, -sizes))]
+    remap = np.empty(int(raw.max()) + 1, dtype=np.int64)
+    remap[order] = np.arange(len(order))
+    return remap[raw]
+
+
+def layer_weighted_map(maps: np.ndarray, layer_weights: np.ndarray) -> np.ndarray:
+    """Mix per-layer feature maps with (ROI-mean) layer-selector weights.
+
+    Parameters
+    ----------
+    maps : array of shape (n_layers, D, H, W) — bottleneck feature maps of one image.
+    layer_weights : array of shape (n_layers,) — e.g. the mean softmax layer weights of an
+        ROI's vertices.
+
+    Returns
+    -------
+    array of shape (D, H, W): ``sum_l layer_weights[l] * maps[l]``.
+    """
+    maps = np.asarray(maps)
+    layer_weights = np.asarray(layer_weights, dtype=np.float64)
+    if maps.ndim != 4 or layer_weights.shape != (maps.shape[0],):
+        raise ValueError(
+            f"maps must have shape (n_layers, D, H, W) and layer_weights (n_layers,), got "
+            f"{maps.shape} and {layer_weights.shape}"
+        )
+    return np.tensordot(layer_weights, maps, axes=1)
+
+
+def top_channel_image(
+    roi_weights: np.ndarray,
+    feature_map: np.ndarray,
+    n_components: int = 3,
+    clip: tuple[float, float] = (5, 95),
+) -> np.ndarray:
+    """RGB picture of the ROI's main readout directions on one image's feature map.
+
+    The PCA of the ROI's readout weights (rows centred, SVD) gives ``n_components`` directions
+    in feature space; each is projected on the feature vector of every pixel; every component
+    is clipped at its ``clip`` percentiles over the pixels and scaled to [0, 1]. Component signs
+    are fixed so that each direction's largest-magnitude entry is positive (deterministic).
+
+    Parameters
+    ----------
+    roi_weights : array of shape (n_roi_vertices, D), at least ``n_components + 1`` rows.
+    feature_map : array of shape (D, H, W) — the (layer-weighted, :func:`layer_weighted_map`)
+        bottleneck feature map of an image.
+    n_components : components, 1..D (3 for RGB).
+    clip : (low, high) percentiles, 0 <= low < high <= 100.
+
+    Returns
+    -------
+    float32 array of shape (H, W, n_components) in [0, 1]; a component constant over the
+    image maps to 0.
+    """
+    roi_weights = np.asarray(roi_weights, dtype=np.float64)
+    feature_map = np.asarray(feature_map, dtype=np.float64)
+    if roi_weights.ndim != 2 or feature_map.ndim != 3:
+        raise ValueError(
+            f"roi_weights must have shape (n_vertices, D) and feature_map (D, H, W), got "
+            f"{roi_weights.shape} and {feature_map.shape}"
+        )
+    if roi_weights.shape[1] != feature_map.shape[0]:
+        raise ValueError(
+            f"feature widths differ: roi_weights has D={roi_weights.shape[1]}, feature_map "
+            f"D={feature_map.shape[0]}"
+        )
+    if not 1 <= n_components <= min(roi_weights.shape[0] - 1, roi_weights.shape[1]):
+        raise ValueError(
+            f"n_components={n_components} needs at least {n_components + 1} ROI vertices and "
+            f"{n_components} features, got {roi_weights.shape}"
+        )
+    low, high = clip
+    if not 0 <= low < high <= 100:
+        raise ValueError(f"clip must satisfy 0 <= low < high <= 100, got {clip}")
+    centred = roi_weights - roi_weights.mean(axis=0)
+    components = np.linalg.svd(centred, full_matrices=False)[2][:n_components]  # (C, D)
+    signs = np.sign(components[np.arange(n_components), np.argmax(np.abs(components), axis=1)])
+    components *= np.where(signs == 0, 1.0, signs)[:, None]
+    d, h, w = feature_map.shape
+    proj = components @ feature_map.reshape(d, h * w)  # (C, H*W)
+    lo = np.percentile(proj, low, axis=1, keepdims=True)
+    hi = np.percentile(proj, high, axis=1, keepdims=True)
+    span = hi - lo
+    scaled = np.divide(np.clip(proj, lo, hi) - lo, span, out=np.zeros_like(proj), where=span > 0)
+    return scaled.T.reshape(h, w, n_components).astype(np.float32)

@@ -1,0 +1,117 @@
+"""Ray Tune grid runner: results per trial, resume without rerunning, errored trials reported."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from brainnet.training.grid import ensure_ray, grid_search, run_grid, trial_seed  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray instance (2 CPUs) for the whole module, started through ensure_ray."""
+    if ray.is_initialized():
+        pytest.skip("Ray already initialised in this process")
+    saved = os.environ.pop("RAY_ADDRESS", None)
+    t0 = time.perf_counter()
+    started = ensure_ray(num_cpus=2, start_attempts=3)  # the test machine is shared
+    print(f"\nray start: {time.perf_counter() - t0:.1f} s")
+    assert started
+    yield
+    ray.shutdown()
+    if saved is not None:
+        os.environ["RAY_ADDRESS"] = saved
+
+
+def _make_lstsq_trainable(counter_file: str):
+    """A toy trainable: fit y = slope * x by least squares; log each call to counter_file."""
+
+    def lstsq_trainable(config: dict) -> dict:
+        with open(counter_file, "a") as fh:
+            fh.write(f"{config['slope']}\n")
+        rng = np.random.default_rng(config["seed"])
+        x = rng.normal(size=(200, 1))
+        y = config["slope"] * x[:, 0] + config["noise"] * rng.normal(size=200)
+        coef = np.linalg.lstsq(x, y, rcond=None)[0]
+        return {"slope_hat": float(coef[0]), "mse": float(np.mean((y - x @ coef) ** 2))}
+
+    return lstsq_trainable
+
+
+def _make_failing_trainable():
+    """A trainable that raises when config["fail"] (nested, so Ray ships it by value)."""
+
+    def failing_trainable(config: dict) -> dict:
+        if config["fail"]:
+            raise ValueError(f"planted failure for fail={config['fail']}")
+        return {"score": 1.0}
+
+    return failing_trainable
+
+
+def test_grid_search_space_and_seed():
+    space = grid_search(lag=range(3), subject=[1, 2])
+    assert space["lag"] == {"grid_search": [0, 1, 2]}
+    assert "seed" in space
+    assert trial_seed({"lag": 1, "subject": 2}) == trial_seed({"subject": 2, "lag": 1})
+    assert trial_seed({"lag": 1}) != trial_seed({"lag": 2})
+    assert trial_seed({"lag": 1}, base_seed=1) != trial_seed({"lag": 1}, base_seed=0)
+    assert "seed" not in grid_search(lag=[0], base_seed=None)
+    assert grid_search(seed=[3, 4])["seed"] == {"grid_search": [3, 4]}
+    with pytest.raises(TypeError, match="axis 'lag'"):
+        grid_search(lag=5)
+    with pytest.raises(ValueError, match="no values"):
+        grid_search(lag=[])
+
+
+def test_run_grid_results_and_resume(ray_local, tmp_path):
+    counter = tmp_path / "calls.txt"
+    trainable = _make_lstsq_trainable(str(counter))
+    space = grid_search(slope=[0.5, 2.0], noise=[0.1])
+    t0 = time.perf_counter()
+    table = run_grid(trainable, space, "toy", tmp_path / "ray", metric="mse", mode="min",
+                     verbose=0)
+    print(f"\n2-trial grid: {time.perf_counter() - t0:.1f} s")
+    assert len(table) == 2
+    assert sorted(table["slope"]) == [0.5, 2.0]
+    assert table["error"].isna().all()
+    for _, row in table.iterrows():
+        assert row["slope_hat"] == pytest.approx(row["slope"], abs=0.05)
+        assert row["seed"] == trial_seed({"slope": row["slope"], "noise": 0.1})
+        assert "slope=" in os.path.basename(row["trial_dir"])
+    assert len(counter.read_text().splitlines()) == 2
+
+    again = run_grid(trainable, space, "toy", tmp_path / "ray", metric="mse", mode="min",
+                     resume=True, verbose=0)
+    assert len(counter.read_text().splitlines()) == 2, "finished trials were rerun"
+    assert sorted(again["slope"]) == [0.5, 2.0]
+    np.testing.assert_allclose(np.sort(again["slope_hat"]), np.sort(table["slope_hat"]))
+
+    with pytest.raises(FileExistsError, match="resume=True"):
+        run_grid(trainable, space, "toy", tmp_path / "ray", metric="mse", mode="min",
+                 resume=False, verbose=0)
+
+
+def test_run_grid_errored_trial_is_reported(ray_local, tmp_path):
+    table = run_grid(_make_failing_trainable(), grid_search(fail=[False, True]), "errs", tmp_path,
+                     metric="score", mode="max", verbose=0)
+    assert len(table) == 2
+    bad = table[table["fail"]]
+    good = table[~table["fail"]]
+    assert good["error"].isna().all() and good["score"].iloc[0] == 1.0
+    print("\nerror column:", bad["error"].iloc[0])
+    assert bad["error"].iloc[0].startswith("ValueError: planted failure for fail=True")
+
+
+def test_run_grid_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="mode"):
+        run_grid(_make_failing_trainable(), {}, "x", tmp_path, metric="score", mode="up")
+    with pytest.raises(ValueError, match="max_concurrent"):
+        run_grid(_make_failing_trainable(), {}, "x", tmp_path, metric="score", mode="max",
+                 max_concurrent=0)
