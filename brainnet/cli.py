@@ -30,7 +30,12 @@ def _cmd_make_mini_nsd(args: argparse.Namespace) -> int:
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.subjects is not None:
+        if args.subjects < 1:
+            raise SystemExit(f"--subjects: expected a positive number, got {args.subjects}")
         overrides["n_subjects"] = args.subjects
+        if args.sessions is None and isinstance(config.n_sessions, tuple):
+            # the preset lists sessions per subject: repeat its pattern for the new count
+            overrides["n_sessions"] = tuple(config.n_sessions[i % len(config.n_sessions)] for i in range(args.subjects))
     if args.sessions is not None:
         overrides["n_sessions"] = args.sessions
     if args.image_size is not None:

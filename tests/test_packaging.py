@@ -43,3 +43,15 @@ def test_cli_rejects_bad_subjects():
     )
     assert res.returncode != 0
     assert "--subjects" in res.stderr + res.stdout
+
+
+def test_cli_make_mini_nsd_with_subject_count(tmp_path):
+    """--subjects on a preset with per-subject sessions repeats the pattern instead of failing."""
+    from brainnet.cli import main
+    from brainnet.data.synthetic import MiniNSDConfig
+
+    out = tmp_path / "mini"
+    assert main(["make-mini-nsd", str(out), "--preset", "tiny", "--subjects", "1", "--sessions", "4"]) == 0
+    assert (out / "nsd" / "nsddata" / "experiments" / "nsd" / "nsd_expdesign.mat").is_file()
+    assert (out / "algonauts2023" / "subj01").is_dir() and not (out / "algonauts2023" / "subj02").exists()
+    assert isinstance(MiniNSDConfig.preset("default").n_sessions, tuple)

@@ -110,7 +110,6 @@ def trial_table(design: Design, subject: int, n_sessions: int) -> pd.DataFrame:
     n = n_sessions * TRIALS_PER_SESSION
     k10 = design.masterordering[:n]
     sess, run, slot = np.nonzero(design.stimpattern[:n_sessions])
-    trial = np.zeros(n, dtype=np.int64)
     run_id = sess * RUNS_PER_SESSION + run
     change = np.r_[True, run_id[1:] != run_id[:-1]]
     starts = np.flatnonzero(change)
@@ -222,3 +221,40 @@ def _trial_times(table: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
     run_start = np.concatenate([np.zeros((n_sess, 1)), np.cumsum(SLOTS_PER_RUN * 4.0 + breaks[:, :-1], axis=1)], axis=1)
     seconds = run_start[sess, run] + 4.0 * slot
     return day[sess] + start[sess] + seconds / 86400.0
+
+
+def stim_info_table(cfg: MiniNSDConfig, design, rng: np.random.Generator) -> pd.DataFrame:
+    """The nsd_stim_info_merged.csv table, one row per pool image (index = 0-based id).
+
+    Columns: cocoId, cocoSplit, cropBox, loss, nsdId (0-based), flagged, BOLD5000, shared1000,
+    subject1..N (0/1: in that subject's list), subjectK_rep0..2 (1-based trial number of each
+    showing within the subject's trials, 0 if never shown).
+    """
+    P = cfg.n_pool_images
+    shared = np.zeros(P, dtype=bool)
+    shared[design.sharedix - 1] = True
+    coco = rng.choice(np.arange(1, 600000), size=P, replace=False)
+    crop = rng.uniform(0, 0.2, size=P).round(6)
+    df = pd.DataFrame({
+        "cocoId": coco,
+        "cocoSplit": np.where(rng.random(P) < 0.9, "train2017", "val2017"),
+        "cropBox": [f"({c}, {c}, 0, 0)" if k % 2 else f"(0, 0, {c}, {c})" for k, c in enumerate(crop)],
+        "loss": rng.uniform(0, 0.1, size=P).round(6),
+        "nsdId": np.arange(P),
+        "flagged": rng.random(P) < 0.01,
+        "BOLD5000": rng.random(P) < 0.02,
+        "shared1000": shared,
+    })
+    for s, n_sess in enumerate(cfg.sessions_per_subject):
+        df[f"subject{s + 1}"] = np.isin(np.arange(P) + 1, design.subjectim[s]).astype(np.int64)
+    for s, n_sess in enumerate(cfg.sessions_per_subject):
+        n = n_sess * TRIALS_PER_SESSION
+        ids = design.subjectim[s, design.masterordering[:n] - 1] - 1
+        reps = np.zeros((P, 3), dtype=np.int64)
+        count = np.zeros(P, dtype=np.int64)
+        for t, i in enumerate(ids):
+            reps[i, count[i]] = t + 1
+            count[i] += 1
+        for r in range(3):
+            df[f"subject{s + 1}_rep{r}"] = reps[:, r]
+    return df

@@ -27,7 +27,7 @@ from scipy import sparse
 from .scenes import CATEGORIES, category_maps, draw_scene, energy_map
 from .synth_config import MiniNSDConfig, MiniNSDPaths, TRIALS_PER_SESSION
 from .synth_cortex import FLOC_CLASS_OF_CATEGORY, ROI_NAMES, plant_cortex
-from .synth_design import ANSWER_COLUMNS, make_design, simulate_behaviour, trial_table
+from .synth_design import ANSWER_COLUMNS, make_design, simulate_behaviour, stim_info_table, trial_table
 from .synth_mesh import HEMIS, load_mesh, write_surfaces
 from .synth_response import (
     answer_drive, memory_lag_profile, memory_trace, ncsnr_from_repeats, session_betas, visual_drive,
@@ -101,38 +101,6 @@ def _draw_pool(cfg: MiniNSDConfig, progress: bool):
     return images, energy, cats, objects
 
 
-def _stim_info(cfg: MiniNSDConfig, design, rng: np.random.Generator) -> pd.DataFrame:
-    """nsd_stim_info_merged.csv table (one row per pool image)."""
-    P = cfg.n_pool_images
-    shared = np.zeros(P, dtype=bool)
-    shared[design.sharedix - 1] = True
-    coco = rng.choice(np.arange(1, 600000), size=P, replace=False)
-    crop = rng.uniform(0, 0.2, size=P).round(6)
-    df = pd.DataFrame({
-        "cocoId": coco,
-        "cocoSplit": np.where(rng.random(P) < 0.9, "train2017", "val2017"),
-        "cropBox": [f"({c}, {c}, 0, 0)" if k % 2 else f"(0, 0, {c}, {c})" for k, c in enumerate(crop)],
-        "loss": rng.uniform(0, 0.1, size=P).round(6),
-        "nsdId": np.arange(P),
-        "flagged": rng.random(P) < 0.01,
-        "BOLD5000": rng.random(P) < 0.02,
-        "shared1000": shared,
-    })
-    for s, n_sess in enumerate(cfg.sessions_per_subject):
-        df[f"subject{s + 1}"] = np.isin(np.arange(P) + 1, design.subjectim[s]).astype(np.int64)
-    for s, n_sess in enumerate(cfg.sessions_per_subject):
-        n = n_sess * TRIALS_PER_SESSION
-        ids = design.subjectim[s, design.masterordering[:n] - 1] - 1
-        reps = np.zeros((P, 3), dtype=np.int64)
-        count = np.zeros(P, dtype=np.int64)
-        for t, i in enumerate(ids):
-            reps[i, count[i]] = t + 1
-            count[i] += 1
-        for r in range(3):
-            df[f"subject{s + 1}_rep{r}"] = reps[:, r]
-    return df
-
-
 def make_mini_nsd(out_dir, config: MiniNSDConfig | None = None, progress: bool = True) -> MiniNSDPaths:
     """Generate nsd-mini under ``out_dir`` (created if needed).
 
@@ -166,7 +134,7 @@ def make_mini_nsd(out_dir, config: MiniNSDConfig | None = None, progress: bool =
         "stimpattern": design.stimpattern.astype(np.uint8),
         "basiccnt": design.basiccnt.astype(np.int32),
     })
-    _stim_info(cfg, design, _rng(cfg.seed, 2)).to_csv(exp_dir / "nsd_stim_info_merged.csv")
+    stim_info_table(cfg, design, _rng(cfg.seed, 2)).to_csv(exp_dir / "nsd_stim_info_merged.csv")
 
     images, energy, cats, objects = _draw_pool(cfg, progress)
     write_hdf5_images(nsd / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5", images)
