@@ -1,1 +1,37 @@
-"""brainnet.backbones"""
+"""Vision backbones behind one API: ``get_tokens(images) -> (local, global)``.
+
+``local[name]`` is [B, C, H, W] (patch / feature grid, prefix tokens removed), ``global[name]``
+is [B, C]; names in network order. Images are float [B, 3, H, W] in [0, 1]; each backbone
+resizes and normalises them itself (CLIP's constants differ from ImageNet's).
+
+>>> bb = create_backbone("brainnet-tiny")          # offline, shipped weights
+>>> bb = create_backbone("timm:vit_base_patch16_224", layers=[2, 5, 8, 11])
+>>> bb = create_backbone("clip-vit-b-16", pretrained=True)   # needs cached weights or network
+>>> list_backbones()
+"""
+
+from .base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, InputConfig, resolve_layer_indices
+from .registry import create_backbone, describe_backbones, list_backbones, register_backbone
+
+# adapters register themselves on import
+from . import timm_backbone, open_clip_backbone, hub_backbone, sam_backbone, module_backbone, tiny  # noqa: E402,F401
+from .module_backbone import ModuleBackbone, wrap_module  # noqa: E402
+from .tiny import TinyCNN, tiny_record  # noqa: E402
+
+__all__ = [
+    "Backbone",
+    "InputConfig",
+    "ModuleBackbone",
+    "TinyCNN",
+    "create_backbone",
+    "describe_backbones",
+    "list_backbones",
+    "register_backbone",
+    "resolve_layer_indices",
+    "tiny_record",
+    "wrap_module",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "CLIP_MEAN",
+    "CLIP_STD",
+]

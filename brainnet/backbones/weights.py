@@ -1,0 +1,148 @@
+"""Finding and loading weights without surprises: offline checks first, local files, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from brainnet.errors import WeightsUnavailableError
+
+_OFFLINE_VARS = ("BRAINNET_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+HOW_TO_PROVIDE = (
+    "Provide weights without network access in one of these ways: "
+    "(1) pass weights='/path/to/checkpoint.pt' (a state_dict saved with torch.save, loaded with "
+    "weights_only=True); (2) put the file in the torch hub cache "
+    "($TORCH_HOME/hub/checkpoints, now {hub}); (3) for Hugging Face hosted weights, fill the HF "
+    "cache ($HF_HOME/hub) on a machine with network and copy it over."
+)
+
+
+def how_to_provide() -> str:
+    """The standard advice text, with the current torch hub directory filled in."""
+    return HOW_TO_PROVIDE.format(hub=torch_hub_checkpoints_dir())
+
+
+def torch_hub_checkpoints_dir() -> Path:
+    """Where torch.hub keeps downloaded checkpoints ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def offline_by_env() -> bool:
+    """True when an offline switch (BRAINNET_OFFLINE, HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE) is set."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in _OFFLINE_VARS)
+
+
+def network_available(host: str = "huggingface.co", port: int = 443, timeout: float = 1.5) -> bool:
+    """Quick reachability probe; never blocks longer than about ``timeout`` seconds.
+
+    DNS lookups have no timeout of their own, so the probe runs in a daemon thread.
+    """
+    if offline_by_env():
+        return False
+    result: list[bool] = []
+
+    def probe():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout + 0.5)
+    return bool(result and result[0])
+
+
+def hf_cached_file(repo_id: str, filenames: tuple[str, ...]) -> str | None:
+    """Path of the first of ``filenames`` already in the local Hugging Face cache, else None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub ships with timm
+        return None
+    for fn in filenames:
+        found = try_to_load_from_cache(repo_id, fn)
+        if isinstance(found, str) and os.path.exists(found):
+            return found
+    return None
+
+
+def require_download(what: str, host: str) -> None:
+    """Raise :class:`WeightsUnavailableError` at once when ``what`` would need a download that cannot happen."""
+    if not network_available(host):
+        reason = "offline mode is set" if offline_by_env() else f"{host} cannot be reached"
+        raise WeightsUnavailableError(f"{what} is not in any local cache and {reason}. " + how_to_provide())
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a checkpoint as a flat state_dict (``torch.load(weights_only=True)``; .safetensors too).
+
+    Common wrappers ({"state_dict": ...}, {"model": ...}) are unwrapped.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsUnavailableError(f"weights file {p} does not exist. " + how_to_provide())
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        sd = load_file(str(p))
+    else:
+        try:
+            sd = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exc:  # unpickling refused or corrupt file
+            raise WeightsUnavailableError(
+                f"could not load {p} with torch.load(weights_only=True): {exc}. Save a plain state_dict "
+                "(torch.save(model.state_dict(), path))."
+            ) from exc
+    for key in ("state_dict", "model", "module"):
+        if isinstance(sd, Mapping) and key in sd and isinstance(sd[key], Mapping):
+            sd = sd[key]
+    if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise WeightsUnavailableError(f"{p} does not hold a state_dict (a mapping of names to tensors)")
+    return dict(sd)
+
+
+def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Keep keys starting with ``prefix`` (prefix removed) if any do; else return ``sd`` unchanged."""
+    if any(k.startswith(prefix) for k in sd):
+        return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return dict(sd)
+
+
+def load_into(module: nn.Module, sd: Mapping[str, torch.Tensor], source: str, ignore_prefixes: tuple[str, ...] = ()) -> None:
+    """``module.load_state_dict(sd)`` with a readable error naming missing / unexpected keys.
+
+    Keys of ``sd`` starting with any of ``ignore_prefixes`` (e.g. a classifier head) are dropped first.
+    """
+    sd = {k: v for k, v in sd.items() if not k.startswith(ignore_prefixes)} if ignore_prefixes else dict(sd)
+    own = module.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shape = [f"{k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
+    if missing or unexpected or shape:
+        raise WeightsUnavailableError(
+            f"weights from {source} do not fit this architecture: missing {missing[:5]}"
+            f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, "
+            f"shape mismatches {shape[:5]}"
+        )
+    module.load_state_dict(sd, strict=True)
