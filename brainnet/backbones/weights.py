@@ -82,18 +82,6 @@ def require_download(what: str, host: str) -> None:
         raise WeightsUnavailableError(f"{what} is not in any local cache and {reason}. " + how_to_provide())
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a checkpoint as a flat state_dict (``torch.load(weights_only=True)``; .safetensors too).
 

@@ -25,7 +25,7 @@ from torch import nn
 from .configs import DictConfig
 from .posenc import SphereEncoder, VertexEncodings
 from .readout import SubjectReadouts, check_vertex_idx, map_vertex_chunks, subject_key
-from .selectors import (LayerSelector, RetinaMapper, ScaleSelector, linear_decay,
+from .selectors import (LayerSelector, RetinaMapper, ScaleSelector, SelectorMaps, linear_decay,
                         selector_regularizer)
 from .tokens import as_layer_list, resize_map, sample_maps
 
@@ -93,7 +93,7 @@ class FactorTopyConfig(DictConfig):
         return len(self.in_channels)
 
 
-class FactorTopy(nn.Module):
+class FactorTopy(SelectorMaps, nn.Module):
     """FactorTopy encoding model.
 
     Parameters
@@ -189,16 +189,6 @@ class FactorTopy(nn.Module):
         return map_vertex_chunks(predict, idx, c.chunk_size)
 
     # ---- per-vertex selector outputs (for maps) ----
-    @torch.no_grad()
-    def positions(self, subject: str) -> torch.Tensor:
-        """Retina positions (V_s, 2), x right / y down in [-1, 1]."""
-        return self.retina.positions(self.vertices.get(subject_key(subject)))
-
-    @torch.no_grad()
-    def layer_weights(self, subject: str) -> torch.Tensor:
-        """Layer weights (V_s, L), rows sum to 1."""
-        return self.layer_selector.layer_weights(self.vertices.get(subject_key(subject)))
-
     @torch.no_grad()
     def scale(self, subject: str) -> torch.Tensor:
         """Local (0) .. global (1) mix per vertex (V_s,); 0 everywhere when ``use_scale`` is off."""

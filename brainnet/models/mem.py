@@ -42,7 +42,7 @@ from torch import nn
 from .configs import DictConfig
 from .posenc import SphereEncoder, VertexEncodings
 from .readout import SubjectReadouts, check_vertex_idx, map_vertex_chunks, subject_key
-from .selectors import LayerSelector, RetinaMapper, linear_decay, selector_regularizer
+from .selectors import SelectorMaps, LayerSelector, RetinaMapper, linear_decay, selector_regularizer
 from .tokens import as_layer_list, resize_map, sample_maps
 
 N_BEHAVIOUR = 35
@@ -281,7 +281,7 @@ def _mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequentia
                          nn.Linear(hidden, out_dim))
 
 
-class MemModel(nn.Module):
+class MemModel(SelectorMaps, nn.Module):
     """Memory encoding model (see the module docstring for inputs and branches).
 
     Parameters
@@ -454,16 +454,6 @@ class MemModel(nn.Module):
         return map_vertex_chunks(predict, idx, c.chunk_size)
 
     # ---- per-vertex selector outputs (for maps) ----
-    @torch.no_grad()
-    def positions(self, subject: str) -> torch.Tensor:
-        """Retina positions (V_s, 2), x right / y down in [-1, 1]."""
-        return self.retina.positions(self.vertices.get(subject_key(subject)))
-
-    @torch.no_grad()
-    def layer_weights(self, subject: str) -> torch.Tensor:
-        """Layer weights (V_s, L), rows sum to 1."""
-        return self.layer_selector.layer_weights(self.vertices.get(subject_key(subject)))
-
     def regularizer(self, subject: str, vertex_idx=None) -> torch.Tensor:
         """Layer-selector regulariser (negative normalised entropy, unweighted scalar)."""
         pe_all = self.vertices.get(subject_key(subject))

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import nn
 
+from .readout import subject_key
+
 
 class CoordMLP(nn.Module):
     """MLP ``in_dim -> hidden (x n_hidden) -> out_dim`` with GELU; last layer zero-initialised.
@@ -183,3 +185,18 @@ def linear_decay(step: int, initial: float, decay_steps: int) -> float:
     if decay_steps <= 0:
         return float(initial)
     return float(initial) * max(0.0, 1.0 - step / decay_steps)
+
+
+class SelectorMaps:
+    """Per-vertex selector outputs for the maps, for models with ``vertices`` (VertexEncodings),
+    ``retina`` (RetinaMapper) and ``layer_selector`` (LayerSelector)."""
+
+    @torch.no_grad()
+    def positions(self, subject: str) -> torch.Tensor:
+        """Retina positions (V_s, 2), x right / y down in [-1, 1]."""
+        return self.retina.positions(self.vertices.get(subject_key(subject)))
+
+    @torch.no_grad()
+    def layer_weights(self, subject: str) -> torch.Tensor:
+        """Layer weights (V_s, L), rows sum to 1."""
+        return self.layer_selector.layer_weights(self.vertices.get(subject_key(subject)))
