@@ -1,0 +1,128 @@
+"""Training throughput with cached tokens vs the backbone in the loop, same data, one run.
+
+Both paths train the same memory encoding model (small settings) for the same number of steps on
+the same random batches of the same images. "uncached" runs the frozen backbone (inference mode)
+on each batch's current images, pools the maps to 8x8 and casts to fp16 exactly as the cache
+does; "cached" looks the tokens up in a filled :class:`brainnet.cache.TokenCache`. Memory-image
+vectors are looked up in both (computing them in the loop would cost 32 more forwards per trial).
+
+    python -m benchmarks.bench_train                        # ViT-B/16 (random weights), CPU
+    python -m benchmarks.bench_train --steps 20 --batch-size 16 --threads 2
+
+Prints samples/s of both, their ratio and the device; also the one-off fill cost and after how
+many epochs over the images the cache has paid for itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from brainnet.backbones import create_backbone
+from brainnet.cache import TokenCache
+from brainnet.models import MemConfig, MemModel
+
+SMALL = dict(width=32, conv_blocks=1, mlp_hidden=64, memory_hidden=64, frame_dim=16, t1_dim=16, memory_out=32,
+             behaviour_hidden=32, behaviour_out=16, time_dim=8, n_memory_frames=8, chunk_size=None)
+
+
+def _sphere(n: int, rng: np.random.Generator) -> np.ndarray:
+    x = rng.normal(size=(n, 3))
+    return (100 * x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="vit_base_patch16_224", help="timm model name (random weights)")
+    ap.add_argument("--layers", default="2,5,8,11")
+    ap.add_argument("--n-images", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--vertices", type=int, default=2000)
+    ap.add_argument("--vertices-per-step", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+
+    layers = [int(x) for x in args.layers.split(",")]
+    bb = create_backbone(f"timm:{args.model}", layers=layers).to(device)
+    size = bb.input_size
+    images = rng.integers(0, 256, size=(args.n_images, size, size, 3), dtype=np.uint8)
+    cache = TokenCache(bb, pool=8, device=device)
+    t0 = time.perf_counter()
+    cache.fill(images, batch_size=16, num_workers=0, progress=False, forward="main")
+    fill_s = time.perf_counter() - t0
+    local_all, glob_all = cache.get(range(args.n_images))
+    names = list(local_all)
+    memory = glob_all[names[-1]].float()
+    memory = ((memory - memory.mean(0)) / memory.std(0).clamp_min(1e-6)).to(device)
+
+    coords, hemi = {"s": _sphere(args.vertices, rng)}, {"s": (np.arange(args.vertices) % 2).astype(np.int64)}
+    cfg = MemConfig(in_channels=tuple(bb.widths), layer_names=tuple(names), memory_dim=memory.shape[1], **SMALL)
+    model = MemModel(cfg, coords, hemi).to(device)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    target = torch.randn(args.n_images, args.vertices, device=device)
+    plan = [rng.choice(args.n_images, args.batch_size, replace=False) for _ in range(args.steps + 1)]
+    mem_rows = [rng.integers(-1, args.n_images, size=(args.batch_size, cfg.n_memory_frames)) for _ in plan]
+    beh = torch.randn(args.batch_size, 35, device=device)
+
+    def tokens_uncached(rows):
+        x = torch.from_numpy(images[rows]).permute(0, 3, 1, 2).to(device).float().div_(255.0)
+        with torch.inference_mode():
+            loc, glo = bb.get_tokens(x, layers=names)
+            loc = {n: (F.adaptive_avg_pool2d(t, 8) if t.shape[-1] > 8 else t).half() for n, t in loc.items()}
+            glo = {n: t.half() for n, t in glo.items()}
+        return {n: t.clone() for n, t in loc.items()}, {n: t.clone() for n, t in glo.items()}
+
+    def tokens_cached(rows):
+        loc, glo = cache.get(rows.tolist())
+        return {n: t.to(device) for n, t in loc.items()}, {n: t.to(device) for n, t in glo.items()}
+
+    def run(get_tokens) -> float:
+        model.load_state_dict(init)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        times = []
+        for k, rows in enumerate(plan):
+            t = time.perf_counter()
+            loc, glo = get_tokens(rows)
+            mr = torch.from_numpy(mem_rows[k]).to(device)
+            valid = mr >= 0
+            batch = {"subject": "s", "local": loc, "global": glo, "memory": memory[mr.clamp(min=0)] * valid[..., None],
+                     "memory_valid": valid, "behaviour": beh}
+            idx = torch.randperm(args.vertices, device=device)[:args.vertices_per_step]
+            loss = F.mse_loss(model(batch, idx), target[torch.from_numpy(rows).to(device)][:, idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if k > 0:  # step 0 warms up
+                times.append(time.perf_counter() - t)
+        return args.batch_size * len(times) / sum(times)
+
+    cached = run(tokens_cached)
+    uncached = run(tokens_uncached)
+    ratio = cached / uncached
+    fill_per_image = fill_s / args.n_images
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"model {args.model} layers {names}, {args.n_images} images, batch {args.batch_size}, "
+          f"{args.steps} timed steps, {args.vertices_per_step}/{args.vertices} vertices per step")
+    print(f"uncached (backbone in the loop): {uncached:8.2f} samples/s")
+    print(f"cached tokens:                   {cached:8.2f} samples/s")
+    print(f"ratio cached / uncached: {ratio:.1f}x   device: {name}")
+    print(f"one-off cache fill: {fill_per_image * 1000:.1f} ms/image; pays for itself after "
+          f"{fill_per_image / max(1e-12, 1 / uncached - 1 / cached):.2f} epochs over the images")
+    return {"cached": cached, "uncached": uncached, "ratio": ratio, "device": name}
+
+
+if __name__ == "__main__":
+    main()

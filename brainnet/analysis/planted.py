@@ -1,0 +1,72 @@
+"""More planted-truth look-ups for nsd-mini (the per-vertex ones are in :mod:`.truth`).
+
+* :func:`find_ground_truth` — the ``ground_truth.npz`` a prepared dataset was made from (None
+  for real data);
+* :func:`planted_lag_profile` / :func:`planted_peak_lag` — the planted memory lag profile and
+  the lag a per-lag r profile should peak at;
+* :func:`planted_memory_feature` — the remembered feature of each prepared image row.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["find_ground_truth", "planted_lag_profile", "planted_memory_feature", "planted_peak_lag"]
+
+
+def find_ground_truth(data_dir: str | Path) -> Path | None:
+    """``ground_truth.npz`` of the nsd-mini tree a prepared dataset was made from, or None.
+
+    Looks next to the NSD root named in ``manifest.json`` (``sources.nsd_dir``); real data has
+    no such file and gives None.
+    """
+    manifest = Path(data_dir) / "manifest.json"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} not found: {data_dir} is not a finished prepared dataset")
+    nsd_dir = json.loads(manifest.read_text()).get("sources", {}).get("nsd_dir")
+    if not nsd_dir:
+        return None
+    path = Path(nsd_dir).parent / "ground_truth.npz"
+    return path if path.is_file() else None
+
+
+def _npz(path: str | Path) -> np.lib.npyio.NpzFile:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ground truth file {path} not found")
+    return np.load(path)
+
+
+def planted_lag_profile(ground_truth: str | Path) -> np.ndarray:
+    """float64 (33,): planted weight of the image k slots back (k = 0..32; entry 0 = 0)."""
+    with _npz(ground_truth) as gt:
+        return gt["memory_lag_profile"].astype(np.float64)
+
+
+def planted_peak_lag(profile: np.ndarray, window: tuple[int, int] | None = None) -> int:
+    """Lag of the largest |weight| of a planted profile (within ``window`` (low, high) when given).
+
+    |weight| because a per-lag r profile measures how strongly the lag-k image drives the
+    response, not the sign of the drive.
+    """
+    profile = np.asarray(profile, dtype=np.float64)
+    if profile.ndim != 1 or len(profile) < 2:
+        raise ValueError(f"profile must have shape (n_lags,), got {profile.shape}")
+    lags = np.arange(len(profile))
+    keep = np.ones(len(profile), bool) if window is None else (lags >= window[0]) & (lags <= window[1])
+    if not keep.any():
+        raise ValueError(f"window {window} holds no lag of a {len(profile)}-lag profile")
+    return int(lags[keep][np.argmax(np.abs(profile[keep]))])
+
+
+def planted_memory_feature(ground_truth: str | Path, data_dir: str | Path) -> np.ndarray:
+    """float32 (n_images,): the remembered feature of each prepared image row (by its 73k id)."""
+    ids = np.load(Path(data_dir) / "images" / "nsd_ids.npy")
+    with _npz(ground_truth) as gt:
+        feature = gt["memory_feature"]
+    if ids.max() >= len(feature):
+        raise ValueError(f"image id {ids.max()} outside the ground truth's pool ({len(feature)} images)")
+    return feature[ids].astype(np.float32)

@@ -1,0 +1,139 @@
+"""TrainConfig: every setting of one training run (saved as ``config.json`` with the run)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODEL_KINDS = ("mem", "factortopy")
+SPLITS = ("train", "val", "test", "predict", "heldout")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of :func:`brainnet.training.fit.fit_encoder`.
+
+    Data
+        data_dir: prepared dataset directory. subjects: subjects trained together (one readout
+        each). backbone: registered backbone name; layers: its layers to cache (None = all);
+        pool: local maps pooled to pool x pool; memory_layer: cached layer whose global token is
+        the memory-image vector (None = last). eval_split: split scored at the end ("test", "val",
+        "predict", or "heldout" = predict-split trials whose image is in no other split, i.e. the
+        Algonauts test images).
+    Model
+        model: "mem" (:class:`MemModel`) or "factortopy"; ablation: a row of
+        ``brainnet.models.ABLATIONS`` (mem only); model_options: overrides of the model config
+        fields (MemConfig / FactorTopyConfig), e.g. ``{"width": 32}``.
+    Optimisation
+        loss: "smooth_l1" | "mse"; beta: smooth-L1 transition; lr / readout_lr_mult: AdamW learning
+        rate of the body / factor for the readouts; weight_decay (not on biases / norms);
+        warmup_steps, min_lr_ratio: linear warmup then cosine; grad_clip: Trainer gradient clip
+        (None: off); batch_size; vertices_per_step: random vertex subset per step (None: all);
+        max_epochs / max_steps (-1: no step limit); patience: early stopping on val mean r
+        (None: off); top_k: checkpoints kept; precision: "auto" = bf16/16-mixed on CUDA, 32 on CPU.
+    Distillation
+        teacher_path: .npz of teacher predictions per subject (n_trials, V); handover_steps: steps
+        over which the target moves linearly from the teacher to the ground truth.
+    Run
+        out_dir: run folder (checkpoints, config.json, history.jsonl, metrics.json); seed;
+        accelerator / devices / strategy: passed to the Trainer; resume: continue from
+        ``out_dir/checkpoints/last.ckpt`` when it exists; progress_bar.
+    """
+
+    data_dir: str = ""
+    subjects: tuple[str, ...] = ("subj01",)
+    backbone: str = "brainnet-tiny"
+    layers: tuple[int, ...] | None = None
+    pool: int | None = 8
+    memory_layer: str | None = None
+    eval_split: str = "test"
+    model: str = "mem"
+    ablation: str = "full"
+    model_options: dict = field(default_factory=dict)
+    loss: str = "smooth_l1"
+    beta: float = 0.01
+    lr: float = 1e-3
+    readout_lr_mult: float = 3.0
+    weight_decay: float = 3e-4
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.05
+    grad_clip: float | None = 0.5
+    batch_size: int = 32
+    vertices_per_step: int | None = None
+    max_epochs: int = 20
+    max_steps: int = -1
+    patience: int | None = 10
+    top_k: int = 3
+    precision: str = "auto"
+    teacher_path: str = ""
+    handover_steps: int = 0
+    out_dir: str = ""
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    resume: bool = True
+    progress_bar: bool = False
+
+    def __post_init__(self):
+        if self.model not in MODEL_KINDS:
+            raise ValueError(f"model must be one of {MODEL_KINDS}, got {self.model!r}")
+        if self.eval_split not in SPLITS:
+            raise ValueError(f"eval_split must be one of {SPLITS}, got {self.eval_split!r}")
+        if self.loss not in ("smooth_l1", "mse"):
+            raise ValueError(f"loss must be 'smooth_l1' or 'mse', got {self.loss!r}")
+        if self.batch_size < 1 or self.top_k < 1 or self.max_epochs < 1:
+            raise ValueError("batch_size, top_k and max_epochs must be >= 1")
+        if self.lr <= 0 or self.readout_lr_mult <= 0 or self.weight_decay < 0:
+            raise ValueError("lr and readout_lr_mult must be > 0, weight_decay >= 0")
+        if self.vertices_per_step is not None and self.vertices_per_step < 1:
+            raise ValueError(f"vertices_per_step must be >= 1 or None, got {self.vertices_per_step}")
+        if not self.subjects:
+            raise ValueError("subjects must name at least one subject")
+        if isinstance(self.subjects, str):
+            raise ValueError("subjects must be a sequence of names, e.g. ('subj01',)")
+        if not isinstance(self.model_options, dict):
+            raise ValueError(f"model_options must be a dict, got {type(self.model_options).__name__}")
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (tuples become lists)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Build from :meth:`to_dict` output or a Ray Tune config; unknown keys raise ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown keys {unknown}; known: {sorted(names)}")
+        kw = {}
+        for k, v in data.items():
+            if k in ("subjects", "layers") and isinstance(v, list):
+                v = tuple(v)
+            if k == "subjects" and isinstance(v, (str, int)):
+                v = (v,)
+            kw[k] = v
+        if "subjects" in kw:
+            from brainnet.data.nsd import subject_name
+
+            kw["subjects"] = tuple(subject_name(s) for s in kw["subjects"])
+        return cls(**kw)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,166 @@
+"""Scores on a split: per-vertex r, noise-normalised score, ROI tables, image identification.
+
+Works on predictions of any model (encoding models, ridge baselines), so every model is scored
+by the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from brainnet.data.nsd import subject_name
+
+from .metrics import identification_accuracy, noise_normalized_score, pearson_r, roi_means, summarize
+
+SPLIT_CODE = {"train": 0, "val": 1, "test": 2, "predict": 3}
+
+
+def split_filter(trials_split: np.ndarray, trials_image: np.ndarray, split: str) -> np.ndarray:
+    """Bool mask (n_trials,) of a split's trials.
+
+    ``split`` is a split name or ``"heldout"``: predict-split trials whose image is shown in no
+    train / val / test trial (the Algonauts test images; large, never seen in training).
+    """
+    split_col = np.asarray(trials_split)
+    if split == "heldout":
+        seen = np.unique(np.asarray(trials_image)[split_col != SPLIT_CODE["predict"]])
+        return (split_col == SPLIT_CODE["predict"]) & ~np.isin(trials_image, seen)
+    if split not in SPLIT_CODE:
+        raise ValueError(f"unknown split {split!r}; choose from {list(SPLIT_CODE)} or 'heldout'")
+    return split_col == SPLIT_CODE[split]
+
+
+@dataclass
+class SubjectMeta:
+    """Per-vertex metadata of one subject: nc (V,) fraction, rois {atlas: (labels (V,), names)}."""
+
+    name: str
+    nc: np.ndarray
+    rois: dict
+    hemi: np.ndarray
+    challenge: np.ndarray
+
+    @classmethod
+    def load(cls, root: str | Path, subject) -> "SubjectMeta":
+        folder = Path(root) / subject_name(subject)
+        nc = np.load(folder / "noise_ceiling.npy").astype(np.float64)
+        rois = {}
+        with np.load(folder / "rois.npz", allow_pickle=False) as z:
+            for key in z.files:
+                if "__" not in key:
+                    rois[key] = (z[key].astype(np.int64), [str(n) for n in z[f"{key}__names"]])
+        with np.load(folder / "vertices.npz") as v:
+            hemi, challenge = v["hemi"].astype(np.int64), v["challenge"].astype(bool)
+        return cls(subject_name(subject), np.clip(nc, 0.0, 1.0), rois, hemi, challenge)
+
+
+@dataclass
+class Predictions:
+    """Trial-level predictions of one subject: pred / target (n, V) float32, trial / image rows (n,)."""
+
+    subject: str
+    trial: np.ndarray
+    image: np.ndarray
+    pred: np.ndarray
+    target: np.ndarray
+
+
+@torch.no_grad()
+def predict_dataset(model: torch.nn.Module, dataset, batch_size: int = 64, device=None) -> dict[str, Predictions]:
+    """Run ``model`` over every trial of an :class:`EncodingDataset`; dict subject -> Predictions."""
+    from .batches import make_loader
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: dict[str, dict[str, list]] = {}
+    try:
+        for batch in make_loader(dataset, batch_size, shuffle=False):
+            moved = _to_device(batch, device)
+            pred = model(moved).float().cpu().numpy()
+            d = out.setdefault(batch["subject"], {"trial": [], "image": [], "pred": [], "target": []})
+            d["trial"].append(batch["trial"].numpy())
+            d["image"].append(batch["image"].numpy())
+            d["pred"].append(pred)
+            d["target"].append(batch["fmri"].numpy())
+    finally:
+        model.train(was_training)
+    return {s: Predictions(s, *(np.concatenate(d[k]) for k in ("trial", "image", "pred", "target")))
+            for s, d in out.items()}
+
+
+def _to_device(batch, device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def image_means(values: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average trial rows (n, V) per image: returns (images (m,), means (m, V))."""
+    uniq, inv = np.unique(image, return_inverse=True)
+    sums = np.zeros((uniq.size, values.shape[1]), np.float64)
+    np.add.at(sums, inv, values)
+    return uniq, sums / np.bincount(inv, minlength=uniq.size)[:, None]
+
+
+@dataclass
+class EvalResult:
+    """Scores of one subject on one split.
+
+    Attributes
+    ----------
+    per_vertex : DataFrame (V rows): r, score, nc (fraction), hemi, one column per ROI atlas
+    summary : mean_r, median_r, mean_score, median_score, identification (top-1 accuracy among
+        ``n_candidates`` images, image-averaged responses), n_candidates, n_trials, n_images
+    roi_table : DataFrame: atlas, roi, n_vertices, mean_r, mean_score, mean_nc (percent)
+    """
+
+    subject: str
+    per_vertex: pd.DataFrame
+    summary: dict
+    roi_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def evaluate_predictions(pred: np.ndarray, target: np.ndarray, meta: SubjectMeta, image: np.ndarray | None = None,
+                         n_candidates: int = 300, n_draws: int = 30, seed: int = 0) -> EvalResult:
+    """Score trial-level predictions.
+
+    Parameters
+    ----------
+    pred, target : arrays of shape (n_trials, V)
+    meta : the subject's :class:`SubjectMeta`
+    image : int array (n_trials,) image row per trial, for identification (None: skipped)
+    n_candidates : candidates per identification trial (capped at the number of images)
+    """
+    pred = np.asarray(pred, np.float64)
+    target = np.asarray(target, np.float64)
+    if pred.shape != target.shape or pred.shape[1] != meta.nc.size:
+        raise ValueError(f"pred {pred.shape} and target {target.shape} must be (n, V={meta.nc.size})")
+    r = pearson_r(pred, target)
+    score = noise_normalized_score(r, meta.nc)
+    summary = summarize(r, meta.nc)
+    summary.update(n_trials=int(pred.shape[0]))
+    if image is not None:
+        imgs, p_img = image_means(pred, image)
+        _, t_img = image_means(target, image)
+        summary["n_images"] = int(imgs.size)
+        if imgs.size >= 2:
+            k = min(int(n_candidates), int(imgs.size))
+            summary["identification"] = identification_accuracy(p_img, t_img, k, n_draws, seed)
+            summary["n_candidates"] = k
+    table = pd.DataFrame({"r": r, "score": score, "nc": meta.nc, "hemi": meta.hemi})
+    rows = []
+    for atlas, (labels, names) in meta.rois.items():
+        table[atlas] = labels
+        mr, ms, mn = roi_means(r, labels, names), roi_means(score, labels, names), roi_means(meta.nc * 100, labels, names)
+        counts = {str(names[c]): int((labels == c).sum()) for c in np.unique(labels) if c != 0}
+        rows += [{"atlas": atlas, "roi": n, "n_vertices": counts[n], "mean_r": mr[n], "mean_score": ms[n],
+                  "mean_nc": mn[n]} for n in mr]
+    return EvalResult(meta.name, table, summary, pd.DataFrame(rows))

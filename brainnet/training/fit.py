@@ -1,0 +1,271 @@
+"""``fit_encoder``: train one encoding model on a prepared dataset and score it.
+
+>>> result = fit_encoder(TrainConfig(data_dir=prepared, out_dir="runs/mem", max_epochs=10))
+>>> result.summary["eval_mean_score"], result.best_checkpoint
+
+The run folder holds ``config.json`` (the TrainConfig), ``checkpoints/`` (top-k by validation r
+and ``last.ckpt``), ``history.json`` (per-epoch train loss / val r) and ``metrics.json``.
+Rerunning with the same ``out_dir`` and ``resume=True`` continues from ``last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+
+from brainnet.models import FactorTopy, FactorTopyConfig, MemConfig, MemModel, ablation_config
+
+from .batches import EncodingDataset, FeatureSet, SubjectTrials, make_loader, subject_vertices
+from .config import TrainConfig
+from .evaluate import EvalResult, SubjectMeta, evaluate_predictions, predict_dataset, split_filter
+from .features import build_features
+from .module import EncoderModule
+
+
+def model_config(config: TrainConfig, features: FeatureSet):
+    """The model's config dataclass for a TrainConfig and the cached feature shapes."""
+    opts = dict(config.model_options)
+    base = dict(in_channels=features.in_channels, layer_names=features.layer_names)
+    if config.model == "mem":
+        base["memory_dim"] = features.memory_dim
+        return ablation_config(config.ablation, MemConfig(**{**base, **opts}))
+    if config.ablation != "full":
+        raise ValueError("ablations apply to the memory model only (model='mem')")
+    return FactorTopyConfig(**{**base, **opts})
+
+
+def build_model(kind: str, cfg, data_dir: str | Path, subjects) -> torch.nn.Module:
+    """Instantiate ``MemModel`` / ``FactorTopy`` for the subjects' vertices of a prepared dataset."""
+    coords, hemi = subject_vertices(data_dir, subjects)
+    cls = {"mem": MemModel, "factortopy": FactorTopy}[kind]
+    return cls(cfg, coords, hemi)
+
+
+def load_model(checkpoint: str | Path, data_dir: str | Path | None = None) -> torch.nn.Module:
+    """Rebuild a trained model from a checkpoint written by :func:`fit_encoder` (eval mode, CPU)."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    tc = TrainConfig.from_dict(ckpt["train_config"])
+    cfg_cls = MemConfig if tc.model == "mem" else FactorTopyConfig
+    model = build_model(tc.model, cfg_cls.from_dict(ckpt["model_config"]), data_dir or tc.data_dir, tc.subjects)
+    model.load_state_dict(model_state(ckpt))
+    return model.eval()
+
+
+def model_state(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The wrapped model's state dict from a Lightning checkpoint dict."""
+    return {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+
+
+class EncodingData(pl.LightningDataModule):
+    """Train / val loaders; the train sampler is sharded by the Trainer's rank for DDP."""
+
+    def __init__(self, train: EncodingDataset, val: EncodingDataset, batch_size: int, seed: int):
+        super().__init__()
+        self.train, self.val, self.batch_size, self.seed = train, val, batch_size, seed
+
+    def train_dataloader(self):
+        t = self.trainer
+        rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
+        return make_loader(self.train, self.batch_size, shuffle=True, drop_last=len(self.train) > self.batch_size,
+                           seed=self.seed, rank=rank, world_size=world)
+
+    def val_dataloader(self):
+        # every rank scores the whole validation split (val r needs all trials per vertex)
+        return make_loader(self.val, max(self.batch_size, 64), shuffle=False)
+
+
+class _StepRecorder(pl.Callback):
+    """Remembers the global step at which training (re)started."""
+
+    start_step: int | None = None
+
+    def on_train_start(self, trainer, pl_module):
+        self.start_step = int(trainer.global_step)
+
+
+class _ModelConfigSaver(pl.Callback):
+    def __init__(self, kind: str, cfg):
+        self.kind, self.cfg = kind, cfg
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint["model_config"] = self.cfg.to_dict()
+        checkpoint["model_kind"] = self.kind
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit_encoder` returns.
+
+    Attributes
+    ----------
+    config : the TrainConfig; out_dir : run folder
+    model : the model with the best validation weights (eval mode)
+    best_checkpoint : path; checkpoints : DataFrame (path, val_r) of the kept top-k
+    start_step / global_step : step training started from (> 0 after a resume) / ended at
+    history : DataFrame per validation (epoch, step, train_loss, val_r)
+    evaluation : subject -> EvalResult on ``config.eval_split``
+    summary : flat numbers (best_val_r, eval_mean_r, eval_mean_score, ...); also metrics.json
+    """
+
+    config: TrainConfig
+    out_dir: Path
+    model: torch.nn.Module
+    best_checkpoint: str
+    checkpoints: pd.DataFrame
+    start_step: int
+    global_step: int
+    history: pd.DataFrame
+    evaluation: dict[str, EvalResult] = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+
+
+def default_out_dir(config: TrainConfig) -> Path:
+    """``<data home>/outputs/runs/<hash of the config>`` (same config -> same folder -> resumable)."""
+    from brainnet.paths import data_home
+
+    key = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return data_home(None) / "outputs" / "runs" / f"{config.model}-{config.ablation}-{key}"
+
+
+def _precision(config: TrainConfig, accelerator: str) -> str:
+    if config.precision != "auto":
+        return config.precision
+    use_cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    if use_cuda:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def eval_dataset(config: TrainConfig, features: FeatureSet, split: str,
+                 trials: dict[str, SubjectTrials] | None = None) -> EncodingDataset:
+    """Dataset of a split name or ``"heldout"`` (see :func:`split_filter`)."""
+    trials = trials or {s: SubjectTrials.load(config.data_dir, s) for s in config.subjects}
+    if split == "heldout":
+        filt = {s: split_filter(t.split, t.image, "heldout") for s, t in trials.items()}
+        return EncodingDataset(config.data_dir, config.subjects, "predict", features, _frames(config),
+                               trial_filter=filt, subject_trials=trials)
+    return EncodingDataset(config.data_dir, config.subjects, split, features, _frames(config), subject_trials=trials)
+
+
+def _frames(config: TrainConfig) -> int:
+    return int(config.model_options.get("n_memory_frames", 32)) if config.model == "mem" else 1
+
+
+def evaluate_model(model: torch.nn.Module, dataset: EncodingDataset, batch_size: int = 64,
+                   n_candidates: int = 300) -> dict[str, EvalResult]:
+    """Predict a dataset and score every subject (see :func:`evaluate_predictions`)."""
+    preds = predict_dataset(model, dataset, batch_size)
+    return {s: evaluate_predictions(p.pred, p.target, SubjectMeta.load(dataset.root, s), p.image, n_candidates)
+            for s, p in preds.items()}
+
+
+def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) -> FitResult:
+    """Train, keep the best checkpoint, score it on ``config.eval_split``.
+
+    Parameters
+    ----------
+    config : TrainConfig or its dict (e.g. a Ray Tune trial config)
+    features : precomputed :class:`FeatureSet` (None: built from ``config.backbone``); pass one to
+        train several models (ablations, seeds) on the same cached tokens
+    """
+    if isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    if not config.data_dir or not (Path(config.data_dir) / "manifest.json").is_file():
+        raise FileNotFoundError(f"data_dir {config.data_dir!r} is not a finished prepared dataset "
+                                "(see brainnet.data.prepare or brainnet.data.mini.ensure_mini)")
+    out = Path(config.out_dir) if config.out_dir else default_out_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    config = config.replace(out_dir=str(out))
+    config.save(out / "config.json")
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    if features is None:
+        features = build_features(config.data_dir, config.backbone, config.layers, config.pool, config.memory_layer)
+    trials = {s: SubjectTrials.load(config.data_dir, s) for s in config.subjects}
+    teacher = None
+    if config.teacher_path:
+        with np.load(config.teacher_path) as z:
+            teacher = {s: z[s] for s in config.subjects}
+    train = EncodingDataset(config.data_dir, config.subjects, "train", features, _frames(config), teacher=teacher,
+                            subject_trials=trials)
+    val = EncodingDataset(config.data_dir, config.subjects, "val", features, _frames(config), subject_trials=trials)
+    if len(train) == 0 or len(val) < 2:
+        raise ValueError(f"need training trials and >= 2 validation trials, got {len(train)} / {len(val)}")
+    mcfg = model_config(config, features)
+    model = build_model(config.model, mcfg, config.data_dir, config.subjects)
+    module = EncoderModule(model, config)
+
+    ckpt_dir = out / "checkpoints"
+    checkpoint = pl.callbacks.ModelCheckpoint(
+        dirpath=ckpt_dir, filename="epoch{epoch:03d}-step{step:06d}-val_r{val_r:.5f}", monitor="val_r", mode="max",
+        save_top_k=config.top_k, save_last=True, auto_insert_metric_name=False)
+    recorder = _StepRecorder()
+    callbacks = [checkpoint, recorder, _ModelConfigSaver(config.model, mcfg)]
+    if config.patience is not None:
+        callbacks.append(pl.callbacks.EarlyStopping(monitor="val_r", mode="max", patience=config.patience))
+    trainer = pl.Trainer(
+        accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
+        precision=_precision(config, config.accelerator), max_epochs=config.max_epochs, max_steps=config.max_steps,
+        gradient_clip_val=config.grad_clip, callbacks=callbacks, logger=False, default_root_dir=str(out),
+        enable_progress_bar=config.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
+        use_distributed_sampler=False, log_every_n_steps=10)
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = str(last) if config.resume and last.is_file() else None
+    trainer.fit(module, datamodule=EncodingData(train, val, config.batch_size, config.seed), ckpt_path=ckpt_path)
+
+    best = checkpoint.best_model_path or (str(last) if last.is_file() else "")
+    if best:
+        model.load_state_dict(model_state(torch.load(best, map_location="cpu", weights_only=False)))
+    model = model.cpu().eval()
+    kept = pd.DataFrame([{"path": p, "val_r": float(v)} for p, v in checkpoint.best_k_models.items()])
+    if len(kept):
+        kept = kept.sort_values("val_r", ascending=False, ignore_index=True)
+    history = pd.DataFrame(module.history)
+    result = FitResult(config, out, model, best, kept, int(recorder.start_step or 0), int(trainer.global_step),
+                       history)
+    if trainer.is_global_zero:
+        ev = eval_dataset(config, features, config.eval_split, trials)
+        if len(ev):
+            result.evaluation = evaluate_model(model, ev)
+        result.summary = summarize_fit(result)
+        (out / "metrics.json").write_text(json.dumps(result.summary, indent=2, sort_keys=True) + "\n")
+        (out / "history.json").write_text(history.to_json(orient="records", indent=1))
+    return result
+
+
+def summarize_fit(result: FitResult) -> dict:
+    """Flat numbers of a fit: best val r, steps, and per evaluated subject mean r / score / identification
+    (also averaged over subjects as ``eval_*``)."""
+    s: dict = {"best_val_r": float(result.history["val_r"].max()) if len(result.history) else float("nan"),
+               "global_step": result.global_step, "start_step": result.start_step,
+               "eval_split": result.config.eval_split}
+    keys = ("mean_r", "median_r", "mean_score", "median_score", "identification")
+    for subj, ev in result.evaluation.items():
+        for k in keys:
+            if k in ev.summary:
+                s[f"{subj}/{k}"] = float(ev.summary[k])
+    for k in keys:
+        vals = [ev.summary[k] for ev in result.evaluation.values() if k in ev.summary]
+        if vals:
+            s[f"eval_{k}"] = float(np.mean(vals))
+    return s
+
+
+def train_trial(config: dict) -> dict:
+    """Ray Tune trainable: ``fit_encoder`` for one trial config (TrainConfig keys); returns
+    :func:`summarize_fit` numbers. Without ``out_dir`` the run goes to the trial's own folder."""
+    cfg = dict(config)
+    if not cfg.get("out_dir"):
+        try:
+            from ray import tune
+
+            cfg["out_dir"] = str(Path(tune.get_context().get_trial_dir()) / "run")
+        except Exception:  # not inside a Ray trial
+            cfg["out_dir"] = str(Path.cwd() / "run")
+    return fit_encoder(TrainConfig.from_dict(cfg)).summary

@@ -1,0 +1,93 @@
+"""LightningModule wrapping an encoding model: loss, optimiser, schedule, validation r.
+
+No maths of its own: the model computes predictions, :mod:`.optim` the loss, parameter groups,
+schedule and distillation targets, :mod:`.metrics` the correlations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from .config import TrainConfig
+from .metrics import PearsonAccumulator
+from .optim import blend_targets, encoding_loss, param_groups, warmup_cosine
+
+
+class EncoderModule(pl.LightningModule):
+    """Train an encoding model ``model(batch, vertex_idx) -> (B, N)`` on batches from
+    :class:`brainnet.training.batches.EncodingDataset`.
+
+    Logged: ``train_loss`` (per step), ``val_r`` (mean over vertices and subjects of the per-vertex
+    Pearson r on the validation split; early stopping and checkpoints follow it).
+    """
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig):
+        super().__init__()
+        self.model = model
+        self.config = config
+        self._val: dict[str, PearsonAccumulator] = {}
+        self._train_losses: list[float] = []
+        self.history: list[dict] = []
+
+    def forward(self, batch, vertex_idx=None):
+        return self.model(batch, vertex_idx)
+
+    def _vertex_subset(self, n_vertices: int, device) -> torch.Tensor | None:
+        k = self.config.vertices_per_step
+        if k is None or k >= n_vertices:
+            return None
+        return torch.randperm(n_vertices, device=device)[:k]
+
+    def training_step(self, batch, batch_idx):
+        target = batch["fmri"]
+        if "teacher" in batch:
+            target = blend_targets(target, batch["teacher"], int(self.global_step), self.config.handover_steps)
+        idx = self._vertex_subset(target.shape[1], target.device)
+        pred = self.model(batch, idx)
+        if idx is not None:
+            target = target[:, idx]
+        loss = encoding_loss(pred, target, self.config.loss, self.config.beta)
+        reg_w = self.model.regularizer_weight(int(self.global_step)) if hasattr(self.model, "regularizer") else 0.0
+        if reg_w > 0:
+            loss = loss + reg_w * self.model.regularizer(batch["subject"], idx)
+        self.log("train_loss", loss.detach(), prog_bar=True, batch_size=target.shape[0])
+        self._train_losses.append(float(loss.detach()))
+        return loss
+
+    def on_validation_epoch_start(self):
+        self._val = {}
+
+    def validation_step(self, batch, batch_idx):
+        pred = self.model(batch)
+        acc = self._val.setdefault(batch["subject"], PearsonAccumulator())
+        acc.update(pred.float(), batch["fmri"].float())
+
+    def on_validation_epoch_end(self):
+        if not self._val:
+            return
+        rs = [float(acc.compute().mean()) for acc in self._val.values() if acc.n >= 2]
+        val_r = float(np.mean(rs)) if rs else 0.0
+        self.log("val_r", val_r, prog_bar=True, sync_dist=False)
+        if not self.trainer.sanity_checking:
+            loss = float(np.mean(self._train_losses)) if self._train_losses else float("nan")
+            self.history.append({"epoch": int(self.current_epoch), "step": int(self.global_step),
+                                 "train_loss": loss, "val_r": val_r})
+            self._train_losses = []
+
+    def configure_optimizers(self):
+        c = self.config
+        groups = param_groups(self.model, c.lr, c.weight_decay, c.lr * c.readout_lr_mult)
+        opt = torch.optim.AdamW(groups, lr=c.lr)
+        total = int(self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: warmup_cosine(step, total, c.warmup_steps, c.min_lr_ratio))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["train_config"] = self.config.to_dict()
+        checkpoint["history"] = list(self.history)
+
+    def on_load_checkpoint(self, checkpoint):
+        self.history = list(checkpoint.get("history", []))

@@ -1,0 +1,71 @@
+"""Loss, parameter groups and learning-rate schedule (plain functions; the LightningModule calls them)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+#: Parameter-name fragments of the per-vertex readouts (their own learning rate).
+READOUT_PREFIX = "readouts."
+
+
+def encoding_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "smooth_l1", beta: float = 0.01) -> torch.Tensor:
+    """Mean loss over samples and vertices: pred, target (B, N) -> scalar.
+
+    ``kind``: "smooth_l1" (Huber-like with transition ``beta``) or "mse".
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+    pred, target = pred.float(), target.float()
+    if kind == "smooth_l1":
+        return F.smooth_l1_loss(pred, target, beta=beta)
+    if kind == "mse":
+        return F.mse_loss(pred, target)
+    raise ValueError(f"loss must be 'smooth_l1' or 'mse', got {kind!r}")
+
+
+def blend_targets(truth: torch.Tensor, teacher: torch.Tensor, step: int, handover_steps: int) -> torch.Tensor:
+    """Distillation target: ``a * teacher + (1 - a) * truth`` with ``a`` falling linearly from 1
+    at step 0 to 0 at ``handover_steps`` (ground truth only afterwards). Shapes (B, N)."""
+    if handover_steps <= 0:
+        return truth
+    a = max(0.0, 1.0 - step / handover_steps)
+    return a * teacher.to(truth.dtype) + (1.0 - a) * truth
+
+
+def _no_decay(name: str, p: nn.Parameter) -> bool:
+    """Biases, norm weights and other 1-D parameters get no weight decay."""
+    return p.ndim < 2 or name.endswith(".bias") or ".norm" in name or "norm." in name
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float, readout_lr: float) -> list[dict]:
+    """AdamW parameter groups: (readout | rest) x (decay | no decay); empty groups dropped.
+
+    The readouts (parameters under ``readouts.``) use ``readout_lr``; biases / norms / 1-D
+    parameters get no weight decay.
+    """
+    groups: dict[tuple[bool, bool], list] = {(r, d): [] for r in (True, False) for d in (True, False)}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        groups[(name.startswith(READOUT_PREFIX) or f".{READOUT_PREFIX}" in name, not _no_decay(name, p))].append(p)
+    out = []
+    for (readout, decay), params in groups.items():
+        if params:
+            out.append({"params": params, "lr": readout_lr if readout else lr,
+                        "weight_decay": weight_decay if decay else 0.0,
+                        "name": f"{'readout' if readout else 'body'}{'' if decay else '_nodecay'}"})
+    return out
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: float = 0.0) -> float:
+    """LR multiplier: linear warmup from ~0 to 1 over ``warmup_steps``, then cosine to ``min_ratio``
+    at ``total_steps`` (held there afterwards)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    t = min(1.0, (step - warmup_steps) / span)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
