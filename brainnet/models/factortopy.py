@@ -127,13 +127,6 @@ class FactorTopy(SelectorMaps, nn.Module):
         n_vertices = {s: self.vertices.n_vertices(s) for s in self.vertices.subjects}
         self.readouts = SubjectReadouts(n_vertices, c.bottleneck, c.readout_init_std)
 
-    @property
-    def subjects(self) -> list[str]:
-        return self.vertices.subjects
-
-    def n_vertices(self, subject: str) -> int:
-        return self.vertices.n_vertices(subject_key(subject))
-
     def _param_dtype(self) -> torch.dtype:
         return self.local_proj[0].weight.dtype
 

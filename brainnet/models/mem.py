@@ -336,13 +336,6 @@ class MemModel(SelectorMaps, nn.Module):
         n_vertices = {s: self.vertices.n_vertices(s) for s in subjects}
         self.readouts = SubjectReadouts(n_vertices, c.readout_dim, c.readout_init_std)
 
-    @property
-    def subjects(self) -> list[str]:
-        return self.vertices.subjects
-
-    def n_vertices(self, subject: str) -> int:
-        return self.vertices.n_vertices(subject_key(subject))
-
     def _dtype(self) -> torch.dtype:
         return self.global_proj[0].weight.dtype
 

@@ -191,6 +191,13 @@ class SelectorMaps:
     """Per-vertex selector outputs for the maps, for models with ``vertices`` (VertexEncodings),
     ``retina`` (RetinaMapper) and ``layer_selector`` (LayerSelector)."""
 
+    @property
+    def subjects(self) -> list[str]:
+        return self.vertices.subjects
+
+    def n_vertices(self, subject: str) -> int:
+        return self.vertices.n_vertices(subject_key(subject))
+
     @torch.no_grad()
     def positions(self, subject: str) -> torch.Tensor:
         """Retina positions (V_s, 2), x right / y down in [-1, 1]."""
