@@ -447,6 +447,33 @@ class TokenCache:
         r = self.rows(ids)
         return ({n: self._take(a, r) for n, a in self._local.items()}, {n: self._take(a, r) for n, a in self._global.items()})
 
+    def arrays(self, ids: Sequence[int | str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Tokens of ``ids`` as numpy arrays, without copying when their rows are one ascending run.
+
+        With ``storage="memmap"`` such a request returns read-only ``np.memmap`` views, so a
+        dataset larger than RAM stays on disk and rows are read as batches ask for them; otherwise
+        the rows are gathered (a copy), as :meth:`get` does.
+
+        Returns:
+            local: dict layer -> fp16 (b, C, k, k), global: dict layer -> fp16 (b, C).
+        """
+        r = self.rows(ids)
+        run = r.size > 0 and int(r[-1]) - int(r[0]) == r.size - 1 and bool(np.all(np.diff(r) == 1))
+        sl = slice(int(r[0]), int(r[-1]) + 1) if run else None
+
+        def view(arr):
+            if isinstance(arr, torch.Tensor):
+                return arr[sl].numpy() if run else arr.index_select(0, torch.from_numpy(r)).numpy()
+            if not run:
+                return np.ascontiguousarray(arr[r])
+            out = arr[sl]
+            if self.storage == "memmap":
+                out = np.memmap(arr.filename, dtype=arr.dtype, mode="r", shape=out.shape,
+                                offset=int(sl.start) * int(np.prod(arr.shape[1:])) * arr.dtype.itemsize)
+            return out
+
+        return ({n: view(a) for n, a in self._local.items()}, {n: view(a) for n, a in self._global.items()})
+
     @staticmethod
     def _take(arr, rows: np.ndarray) -> torch.Tensor:
         if isinstance(arr, torch.Tensor):

@@ -100,6 +100,29 @@ def test_batches_hold_one_subject(root, features):
     assert len(set(flat)) == len(flat)
 
 
+def test_memmap_features_stay_on_disk_and_match_ram(root, features, tmp_path):
+    """storage="memmap": the FeatureSet holds read-only memmap views (not RAM copies), and the
+    batches built from them equal those from the RAM features."""
+    from brainnet.training.features import build_features, resolve_backbone
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mm = build_features(root, resolve_backbone("brainnet-tiny", image_size=32), pool=4, num_workers=0,
+                            storage="memmap", cache_dir=tmp_path)
+    for n in features.layer_names:
+        assert isinstance(mm.local[n], np.memmap) and isinstance(mm.global_[n], np.memmap)
+        assert not mm.local[n].flags.writeable
+        assert str(tmp_path) in str(mm.local[n].filename)
+        np.testing.assert_array_equal(mm.local[n], features.local[n])
+        np.testing.assert_array_equal(mm.global_[n], features.global_[n])
+    a = EncodingDataset(root, ["subj01"], "train", features, 8)
+    b = EncodingDataset(root, ["subj01"], "train", mm, 8)
+    ia, ib = a.__getitems__(list(range(5))), b.__getitems__(list(range(5)))
+    for n in features.layer_names:
+        torch.testing.assert_close(ia["local"][n], ib["local"][n])
+    torch.testing.assert_close(ia["memory"], ib["memory"])
+
+
 def test_feature_set_rejects_mismatched_rows():
     with pytest.raises(ValueError, match="one row per image"):
         FeatureSet({"a": np.zeros((3, 2, 1, 1), np.float16)}, {"a": np.zeros((3, 2), np.float16)}, torch.zeros(4, 5))
@@ -188,6 +211,24 @@ def test_resume_continues_from_the_saved_step(root, features, tmp_path):
     assert second.start_step == steps_per_epoch
     assert second.global_step == 2 * steps_per_epoch
     assert list(second.history["epoch"]) == [0, 1]
+
+
+def test_vertex_weighting_state_is_checkpointed_and_resumed(root, features, tmp_path):
+    """vertex_weighting="val_ema": after 2 epochs the EMA has one improvement step per subject, it
+    is saved in last.ckpt, and a resumed run continues it (steps 1 -> 2) instead of restarting."""
+    from brainnet.training.fit import fit_encoder
+
+    first = fit_encoder(_fit_config(root, tmp_path, max_epochs=2, vertex_weighting="val_ema"), features=features)
+    ck = torch.load(first.out_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = ck["vertex_weight_state"]["subj01"]
+    n_vertices = first.evaluation["subj01"].per_vertex.shape[0]
+    assert state["steps"] == 1 and state["ema"].shape == (n_vertices,)
+    assert torch.count_nonzero(state["ema"]) > 0
+    second = fit_encoder(_fit_config(root, tmp_path, max_epochs=3, vertex_weighting="val_ema"), features=features)
+    ck2 = torch.load(second.out_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ck2["vertex_weight_state"]["subj01"]["steps"] == 2
+    with pytest.raises(ValueError, match="vertex_weighting"):
+        TrainConfig(vertex_weighting="loss")
 
 
 def test_trainable_runs_from_a_config_dict(root, tmp_path, features, monkeypatch):

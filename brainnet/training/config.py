@@ -30,7 +30,10 @@ class TrainConfig:
     Optimisation
         loss: "smooth_l1" | "mse"; beta: smooth-L1 transition; lr / readout_lr_mult: AdamW learning
         rate of the body / factor for the readouts; weight_decay (not on biases / norms);
-        warmup_steps, min_lr_ratio: linear warmup then cosine; grad_clip: Trainer gradient clip
+        warmup_steps, min_lr_ratio: linear warmup then cosine; vertex_weighting: "none" or
+        "val_ema" (per-vertex loss weights from the EMA, factor vertex_weight_decay, of each
+        vertex's validation-r improvement, mixed with uniform weights by vertex_weight_mix; see
+        :mod:`.vertex_weights`); grad_clip: Trainer gradient clip
         (None: off); batch_size; vertices_per_step: random vertex subset per step (None: all);
         max_epochs / max_steps (-1: no step limit); patience: early stopping on val mean r
         (None: off); top_k: checkpoints kept; precision: "auto" = bf16/16-mixed on CUDA, 32 on CPU.
@@ -61,6 +64,9 @@ class TrainConfig:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.05
     grad_clip: float | None = 0.5
+    vertex_weighting: str = "none"
+    vertex_weight_decay: float = 0.7
+    vertex_weight_mix: float = 0.5
     batch_size: int = 32
     vertices_per_step: int | None = None
     max_epochs: int = 20
@@ -91,6 +97,10 @@ class TrainConfig:
             raise ValueError("lr and readout_lr_mult must be > 0, weight_decay >= 0")
         if self.vertices_per_step is not None and self.vertices_per_step < 1:
             raise ValueError(f"vertices_per_step must be >= 1 or None, got {self.vertices_per_step}")
+        if self.vertex_weighting not in ("none", "val_ema"):
+            raise ValueError(f"vertex_weighting must be 'none' or 'val_ema', got {self.vertex_weighting!r}")
+        if not 0.0 <= self.vertex_weight_decay < 1.0 or not 0.0 <= self.vertex_weight_mix <= 1.0:
+            raise ValueError("vertex_weight_decay must be in [0, 1) and vertex_weight_mix in [0, 1]")
         if not self.subjects:
             raise ValueError("subjects must name at least one subject")
         if isinstance(self.subjects, str):

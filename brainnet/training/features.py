@@ -53,7 +53,9 @@ def build_features(root: str | Path, backbone: str | object = "brainnet-tiny", l
 
     Returns
     -------
-    FeatureSet: fp16 tokens per image row (held in RAM) and float32 ``memory`` (n_images, D)
+    FeatureSet: fp16 tokens per image row and float32 ``memory`` (n_images, D). With
+    ``storage="memmap"`` the tokens stay in read-only memmap files under ``cache_dir`` (batches
+    read their rows from disk); with "ram" they are held in memory.
     """
     from brainnet.cache import TokenCache, global_features
 
@@ -81,7 +83,5 @@ def build_features(root: str | Path, backbone: str | object = "brainnet-tiny", l
     if standardize_memory:
         m = memory.float()
         memory = (m - m.mean(0)) / m.std(0).clamp_min(1e-6)
-    local, glob = cache.get(range(len(images)))
-    return FeatureSet(local={n: t.numpy() for n, t in local.items()},
-                      global_={n: t.numpy() for n, t in glob.items()},
-                      memory=memory.float().contiguous(), backbone=name)
+    local, glob = cache.arrays(range(len(images)))
+    return FeatureSet(local=local, global_=glob, memory=memory.float().contiguous(), backbone=name)

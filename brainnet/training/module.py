@@ -13,6 +13,7 @@ import torch
 from .config import TrainConfig
 from .metrics import PearsonAccumulator
 from .optim import blend_targets, encoding_loss, param_groups, warmup_cosine
+from .vertex_weights import VertexWeightState, update_ema, weights_from_ema
 
 
 class EncoderModule(pl.LightningModule):
@@ -30,6 +31,7 @@ class EncoderModule(pl.LightningModule):
         self._val: dict[str, PearsonAccumulator] = {}
         self._train_losses: list[float] = []
         self.history: list[dict] = []
+        self.vertex_state: dict[str, VertexWeightState] = {}  # per subject (vertex_weighting="val_ema")
 
     def forward(self, batch, vertex_idx=None):
         return self.model(batch, vertex_idx)
@@ -48,13 +50,22 @@ class EncoderModule(pl.LightningModule):
         pred = self.model(batch, idx)
         if idx is not None:
             target = target[:, idx]
-        loss = encoding_loss(pred, target, self.config.loss, self.config.beta)
+        loss = encoding_loss(pred, target, self.config.loss, self.config.beta,
+                             self._loss_weights(batch["subject"], idx, target.device))
         reg_w = self.model.regularizer_weight(int(self.global_step)) if hasattr(self.model, "regularizer") else 0.0
         if reg_w > 0:
             loss = loss + reg_w * self.model.regularizer(batch["subject"], idx)
         self.log("train_loss", loss.detach(), prog_bar=True, batch_size=target.shape[0])
         self._train_losses.append(float(loss.detach()))
         return loss
+
+    def _loss_weights(self, subject: str, idx: torch.Tensor | None, device) -> torch.Tensor | None:
+        """Per-vertex loss weights of this step's vertices (None: uniform)."""
+        state = self.vertex_state.get(subject)
+        if self.config.vertex_weighting == "none" or state is None or state.steps == 0:
+            return None
+        w = weights_from_ema(state.ema, self.config.vertex_weight_mix).to(device)
+        return w if idx is None else w[idx]
 
     def on_validation_epoch_start(self):
         self._val = {}
@@ -67,7 +78,11 @@ class EncoderModule(pl.LightningModule):
     def on_validation_epoch_end(self):
         if not self._val:
             return
-        rs = [float(acc.compute().mean()) for acc in self._val.values() if acc.n >= 2]
+        per_vertex = {s: acc.compute() for s, acc in self._val.items() if acc.n >= 2}
+        rs = [float(r.mean()) for r in per_vertex.values()]
+        if self.config.vertex_weighting == "val_ema" and not self.trainer.sanity_checking:
+            for s, r in per_vertex.items():
+                self.vertex_state[s] = update_ema(self.vertex_state.get(s), r, self.config.vertex_weight_decay)
         val_r = float(np.mean(rs)) if rs else 0.0
         self.log("val_r", val_r, prog_bar=True, sync_dist=False)
         if not self.trainer.sanity_checking:
@@ -88,6 +103,9 @@ class EncoderModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint):
         checkpoint["train_config"] = self.config.to_dict()
         checkpoint["history"] = list(self.history)
+        checkpoint["vertex_weight_state"] = {s: st.to_dict() for s, st in self.vertex_state.items()}
 
     def on_load_checkpoint(self, checkpoint):
         self.history = list(checkpoint.get("history", []))
+        self.vertex_state = {s: VertexWeightState.from_dict(d)
+                             for s, d in checkpoint.get("vertex_weight_state", {}).items()}

@@ -8,23 +8,29 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .vertex_weights import weighted_vertex_mean
+
 #: Parameter-name fragments of the per-vertex readouts (their own learning rate).
 READOUT_PREFIX = "readouts."
 
 
-def encoding_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "smooth_l1", beta: float = 0.01) -> torch.Tensor:
+def encoding_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "smooth_l1", beta: float = 0.01,
+                  vertex_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean loss over samples and vertices: pred, target (B, N) -> scalar.
 
-    ``kind``: "smooth_l1" (Huber-like with transition ``beta``) or "mse".
+    ``kind``: "smooth_l1" (Huber-like with transition ``beta``) or "mse". ``vertex_weights``
+    (N,), optional: a weighted mean over vertices (see :mod:`.vertex_weights`).
     """
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
     pred, target = pred.float(), target.float()
     if kind == "smooth_l1":
-        return F.smooth_l1_loss(pred, target, beta=beta)
-    if kind == "mse":
-        return F.mse_loss(pred, target)
-    raise ValueError(f"loss must be 'smooth_l1' or 'mse', got {kind!r}")
+        per = F.smooth_l1_loss(pred, target, beta=beta, reduction="none")
+    elif kind == "mse":
+        per = F.mse_loss(pred, target, reduction="none")
+    else:
+        raise ValueError(f"loss must be 'smooth_l1' or 'mse', got {kind!r}")
+    return weighted_vertex_mean(per, vertex_weights)
 
 
 def blend_targets(truth: torch.Tensor, teacher: torch.Tensor, step: int, handover_steps: int) -> torch.Tensor:
