@@ -115,6 +115,37 @@ def test_sample_maps_pixel_centre_convention():
     assert torch.allclose(out[0, 0], maps[0, :, 1, 3])
 
 
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_sample_maps_equals_grid_sample_values_and_gradients(align_corners):
+    """The matmul sampler matches F.grid_sample (bilinear, border padding) in values and in the
+    gradients to the maps and to the positions, points outside [-1, 1] included; the fused
+    layer-mixing sampler equals sampling then mixing."""
+    import torch.nn.functional as F
+
+    from brainnet.models.tokens import sample_mixed_maps
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.randn(3, 8, 5, 7, generator=g, dtype=torch.float64)
+    xy = torch.rand(50, 2, generator=g, dtype=torch.float64) * 2.4 - 1.2
+    m1, p1 = maps.clone().requires_grad_(), xy.clone().requires_grad_()
+    m2, p2 = maps.clone().requires_grad_(), xy.clone().requires_grad_()
+    ours = sample_maps(m1, p1, align_corners)
+    ref = F.grid_sample(m2, p2[None, None].expand(3, 1, -1, 2), mode="bilinear", padding_mode="border",
+                        align_corners=align_corners)[:, :, 0].transpose(1, 2)
+    torch.testing.assert_close(ours, ref)
+    up = torch.randn(ours.shape, generator=g, dtype=torch.float64)
+    (ours * up).sum().backward()
+    (ref * up).sum().backward()
+    torch.testing.assert_close(m1.grad, m2.grad)
+    torch.testing.assert_close(p1.grad, p2.grad)
+    lw = torch.softmax(torch.randn(50, 2, generator=g, dtype=torch.float64), -1)
+    mixed = sample_mixed_maps(maps, xy, lw, align_corners)
+    expect = torch.einsum("bnld,nl->bnd", sample_maps(maps, xy, align_corners).reshape(3, 50, 2, 4), lw)
+    torch.testing.assert_close(mixed, expect)
+    with pytest.raises(ValueError, match="layers"):
+        sample_mixed_maps(maps, xy, torch.ones(50, 3, dtype=torch.float64))
+
+
 # ---------------------------------------------------------------- FactorTopy
 def _factortopy(channels=(6, 10, 4), subjects=(("subj01", 120),), **kw):
     coords, hemi = {}, {}

@@ -43,7 +43,7 @@ from .configs import DictConfig
 from .posenc import SphereEncoder, VertexEncodings
 from .readout import SubjectReadouts, check_vertex_idx, map_vertex_chunks, subject_key
 from .selectors import SelectorMaps, LayerSelector, RetinaMapper, linear_decay, selector_regularizer
-from .tokens import as_layer_list, resize_map, sample_maps
+from .tokens import as_layer_list, resize_map, sample_mixed_maps
 
 N_BEHAVIOUR = 35
 ANSWER_COLUMNS: tuple[int, ...] = tuple(range(0, 8)) + tuple(range(21, 35))
@@ -432,15 +432,12 @@ class MemModel(SelectorMaps, nn.Module):
         readout = self.readouts[subject]
         maps, glob = self.current_features(batch)
         shared = self.shared_features(batch, subject)
-        b = maps.shape[0]
         idx = check_vertex_idx(vertex_idx, pe_all.shape[0], device=pe_all.device)
 
         def predict(ix: torch.Tensor) -> torch.Tensor:
             pe = pe_all[ix]
             weights = self.layer_selector(pe)  # (n, L)
-            sampled = sample_maps(maps, self.retina(pe), c.align_corners)
-            sampled = sampled.reshape(b, ix.numel(), c.n_layers, c.width)
-            feat = torch.einsum("bnld,nl->bnd", sampled, weights)
+            feat = sample_mixed_maps(maps, self.retina(pe), weights, c.align_corners)  # (B, n, width)
             feat = feat + torch.einsum("bld,nl->bnd", glob, weights)
             return readout(feat, ix, shared=shared)
 
