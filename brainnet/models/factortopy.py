@@ -27,7 +27,7 @@ from .posenc import SphereEncoder, VertexEncodings
 from .readout import SubjectReadouts, check_vertex_idx, map_vertex_chunks, subject_key
 from .selectors import (LayerSelector, RetinaMapper, ScaleSelector, SelectorMaps, linear_decay,
                         selector_regularizer)
-from .tokens import as_layer_list, resize_map, sample_maps
+from .tokens import as_layer_list, resize_map, sample_mixed_maps
 
 
 @dataclass(frozen=True)
@@ -165,15 +165,12 @@ class FactorTopy(SelectorMaps, nn.Module):
         pe_all = self.vertices.get(subject)
         readout = self.readouts[subject]
         maps, glob = self.project(batch)
-        b = maps.shape[0]
         idx = check_vertex_idx(vertex_idx, pe_all.shape[0], device=pe_all.device)
 
         def predict(ix: torch.Tensor) -> torch.Tensor:
             pe = pe_all[ix]
             weights = self.layer_selector(pe)  # (n, L)
-            sampled = sample_maps(maps, self.retina(pe), c.align_corners)  # (B, n, L * D)
-            sampled = sampled.reshape(b, ix.numel(), c.n_layers, c.bottleneck)
-            feat = torch.einsum("bnld,nl->bnd", sampled, weights)
+            feat = sample_mixed_maps(maps, self.retina(pe), weights, c.align_corners)  # (B, n, D)
             if glob is not None:
                 g = torch.einsum("bld,nl->bnd", glob, weights)
                 feat = ScaleSelector.mix(feat, g, self.scale_selector(pe))
