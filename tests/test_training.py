@@ -231,6 +231,20 @@ def test_vertex_weighting_state_is_checkpointed_and_resumed(root, features, tmp_
         TrainConfig(vertex_weighting="loss")
 
 
+def test_resume_refuses_a_folder_of_other_settings(first_fit, features):
+    """A run folder trained with other model settings is not resumed into a different model: clear
+    error naming the settings, the saved config left as it was; more epochs alone do resume."""
+    from brainnet.training.fit import fit_encoder, run_key
+
+    saved = (first_fit.out_dir / "config.json").read_text()
+    changed = first_fit.config.replace(model_options={**first_fit.config.model_options, "width": 24})
+    with pytest.raises(ValueError, match="model_options"):
+        fit_encoder(changed, features=features)
+    assert (first_fit.out_dir / "config.json").read_text() == saved
+    assert run_key(changed) != run_key(first_fit.config)
+    assert run_key(first_fit.config.replace(max_epochs=99)) == run_key(first_fit.config)
+
+
 def test_trainable_runs_from_a_config_dict(root, tmp_path, features, monkeypatch):
     from brainnet.training import fit as fit_mod
 

@@ -126,6 +126,32 @@ class FitResult:
     summary: dict = field(default_factory=dict)
 
 
+#: Settings that may change when a run is resumed (more epochs, other devices, another scored split).
+RESUMABLE_FIELDS = ("max_epochs", "max_steps", "patience", "progress_bar", "devices", "accelerator", "strategy",
+                    "resume", "out_dir", "eval_split", "top_k")
+
+
+def run_key(config: TrainConfig) -> str:
+    """12 hex digits identifying what a run trains (all settings except :data:`RESUMABLE_FIELDS`):
+    equal keys can share a run folder and resume each other."""
+    d = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _check_resumable(out: Path, config: TrainConfig) -> None:
+    """Refuse to resume a run folder whose saved config trains something else (before anything is written)."""
+    saved, last = out / "config.json", out / "checkpoints" / "last.ckpt"
+    if not (config.resume and saved.is_file() and last.is_file()):
+        return
+    old = TrainConfig.load(saved).to_dict()
+    new = config.to_dict()
+    diff = sorted(k for k in new if k not in RESUMABLE_FIELDS and old.get(k) != new[k])
+    if diff:
+        raise ValueError(f"{out} holds a run with other settings ({', '.join(diff)}); it cannot be resumed with "
+                         "this config. Use another out_dir (e.g. one named with brainnet.training.fit.run_key(config)), "
+                         "delete that folder, or set resume=False to train over it.")
+
+
 def default_out_dir(config: TrainConfig) -> Path:
     """``<data home>/outputs/runs/<hash of the config>`` (same config -> same folder -> resumable)."""
     from brainnet.paths import data_home
@@ -181,8 +207,9 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
         raise FileNotFoundError(f"data_dir {config.data_dir!r} is not a finished prepared dataset "
                                 "(see brainnet.data.prepare or brainnet.data.mini.ensure_mini)")
     out = Path(config.out_dir) if config.out_dir else default_out_dir(config)
-    out.mkdir(parents=True, exist_ok=True)
     config = config.replace(out_dir=str(out))
+    _check_resumable(out, config)
+    out.mkdir(parents=True, exist_ok=True)
     config.save(out / "config.json")
     pl.seed_everything(config.seed, workers=True, verbose=False)
     if features is None:
