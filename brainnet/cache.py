@@ -458,7 +458,7 @@ class TokenCache:
             local: dict layer -> fp16 (b, C, k, k), global: dict layer -> fp16 (b, C).
         """
         r = self.rows(ids)
-        run = r.size > 0 and int(r[-1]) - int(r[0]) == r.size - 1 and bool(np.all(np.diff(r) == 1))
+        run = r.size > 0 and bool(np.all(np.diff(r) == 1))
         sl = slice(int(r[0]), int(r[-1]) + 1) if run else None
 
         def view(arr):

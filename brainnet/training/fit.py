@@ -153,11 +153,10 @@ def _check_resumable(out: Path, config: TrainConfig) -> None:
 
 
 def default_out_dir(config: TrainConfig) -> Path:
-    """``<data home>/outputs/runs/<hash of the config>`` (same config -> same folder -> resumable)."""
+    """``<data home>/outputs/runs/<model>-<ablation>-<run_key>`` (same settings -> same folder -> resumable)."""
     from brainnet.paths import data_home
 
-    key = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return data_home(None) / "outputs" / "runs" / f"{config.model}-{config.ablation}-{key}"
+    return data_home(None) / "outputs" / "runs" / f"{config.model}-{config.ablation}-{run_key(config)}"
 
 
 def _precision(config: TrainConfig, accelerator: str) -> str:
