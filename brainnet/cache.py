@@ -139,12 +139,12 @@ class _TokenBatches(torch.utils.data.Dataset):
         x = torch.stack([load_resized(self.images[self.positions[k]], self.backbone.input_size) for k in ks])
         with torch.inference_mode():
             local, glob = self.backbone.get_tokens(x.float().div_(255.0), layers=self.layers)
-            local = {n: _pool(t, self.pool).to(torch.float16) for n, t in local.items()} if self.store_local else {}
+            local = {n: pool_map(t, self.pool).to(torch.float16) for n, t in local.items()} if self.store_local else {}
             glob = {n: t.to(torch.float16) for n, t in glob.items()}
         return local, glob, torch.tensor(ks)
 
 
-def _pool(t: torch.Tensor, pool: int | None) -> torch.Tensor:
+def pool_map(t: torch.Tensor, pool: int | None) -> torch.Tensor:
     """Adaptive average pool [B, C, H, W] to at most pool x pool (smaller grids kept)."""
     if pool is None or (t.shape[-1] <= pool and t.shape[-2] <= pool):
         return t
@@ -326,7 +326,7 @@ class TokenCache:
 
     def _write_rows(self, rows: slice, local: dict, glob: dict) -> None:
         for name in self.local_shapes:
-            self._put(self._local[name], rows, _pool(local[name], self.pool))
+            self._put(self._local[name], rows, pool_map(local[name], self.pool))
         for name in self.global_shapes:
             self._put(self._global[name], rows, glob[name])
 

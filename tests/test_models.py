@@ -386,8 +386,10 @@ def test_mem_config_round_trip_ablations_and_hooks():
         ablation_config("no_everything")
     with pytest.raises(ValueError):
         MemConfig(n_memory_frames=40)
-    with pytest.raises(NotImplementedError):
-        _mem(MemConfig(**MEM_SMALL, lora_rank=4))
+    legacy = {**cfg.to_dict(), "lora_rank": 0, "adaln_zero": False}  # configs saved when these were MemConfig fields
+    assert MemConfig.from_dict(legacy) == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        MemConfig.from_dict({**cfg.to_dict(), "lora_rank": 4})
 
 
 def test_gather_memory():

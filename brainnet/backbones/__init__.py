@@ -8,6 +8,9 @@ resizes and normalises them itself (CLIP's constants differ from ImageNet's).
 >>> bb = create_backbone("timm:vit_base_patch16_224", layers=[2, 5, 8, 11])
 >>> bb = create_backbone("clip-vit-b-16", pretrained=True)   # needs cached weights or network
 >>> list_backbones()
+
+Trainable adapters inside a frozen backbone: :func:`add_lora`, :class:`AdaLNZero`
+(:mod:`.adapters`).
 """
 
 from .base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, InputConfig, resolve_layer_indices
@@ -15,10 +18,15 @@ from .registry import create_backbone, describe_backbones, list_backbones, regis
 
 # adapters register themselves on import
 from . import timm_backbone, open_clip_backbone, hub_backbone, sam_backbone, module_backbone, tiny  # noqa: E402,F401
+from .adapters import AdaLNZero, LoRAConv2d, LoRALinear, add_lora  # noqa: E402
 from .module_backbone import ModuleBackbone, wrap_module  # noqa: E402
 from .tiny import TinyCNN, tiny_record  # noqa: E402
 
 __all__ = [
+    "AdaLNZero",
+    "LoRAConv2d",
+    "LoRALinear",
+    "add_lora",
     "Backbone",
     "InputConfig",
     "ModuleBackbone",

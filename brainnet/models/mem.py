@@ -27,8 +27,9 @@ Branches (each switchable by :class:`MemConfig`):
   with dropout -> ``behaviour_out``; embeddings of T = 0 and T = -1 are passed to the readout.
 * readout: per vertex, a linear map of concat[current | T-1 | memory | behaviour T=0 | T=-1].
 
-Not implemented: LoRA and AdaLN-zero conditioning act inside the backbone, which brainnet
-runs frozen and caches; ``lora_rank > 0`` or ``adaln_zero=True`` raise ``NotImplementedError``.
+Backbone adaptation (LoRA, AdaLN-zero from behaviour) acts inside the backbone; it is a wrapper
+around this model, :class:`brainnet.models.in_loop.BackboneInLoop` (``TrainConfig(lora_rank=4,
+adaln_zero=True)``), and this model reads the tokens that wrapper computes.
 """
 
 from __future__ import annotations
@@ -90,7 +91,6 @@ class MemConfig(DictConfig):
     readout_init_std : float
     reg_weight, reg_decay_steps : layer-selector regulariser weight (constant when
         ``reg_decay_steps <= 0``).
-    lora_rank, adaln_zero : backbone conditioning hooks; not implemented (must stay 0 / False).
     """
 
     in_channels: tuple[int, ...] = (768,) * 4
@@ -125,8 +125,6 @@ class MemConfig(DictConfig):
     readout_init_std: float = 1.0
     reg_weight: float = 1e-4
     reg_decay_steps: int = 0
-    lora_rank: int = 0
-    adaln_zero: bool = False
 
     def __post_init__(self):
         if not self.in_channels or min(self.in_channels) < 1:
@@ -144,6 +142,13 @@ class MemConfig(DictConfig):
             raise ValueError("layer sizes must be >= 1 and block counts >= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MemConfig":
+        """As :meth:`DictConfig.from_dict`; also reads configs saved when ``lora_rank`` / ``adaln_zero``
+        were (always off) fields here; backbone adaptation now lives on the TrainConfig."""
+        data = {k: v for k, v in data.items() if not (k in ("lora_rank", "adaln_zero") and not v)}
+        return super().from_dict(data)
 
     @property
     def n_layers(self) -> int:
@@ -298,10 +303,6 @@ class MemModel(SelectorMaps, nn.Module):
     def __init__(self, config: MemConfig, coords: Mapping, hemi: Mapping):
         super().__init__()
         c = config
-        if c.lora_rank or c.adaln_zero:
-            raise NotImplementedError(
-                "LoRA / AdaLN-zero act inside the backbone; brainnet's models run on cached tokens "
-                "of a frozen backbone, so these hooks are not implemented (set lora_rank=0, adaln_zero=False)")
         self.config = c
         encoder = SphereEncoder(n_freqs=c.n_freqs, span=c.span, radius=c.sphere_radius)
         self.vertices = VertexEncodings(coords, hemi, encoder)

@@ -9,6 +9,9 @@ A batch (one subject, B trials) holds what :class:`brainnet.models.MemModel` and
   1..F run slots back (zeros at blank slots), from the prepared ``memory_index``;
 * ``behaviour`` (B, 35) and ``memory_behaviour`` (B, F, 35): the behaviour row of the trial and of
   the trial shown k slots back in the same run (zeros when that slot is blank or before the run);
+* ``pixels`` (B, 3, S, S) uint8: the trial's image at the backbone's input size, only when the
+  dataset is given ``images`` (backbone in the loop, :class:`brainnet.models.BackboneInLoop`);
+  then ``local`` / ``global`` are left out;
 * ``fmri`` (B, V) float32 targets, ``trial`` (B,) trial rows, ``image`` (B,) image rows,
   ``subject`` (str); ``teacher`` (B, V) when the dataset has teacher predictions (distillation).
 
@@ -106,6 +109,44 @@ class FeatureSet:
                 {n: torch.from_numpy(np.take(a, rows, axis=0)) for n, a in self.global_.items()})
 
 
+class ImagePixels:
+    """Images of a prepared dataset resized for a backbone, fetched by image row.
+
+    Parameters
+    ----------
+    images : uint8 array (n_images, H, W, 3) (e.g. the memmap of ``images/images.npy``)
+    size : the backbone's input side; images are resized as the token cache resizes them
+
+    ``pixels(rows)`` -> uint8 tensor (b, 3, size, size).
+    """
+
+    def __init__(self, images: np.ndarray, size: int):
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be (n_images, H, W, 3), got {images.shape}")
+        self.images, self.size = images, int(size)
+
+    @classmethod
+    def load(cls, root: str | Path, size: int) -> "ImagePixels":
+        return cls(np.load(Path(root) / "images" / "images.npy", mmap_mode="r"), size)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __call__(self, rows: np.ndarray) -> torch.Tensor:
+        from brainnet.cache import load_resized
+
+        return torch.stack([load_resized(self.images[int(r)], self.size) for r in rows])
+
+
+def pixels_for(model: torch.nn.Module, root: str | Path) -> ImagePixels | None:
+    """The images a model with its backbone in the loop reads (None for models on cached tokens)."""
+    from brainnet.models.in_loop import BackboneInLoop
+
+    if isinstance(model, BackboneInLoop):
+        return ImagePixels.load(root, model.backbone.input_size)
+    return None
+
+
 @dataclass
 class SubjectTrials:
     """One subject's trial-level arrays (fMRI stays a read-only memmap).
@@ -166,6 +207,8 @@ class EncodingDataset(Dataset):
         subject's full trial table (distillation); adds ``batch["teacher"]``
     trial_filter : optional mapping subject -> bool array (n_trials,): keep only these trials
     subject_trials : optional already-loaded :class:`SubjectTrials` (reused across datasets)
+    images : optional :class:`ImagePixels`; batches then carry ``pixels`` instead of the cached
+        ``local`` / ``global`` tokens (backbone in the loop)
 
     ``dataset[i]`` gives a batch of one trial; a DataLoader with :class:`SubjectBatchSampler`
     (``batch_size=None`` semantics handled by :func:`make_loader`) gives batches of one subject.
@@ -174,13 +217,15 @@ class EncodingDataset(Dataset):
     def __init__(self, root, subjects: Sequence, split, features: FeatureSet, n_frames: int = 32,
                  teacher: Mapping[str, np.ndarray] | None = None,
                  trial_filter: Mapping[str, np.ndarray] | None = None,
-                 subject_trials: Mapping[str, SubjectTrials] | None = None):
+                 subject_trials: Mapping[str, SubjectTrials] | None = None,
+                 images: ImagePixels | None = None):
         if not 1 <= n_frames <= 32:
             raise ValueError(f"n_frames must be in 1..32, got {n_frames}")
         if not subjects:
             raise ValueError("give at least one subject")
         self.root = Path(root)
         self.features = features
+        self.images = images
         self.n_frames = int(n_frames)
         codes = _split_codes(split)
         self.subjects = [subject_name(s) for s in subjects]
@@ -213,6 +258,8 @@ class EncodingDataset(Dataset):
         max_image = max(int(st.image.max(initial=-1)) for st in self.data.values())
         if max_image >= features.n_images:
             raise ValueError(f"features hold {features.n_images} images but trials use image row {max_image}")
+        if images is not None and len(images) != features.n_images:
+            raise ValueError(f"images hold {len(images)} rows but the features {features.n_images}")
 
     def __len__(self) -> int:
         return int(self.trials.size)
@@ -236,7 +283,6 @@ class EncodingDataset(Dataset):
         st = self.data[s]
         rows = self.trials[idx]
         f = self.n_frames
-        local, glob = self.features.tokens(st.image[rows])
         mem_rows = st.memory_index[rows, 1:f + 1]
         valid = mem_rows >= 0
         memory = self.features.memory[torch.from_numpy(np.maximum(mem_rows, 0))]
@@ -249,8 +295,6 @@ class EncodingDataset(Dataset):
         fmri[order] = st.fmri[rows[order]]
         batch = {
             "subject": s,
-            "local": local,
-            "global": glob,
             "memory": memory,
             "memory_valid": torch.from_numpy(valid),
             "behaviour": torch.from_numpy(st.behaviour[rows]),
@@ -259,6 +303,10 @@ class EncodingDataset(Dataset):
             "trial": torch.from_numpy(rows.copy()),
             "image": torch.from_numpy(st.image[rows]),
         }
+        if self.images is None:
+            batch["local"], batch["global"] = self.features.tokens(st.image[rows])
+        else:
+            batch["pixels"] = self.images(st.image[rows])
         if self.teacher is not None:
             batch["teacher"] = torch.from_numpy(np.asarray(self.teacher[s][rows], np.float32))
         return batch

@@ -27,6 +27,12 @@ class TrainConfig:
         model: "mem" (:class:`MemModel`) or "factortopy"; ablation: a row of
         ``brainnet.models.ABLATIONS`` (mem only); model_options: overrides of the model config
         fields (MemConfig / FactorTopyConfig), e.g. ``{"width": 32}``.
+    Backbone adaptation (off by default; see :class:`brainnet.models.BackboneInLoop`)
+        lora_rank: rank of LoRA updates inside the backbone (0 = off); lora_alpha: their scale
+        numerator (None = rank); lora_targets: fnmatch patterns of the adapted layers (() =
+        attention projections, or every layer of a CNN); adaln_zero: behaviour-conditioned
+        AdaLN-zero on the backbone's norm layers. With any of these on, the backbone runs on
+        every batch (its base weights stay frozen) instead of being read from the token cache.
     Optimisation
         loss: "smooth_l1" | "mse"; beta: smooth-L1 transition; lr / readout_lr_mult: AdamW learning
         rate of the body / factor for the readouts; weight_decay (not on biases / norms);
@@ -56,6 +62,10 @@ class TrainConfig:
     model: str = "mem"
     ablation: str = "full"
     model_options: dict = field(default_factory=dict)
+    lora_rank: int = 0
+    lora_alpha: float | None = None
+    lora_targets: tuple[str, ...] = ()
+    adaln_zero: bool = False
     loss: str = "smooth_l1"
     beta: float = 0.01
     lr: float = 1e-3
@@ -105,8 +115,17 @@ class TrainConfig:
             raise ValueError("subjects must name at least one subject")
         if isinstance(self.subjects, str):
             raise ValueError("subjects must be a sequence of names, e.g. ('subj01',)")
+        if self.lora_rank < 0 or (self.lora_alpha is not None and self.lora_alpha <= 0):
+            raise ValueError("lora_rank must be >= 0 and lora_alpha > 0 (or None)")
+        if isinstance(self.lora_targets, str):
+            raise ValueError("lora_targets must be a sequence of patterns, e.g. ('*qkv',)")
         if not isinstance(self.model_options, dict):
             raise ValueError(f"model_options must be a dict, got {type(self.model_options).__name__}")
+
+    @property
+    def adapts_backbone(self) -> bool:
+        """True when LoRA or AdaLN-zero is on (the backbone runs in the training loop)."""
+        return self.lora_rank > 0 or self.adaln_zero
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -128,7 +147,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: unknown keys {unknown}; known: {sorted(names)}")
         kw = {}
         for k, v in data.items():
-            if k in ("subjects", "layers") and isinstance(v, list):
+            if k in ("subjects", "layers", "lora_targets") and isinstance(v, list):
                 v = tuple(v)
             if k == "subjects" and isinstance(v, (str, int)):
                 v = (v,)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +22,12 @@ import pytorch_lightning as pl
 import torch
 
 from brainnet.models import FactorTopy, FactorTopyConfig, MemConfig, MemModel, ablation_config
+from brainnet.models.in_loop import AdaptConfig, BackboneInLoop
 
-from .batches import EncodingDataset, FeatureSet, SubjectTrials, make_loader, subject_vertices
+from .batches import EncodingDataset, FeatureSet, ImagePixels, SubjectTrials, make_loader, subject_vertices
 from .config import TrainConfig
 from .evaluate import EvalResult, SubjectMeta, evaluate_predictions, predict_dataset, split_filter
-from .features import build_features
+from .features import build_features, resolve_backbone
 from .module import EncoderModule
 
 
@@ -48,12 +50,36 @@ def build_model(kind: str, cfg, data_dir: str | Path, subjects) -> torch.nn.Modu
     return cls(cfg, coords, hemi)
 
 
+def in_loop_backbone(config: TrainConfig):
+    """The backbone of ``config`` for training in the loop; random-init weights are drawn with
+    ``config.seed`` (without touching the global RNG), so a checkpoint can rebuild them."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return resolve_backbone(config.backbone)
+
+
+def adapt_config(config: TrainConfig, features: FeatureSet) -> AdaptConfig:
+    """The :class:`AdaptConfig` of a TrainConfig (layers and pooling as the cached features)."""
+    return AdaptConfig(lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, lora_targets=config.lora_targets,
+                       adaln_zero=config.adaln_zero, pool=config.pool, layers=features.layer_names)
+
+
 def load_model(checkpoint: str | Path, data_dir: str | Path | None = None) -> torch.nn.Module:
-    """Rebuild a trained model from a checkpoint written by :func:`fit_encoder` (eval mode, CPU)."""
+    """Rebuild a trained model from a checkpoint written by :func:`fit_encoder` (eval mode, CPU).
+
+    A model trained with its backbone in the loop comes back as a :class:`BackboneInLoop`; its
+    backbone is rebuilt from the config and must have the weights it was trained on."""
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     tc = TrainConfig.from_dict(ckpt["train_config"])
     cfg_cls = MemConfig if tc.model == "mem" else FactorTopyConfig
     model = build_model(tc.model, cfg_cls.from_dict(ckpt["model_config"]), data_dir or tc.data_dir, tc.subjects)
+    if "adapt_config" in ckpt:
+        backbone = in_loop_backbone(tc)
+        want = ckpt.get("backbone_fingerprint")
+        if want and backbone.fingerprint != want:
+            raise ValueError(f"{checkpoint} was trained on other weights of backbone {tc.backbone!r} "
+                             f"(fingerprint {want[:12]}, rebuilt {backbone.fingerprint[:12]}); provide those weights")
+        model = BackboneInLoop(backbone, model, AdaptConfig.from_dict(ckpt["adapt_config"]))
     model.load_state_dict(model_state(ckpt))
     return model.eval()
 
@@ -91,12 +117,15 @@ class _StepRecorder(pl.Callback):
 
 
 class _ModelConfigSaver(pl.Callback):
-    def __init__(self, kind: str, cfg):
-        self.kind, self.cfg = kind, cfg
+    def __init__(self, kind: str, cfg, model: torch.nn.Module):
+        self.kind, self.cfg, self.model = kind, cfg, model
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         checkpoint["model_config"] = self.cfg.to_dict()
         checkpoint["model_kind"] = self.kind
+        if isinstance(self.model, BackboneInLoop):
+            checkpoint["adapt_config"] = self.model.config.to_dict()
+            checkpoint["backbone_fingerprint"] = self.model.base_fingerprint
 
 
 @dataclass
@@ -169,14 +198,16 @@ def _precision(config: TrainConfig, accelerator: str) -> str:
 
 
 def eval_dataset(config: TrainConfig, features: FeatureSet, split: str,
-                 trials: dict[str, SubjectTrials] | None = None) -> EncodingDataset:
-    """Dataset of a split name or ``"heldout"`` (see :func:`split_filter`)."""
+                 trials: dict[str, SubjectTrials] | None = None, images: ImagePixels | None = None) -> EncodingDataset:
+    """Dataset of a split name or ``"heldout"`` (see :func:`split_filter`); ``images`` for a model with its
+    backbone in the loop (see :func:`.batches.pixels_for`)."""
     trials = trials or {s: SubjectTrials.load(config.data_dir, s) for s in config.subjects}
     if split == "heldout":
         filt = {s: split_filter(t.split, t.image, "heldout") for s, t in trials.items()}
         return EncodingDataset(config.data_dir, config.subjects, "predict", features, _frames(config),
-                               trial_filter=filt, subject_trials=trials)
-    return EncodingDataset(config.data_dir, config.subjects, split, features, _frames(config), subject_trials=trials)
+                               trial_filter=filt, subject_trials=trials, images=images)
+    return EncodingDataset(config.data_dir, config.subjects, split, features, _frames(config), subject_trials=trials,
+                           images=images)
 
 
 def _frames(config: TrainConfig) -> int:
@@ -211,20 +242,26 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "config.json")
     pl.seed_everything(config.seed, workers=True, verbose=False)
+    backbone = in_loop_backbone(config) if config.adapts_backbone else None
     if features is None:
-        features = build_features(config.data_dir, config.backbone, config.layers, config.pool, config.memory_layer)
+        features = build_features(config.data_dir, backbone if backbone is not None else config.backbone,
+                                  config.layers, config.pool, config.memory_layer)
+    images = ImagePixels.load(config.data_dir, backbone.input_size) if backbone is not None else None
     trials = {s: SubjectTrials.load(config.data_dir, s) for s in config.subjects}
     teacher = None
     if config.teacher_path:
         with np.load(config.teacher_path) as z:
             teacher = {s: z[s] for s in config.subjects}
     train = EncodingDataset(config.data_dir, config.subjects, "train", features, _frames(config), teacher=teacher,
-                            subject_trials=trials)
-    val = EncodingDataset(config.data_dir, config.subjects, "val", features, _frames(config), subject_trials=trials)
+                            subject_trials=trials, images=images)
+    val = EncodingDataset(config.data_dir, config.subjects, "val", features, _frames(config), subject_trials=trials,
+                          images=images)
     if len(train) == 0 or len(val) < 2:
         raise ValueError(f"need training trials and >= 2 validation trials, got {len(train)} / {len(val)}")
     mcfg = model_config(config, features)
     model = build_model(config.model, mcfg, config.data_dir, config.subjects)
+    if backbone is not None:
+        model = BackboneInLoop(backbone, model, adapt_config(config, features))
     module = EncoderModule(model, config)
 
     ckpt_dir = out / "checkpoints"
@@ -232,7 +269,7 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
         dirpath=ckpt_dir, filename="epoch{epoch:03d}-step{step:06d}-val_r{val_r:.5f}", monitor="val_r", mode="max",
         save_top_k=config.top_k, save_last=True, auto_insert_metric_name=False)
     recorder = _StepRecorder()
-    callbacks = [checkpoint, recorder, _ModelConfigSaver(config.model, mcfg)]
+    callbacks = [checkpoint, recorder, _ModelConfigSaver(config.model, mcfg, model)]
     if config.patience is not None:
         callbacks.append(pl.callbacks.EarlyStopping(monitor="val_r", mode="max", patience=config.patience))
     trainer = pl.Trainer(
@@ -243,7 +280,10 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
         use_distributed_sampler=False, log_every_n_steps=10)
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if config.resume and last.is_file() else None
-    trainer.fit(module, datamodule=EncodingData(train, val, config.batch_size, config.seed), ckpt_path=ckpt_path)
+    with warnings.catch_warnings():
+        # a backbone in the loop stays in eval mode on purpose (frozen norms, no dropout)
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
+        trainer.fit(module, datamodule=EncodingData(train, val, config.batch_size, config.seed), ckpt_path=ckpt_path)
 
     best = checkpoint.best_model_path or (str(last) if last.is_file() else "")
     if best:
@@ -256,7 +296,7 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
     result = FitResult(config, out, model, best, kept, int(recorder.start_step or 0), int(trainer.global_step),
                        history)
     if trainer.is_global_zero:
-        ev = eval_dataset(config, features, config.eval_split, trials)
+        ev = eval_dataset(config, features, config.eval_split, trials, images)
         if len(ev):
             result.evaluation = evaluate_model(model, ev)
         result.summary = summarize_fit(result)

@@ -45,7 +45,7 @@ def predict_images(model: torch.nn.Module, data_dir: str | Path, subject, featur
 
     Returns float32 (len(nsd_ids), V) in the order of ``nsd_ids``; every image must have a trial.
     """
-    from .batches import EncodingDataset, SubjectTrials
+    from .batches import EncodingDataset, SubjectTrials, pixels_for
     from .evaluate import predict_dataset
 
     name = subject_name(subject)
@@ -56,7 +56,7 @@ def predict_images(model: torch.nn.Module, data_dir: str | Path, subject, featur
     if absent.size:
         raise ValueError(f"{absent.size} images were never shown to {name}; cannot predict them from trials")
     ds = EncodingDataset(data_dir, [name], "all", features, n_frames, trial_filter={name: shown},
-                         subject_trials={name: st})
+                         subject_trials={name: st}, images=pixels_for(model, data_dir))
     p = predict_dataset(model, ds, batch_size)[name]
     order = {int(r): k for k, r in enumerate(rows)}
     out = np.zeros((rows.size, p.pred.shape[1]), np.float64)
