@@ -8,6 +8,10 @@ vectors are looked up in both (computing them in the loop would cost 32 more for
 
     python -m benchmarks.bench_train                        # ViT-B/16 (random weights), CPU
     python -m benchmarks.bench_train --steps 20 --batch-size 16 --threads 2
+    python -m benchmarks.bench_train --adapted              # + LoRA / AdaLN-zero in the loop
+
+``--adapted`` adds a third path: the backbone in the loop with LoRA (rank 4) and AdaLN-zero
+(:class:`brainnet.models.BackboneInLoop`), backpropagating through the backbone into the adapters.
 
 Prints samples/s of both, their ratio and the device; also the one-off fill cost and after how
 many epochs over the images the cache has paid for itself.
@@ -24,7 +28,7 @@ import torch.nn.functional as F
 
 from brainnet.backbones import create_backbone
 from brainnet.cache import TokenCache
-from brainnet.models import MemConfig, MemModel
+from brainnet.models import AdaptConfig, BackboneInLoop, MemConfig, MemModel
 
 SMALL = dict(width=32, conv_blocks=1, mlp_hidden=64, memory_hidden=64, frame_dim=16, t1_dim=16, memory_out=32,
              behaviour_hidden=32, behaviour_out=16, time_dim=8, n_memory_frames=8, chunk_size=None)
@@ -46,6 +50,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--vertices-per-step", type=int, default=512)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--adapted", action="store_true", help="also time LoRA + AdaLN-zero training in the loop")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -87,19 +92,24 @@ def main(argv=None) -> dict:
         loc, glo = cache.get(rows.tolist())
         return {n: t.to(device) for n, t in loc.items()}, {n: t.to(device) for n, t in glo.items()}
 
-    def run(get_tokens) -> float:
+    def pixels(rows):
+        return {"pixels": torch.from_numpy(images[rows]).permute(0, 3, 1, 2).to(device)}
+
+    def run(get_tokens, net: torch.nn.Module = model) -> float:
         model.load_state_dict(init)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3)
         times = []
         for k, rows in enumerate(plan):
             t = time.perf_counter()
-            loc, glo = get_tokens(rows)
+            inputs = get_tokens(rows)
+            if isinstance(inputs, tuple):
+                inputs = {"local": inputs[0], "global": inputs[1]}
             mr = torch.from_numpy(mem_rows[k]).to(device)
             valid = mr >= 0
-            batch = {"subject": "s", "local": loc, "global": glo, "memory": memory[mr.clamp(min=0)] * valid[..., None],
+            batch = {"subject": "s", **inputs, "memory": memory[mr.clamp(min=0)] * valid[..., None],
                      "memory_valid": valid, "behaviour": beh}
             idx = torch.randperm(args.vertices, device=device)[:args.vertices_per_step]
-            loss = F.mse_loss(model(batch, idx), target[torch.from_numpy(rows).to(device)][:, idx])
+            loss = F.mse_loss(net(batch, idx), target[torch.from_numpy(rows).to(device)][:, idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -112,6 +122,13 @@ def main(argv=None) -> dict:
     cached = run(tokens_cached)
     uncached = run(tokens_uncached)
     ratio = cached / uncached
+    adapted = None
+    if args.adapted:
+        torch.manual_seed(0)
+        bb_adapted = create_backbone(f"timm:{args.model}", layers=layers)
+        net = BackboneInLoop(bb_adapted, model, AdaptConfig(lora_rank=4, adaln_zero=True, pool=8,
+                                                            layers=tuple(names))).to(device)
+        adapted = run(pixels, net)
     fill_per_image = fill_s / args.n_images
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"model {args.model} layers {names}, {args.n_images} images, batch {args.batch_size}, "
@@ -119,9 +136,11 @@ def main(argv=None) -> dict:
     print(f"uncached (backbone in the loop): {uncached:8.2f} samples/s")
     print(f"cached tokens:                   {cached:8.2f} samples/s")
     print(f"ratio cached / uncached: {ratio:.1f}x   device: {name}")
+    if adapted is not None:
+        print(f"LoRA + AdaLN-zero in the loop:   {adapted:8.2f} samples/s   (cached / adapted: {cached / adapted:.1f}x)")
     print(f"one-off cache fill: {fill_per_image * 1000:.1f} ms/image; pays for itself after "
           f"{fill_per_image / max(1e-12, 1 / uncached - 1 / cached):.2f} epochs over the images")
-    return {"cached": cached, "uncached": uncached, "ratio": ratio, "device": name}
+    return {"cached": cached, "uncached": uncached, "ratio": ratio, "adapted": adapted, "device": name}
 
 
 if __name__ == "__main__":
