@@ -123,6 +123,34 @@ def test_adaln_zero_is_identity_at_init_and_per_sample_after(kind):
     assert torch.equal(_tokens(bb, x), base)
 
 
+def test_copies_of_an_adapted_backbone_use_their_own_adapters():
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    bb = create_backbone("brainnet-tiny-random", image_size=32)
+    adaln = AdaLNZero(bb, cond_dim=3)
+    pair = nn.ModuleDict({"backbone": bb, "adaln": adaln})
+    x, cond = torch.rand(2, 3, 32, 32), torch.randn(2, 3)
+    with adaln.condition(cond):
+        base = _tokens(bb, x)
+    twin = copy.deepcopy(pair)
+    with torch.no_grad():
+        for lin in twin["adaln"].modulators.values():
+            lin.bias.normal_()
+    with adaln.condition(cond):
+        assert torch.equal(_tokens(bb, x), base)  # the original is untouched
+    with twin["adaln"].condition(cond):
+        assert not torch.allclose(_tokens(twin["backbone"], x), base)  # the copy uses its own modulators
+    restored = pickle.loads(pickle.dumps(twin))
+    with twin["adaln"].condition(cond), restored["adaln"].condition(cond):
+        torch.testing.assert_close(_tokens(restored["backbone"], x), _tokens(twin["backbone"], x))
+    twin["adaln"].remove()
+    assert torch.equal(_tokens(twin["backbone"], x), base)
+    with adaln.condition(cond):  # removing the copy's hooks left the original's in place
+        assert torch.equal(_tokens(bb, x), base)
+
+
 def test_adaln_zero_rejects_bad_arguments():
     with pytest.raises(ValueError, match="no LayerNorm"):
         AdaLNZero(_vit(), 4, targets=("*nothing*",))

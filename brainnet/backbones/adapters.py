@@ -186,6 +186,17 @@ def _norm_channels(m: nn.Module) -> int:
     return int(m.num_features)
 
 
+class _Modulate:
+    """Forward hook of one norm layer (an object, not a closure, so that copies and pickles of the
+    network point at the copied :class:`AdaLNZero`)."""
+
+    def __init__(self, owner: "AdaLNZero", key: str, channels_last: bool):
+        self.owner, self.key, self.channels_last = owner, key, channels_last
+
+    def __call__(self, _module, _inputs, out):
+        return self.owner.modulate(self.key, out, self.channels_last)
+
+
 class AdaLNZero(nn.Module):
     """Condition-dependent shift and scale after norm layers of a network (zero at init).
 
@@ -212,14 +223,14 @@ class AdaLNZero(nn.Module):
         self.names = [n for n, _ in norms]
         self.modulators = nn.ModuleDict()
         self._cond: torch.Tensor | None = None
-        self._handles = []
+        self._network = [network]  # a list: not registered as a submodule (no second copy in state_dict)
         for name, m in norms:
             key = name.replace(".", "__")
             lin = nn.Linear(cond_dim, 2 * _norm_channels(m))
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
             self.modulators[key] = lin
-            self._handles.append(m.register_forward_hook(self._make_hook(key, m)))
+            m.register_forward_hook(_Modulate(self, key, isinstance(m, nn.LayerNorm)))
 
     @contextmanager
     def condition(self, cond: torch.Tensor):
@@ -232,34 +243,31 @@ class AdaLNZero(nn.Module):
         finally:
             self._cond = previous
 
-    def _make_hook(self, key: str, norm: nn.Module):
-        channels_last = isinstance(norm, nn.LayerNorm)
-
-        def hook(_module, _inputs, out):
-            cond = self._cond
-            if cond is None:
-                raise RuntimeError("this network has AdaLN-zero adapters: run it inside `with adaln.condition(c):`")
-            b = cond.shape[0]
-            if out.shape[0] != b:
-                raise ValueError(f"AdaLN-zero: a norm output has batch {out.shape[0]} but the condition has {b} rows "
-                                 "(networks that fold windows into the batch are not supported)")
-            scale, shift = self.modulators[key](cond.to(out.dtype)).chunk(2, dim=1)  # (B, C) each
-            c = scale.shape[1]
-            if channels_last and out.shape[-1] == c:
-                shape = (b,) + (1,) * (out.ndim - 2) + (c,)
-            elif out.ndim >= 2 and out.shape[1] == c:  # channels first (BatchNorm, GroupNorm, LayerNorm2d)
-                shape = (b, c) + (1,) * (out.ndim - 2)
-            else:
-                raise ValueError(f"AdaLN-zero: cannot find {c} channels in a norm output of shape {tuple(out.shape)}")
-            return out * (1 + scale.reshape(shape)) + shift.reshape(shape)
-
-        return hook
+    def modulate(self, key: str, out: torch.Tensor, channels_last: bool) -> torch.Tensor:
+        """``out * (1 + scale) + shift`` for the norm layer ``key`` under the current condition."""
+        cond = self._cond
+        if cond is None:
+            raise RuntimeError("this network has AdaLN-zero adapters: run it inside `with adaln.condition(c):`")
+        b = cond.shape[0]
+        if out.shape[0] != b:
+            raise ValueError(f"AdaLN-zero: a norm output has batch {out.shape[0]} but the condition has {b} rows "
+                             "(networks that fold windows into the batch are not supported)")
+        scale, shift = self.modulators[key](cond.to(out.dtype)).chunk(2, dim=1)  # (B, C) each
+        c = scale.shape[1]
+        if channels_last and out.shape[-1] == c:
+            shape = (b,) + (1,) * (out.ndim - 2) + (c,)
+        elif out.ndim >= 2 and out.shape[1] == c:  # channels first (BatchNorm, GroupNorm, LayerNorm2d)
+            shape = (b, c) + (1,) * (out.ndim - 2)
+        else:
+            raise ValueError(f"AdaLN-zero: cannot find {c} channels in a norm output of shape {tuple(out.shape)}")
+        return out * (1 + scale.reshape(shape)) + shift.reshape(shape)
 
     def remove(self) -> None:
-        """Take the hooks off the network (the modulators stay)."""
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        """Take this adapter's hooks off the network (the modulators stay)."""
+        for m in self._network[0].modules():
+            for k, hook in list(m._forward_hooks.items()):
+                if isinstance(hook, _Modulate) and hook.owner is self:
+                    del m._forward_hooks[k]
 
     def extra_repr(self) -> str:
         return f"cond_dim={self.cond_dim}, norms={len(self.names)}"
