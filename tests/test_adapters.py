@@ -336,7 +336,13 @@ def test_fit_in_the_loop_trains_adapters_only_saves_small_checkpoints_and_reload
 
 
 def test_fit_in_the_loop_resumes(root, tmp_path):
+    from brainnet.training.features import build_features
     from brainnet.training.fit import fit_encoder
+
+    vit = create_backbone("timm:vit_tiny_patch16_224", image_size=32, layers=[1, 3])
+    with pytest.raises(ValueError, match="not made by backbone"):
+        fit_encoder(_config(root, tmp_path / "mismatch"), features=build_features(root, vit, pool=4))
+    assert not (tmp_path / "mismatch").exists()  # nothing written
 
     first = fit_encoder(_config(root, tmp_path, max_epochs=1))
     second = fit_encoder(_config(root, tmp_path, max_epochs=2))

@@ -222,6 +222,15 @@ def evaluate_model(model: torch.nn.Module, dataset: EncodingDataset, batch_size:
             for s, p in preds.items()}
 
 
+def _check_in_loop_features(backbone, features: FeatureSet, name: str) -> None:
+    """The cached features must come from the backbone that will run in the loop (same layers and widths)."""
+    widths = dict(zip(backbone.layer_names, backbone.widths))
+    got = tuple(widths.get(n, -1) for n in features.layer_names)
+    if got != features.in_channels:
+        raise ValueError(f"the features passed were not made by backbone {name!r} (layers {list(features.layer_names)}, "
+                         f"channels {list(features.in_channels)}; it has {widths}); build them with that backbone")
+
+
 def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) -> FitResult:
     """Train, keep the best checkpoint, score it on ``config.eval_split``.
 
@@ -239,14 +248,15 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
     out = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     config = config.replace(out_dir=str(out))
     _check_resumable(out, config)
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(out / "config.json")
     pl.seed_everything(config.seed, workers=True, verbose=False)
     backbone = in_loop_backbone(config) if config.adapts_backbone else None
     if features is None:
         features = build_features(config.data_dir, backbone if backbone is not None else config.backbone,
                                   config.layers, config.pool, config.memory_layer)
-    images = ImagePixels.load(config.data_dir, backbone.input_size) if backbone is not None else None
+    images = None
+    if backbone is not None:
+        _check_in_loop_features(backbone, features, config.backbone)
+        images = ImagePixels.load(config.data_dir, backbone.input_size)
     trials = {s: SubjectTrials.load(config.data_dir, s) for s in config.subjects}
     teacher = None
     if config.teacher_path:
@@ -258,6 +268,8 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
                           images=images)
     if len(train) == 0 or len(val) < 2:
         raise ValueError(f"need training trials and >= 2 validation trials, got {len(train)} / {len(val)}")
+    out.mkdir(parents=True, exist_ok=True)  # inputs checked: only now is anything written
+    config.save(out / "config.json")
     mcfg = model_config(config, features)
     model = build_model(config.model, mcfg, config.data_dir, config.subjects)
     if backbone is not None:
