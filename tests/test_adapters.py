@@ -272,6 +272,11 @@ def test_in_loop_model_matches_the_cached_model_at_init(root):
     assert torch.corrcoef(torch.stack([got.flatten(), want.detach().flatten()]))[0, 1] > 0.9999
     with pytest.raises(ValueError, match="pixels"):
         wrapped(batch)
+    # analyses take the wrapper as the model: selector outputs and config are the wrapped model's
+    assert torch.equal(wrapped.positions("subj01"), model.positions("subj01"))
+    assert wrapped.config is model.config and wrapped.adapt_config.lora_rank == 2
+    with pytest.raises(AttributeError):
+        wrapped.no_such_attribute
     # checkpoints hold adapters and model, not the frozen backbone
     state = wrapped.state_dict()
     assert not any(k.endswith(".base.weight") or k.startswith("backbone.net.stages.0.down.1") for k in state)

@@ -86,7 +86,7 @@ class BackboneInLoop(nn.Module):
             raise ValueError("BackboneInLoop needs lora_rank > 0 or adaln_zero=True (else train on cached tokens)")
         backbone.freeze()
         self.base_fingerprint = backbone.fingerprint
-        self.config = config
+        self.adapt_config = config
         self.lora_layers = (add_lora(backbone, config.lora_rank, config.lora_alpha, config.lora_targets or None)
                             if config.lora_rank > 0 else [])
         self.adaln = AdaLNZero(backbone, N_BEHAVIOUR, config.adaln_targets or None) if config.adaln_zero else None
@@ -118,18 +118,19 @@ class BackboneInLoop(nn.Module):
             ctx = self.adaln.condition(batch["behaviour"].float() * self.cond_mask)
         with ctx:
             local, glob = self.backbone.get_tokens(x, layers=self.layers)
-        return {n: pool_map(t, self.config.pool) for n, t in local.items()}, glob
+        return {n: pool_map(t, self.adapt_config.pool) for n, t in local.items()}, glob
 
     def forward(self, batch, vertex_idx=None) -> torch.Tensor:
         local, glob = self.tokens(batch)
         return self.model({**batch, "local": local, "global": glob}, vertex_idx)
 
-    # ---- training hooks of the wrapped model ----
-    def regularizer(self, subject: str, vertex_idx=None) -> torch.Tensor:
-        return self.model.regularizer(subject, vertex_idx)
-
-    def regularizer_weight(self, step: int) -> float:
-        return self.model.regularizer_weight(step) if hasattr(self.model, "regularizer_weight") else 0.0
+    def __getattr__(self, name: str):
+        """Anything else (selector outputs such as ``positions``, ``regularizer``, ``config`` of the
+        encoding model...) is the wrapped model's, so analyses take either."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("model"), name)
 
     # ---- checkpoints without the frozen backbone ----
     def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):

@@ -124,7 +124,7 @@ class _ModelConfigSaver(pl.Callback):
         checkpoint["model_config"] = self.cfg.to_dict()
         checkpoint["model_kind"] = self.kind
         if isinstance(self.model, BackboneInLoop):
-            checkpoint["adapt_config"] = self.model.config.to_dict()
+            checkpoint["adapt_config"] = self.model.adapt_config.to_dict()
             checkpoint["backbone_fingerprint"] = self.model.base_fingerprint
 
 
