@@ -41,7 +41,7 @@ def main(argv=None) -> list[dict]:
 
     import logging
 
-    from brainnet.data.mini import ensure_mini
+    from brainnet.data.mini.home import ensure_mini
     from brainnet.training.config import TrainConfig
     from brainnet.training.features import build_features
     from brainnet.training.fit import fit_encoder

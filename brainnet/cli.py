@@ -1,7 +1,7 @@
 """Thin command line: ``brainnet make-mini-nsd``, ``brainnet prepare``, ``brainnet demo``.
 
 Every sub-command only parses arguments and calls the library; the logic lives in
-:mod:`brainnet.data.synthetic`, :mod:`brainnet.data.prepare` and :mod:`brainnet.demo`.
+:mod:`brainnet.data.mini.generate`, :mod:`brainnet.data.prep.pipeline` and :mod:`brainnet.demo`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _parse_subjects(text: str | None) -> list[int] | None:
 def _cmd_make_mini_nsd(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from brainnet.data.synthetic import MiniNSDConfig, make_mini_nsd
+    from brainnet.data.mini.generate import MiniNSDConfig, make_mini_nsd
 
     config = MiniNSDConfig.preset(args.preset)
     overrides = {}
@@ -55,7 +55,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
             nc = float(nc)
         except ValueError:
             raise SystemExit(f"--nc-threshold: expected a number or 'auto', got {nc!r}")
-    from brainnet.data.prepare import prepare
+    from brainnet.data.prep import prepare
 
     out = prepare(
         nsd_dir=args.nsd_dir,

@@ -1,8 +1,8 @@
 """Train brainnet-tiny (the offline default backbone) on synthetic scenes and ship its weights.
 
-Task: for scenes from :func:`brainnet.data.scenes.draw_scene`, predict which of the four
+Task: for scenes from :func:`brainnet.data.mini.scenes.draw_scene`, predict which of the four
 categories (faces, bodies, places, words) are present (multi-label) and a coarse 4x4 map of where
-each category is (coverage per cell, :func:`brainnet.data.scenes.category_maps`). The heads are
+each category is (coverage per cell, :func:`brainnet.data.mini.scenes.category_maps`). The heads are
 thrown away; the backbone's state_dict is saved in fp16 to brainnet/backbones/weights/ with a JSON
 record (command, data, seeds, steps, wall time, held-out metrics measured WITH the saved fp16
 weights).
@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from brainnet.backbones.base import IMAGENET_MEAN, IMAGENET_STD
 from brainnet.backbones.tiny import TINY_INPUT_SIZE, TINY_WIDTHS, TinyCNN, WEIGHTS_DIR
-from brainnet.data.scenes import CATEGORIES, category_maps, draw_scene
+from brainnet.data.mini.scenes import CATEGORIES, category_maps, draw_scene
 
 MAP_GRID = 4
 
@@ -177,7 +177,7 @@ def train(cfg: TrainConfig, argv: list[str]) -> dict:
         "command": "python -m scripts.train_default_backbone " + " ".join(shlex.quote(a) for a in argv),
         "config": asdict(cfg),
         "data": {
-            "generator": "brainnet.data.scenes.draw_scene(rng, size) with rng = numpy.random.default_rng(seed)",
+            "generator": "brainnet.data.mini.scenes.draw_scene(rng, size) with rng = numpy.random.default_rng(seed)",
             "train": {"seed": cfg.data_seed, "count": cfg.n_train},
             "held_out": {"seed": cfg.val_seed, "count": cfg.n_val},
             "size": cfg.size,

@@ -12,8 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
-from brainnet.data.prepare import prepare
-from brainnet.data.synthetic import MiniNSDConfig, MiniNSDPaths, make_mini_nsd
+from brainnet.data.prep import prepare
+from brainnet.data.mini.generate import MiniNSDConfig, MiniNSDPaths, make_mini_nsd
 
 #: Parameters of the shared prepared dataset (image_size = the tiny preset's 32 px: no resize).
 PREPARE_KW = dict(image_size=32, progress=False)

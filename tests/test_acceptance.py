@@ -44,7 +44,7 @@ EPOCHS = 24  # every model (full and ablations) trains for as long
 def runs(tmp_path_factory):
     import torch
 
-    from brainnet.data.mini import ensure_mini
+    from brainnet.data.mini.home import ensure_mini
     from brainnet.training.baselines import fit_ridge
     from brainnet.training.features import build_features
     from brainnet.training.fit import fit_encoder

@@ -345,7 +345,7 @@ def test_module_wrapper_tokens_fn_and_hooks_agree(images):
 
 def _scene_probe_accuracy(bb, n_train=300, n_test=200):
     """Linear (ridge) probe of category presence from the last layer's global token."""
-    from brainnet.data.scenes import draw_scene
+    from brainnet.data.mini.scenes import draw_scene
 
     rng = np.random.default_rng(123)
     imgs, ys = [], []

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import scipy.io
 
-from brainnet.data.prepare import prepare
+from brainnet.data.prep import prepare
 from brainnet.errors import DataFormatError
 
 from _mini_cache import clone_tree, mini_tree, tree_digest

@@ -48,7 +48,7 @@ def test_cli_rejects_bad_subjects():
 def test_cli_make_mini_nsd_with_subject_count(tmp_path):
     """--subjects on a preset with per-subject sessions repeats the pattern instead of failing."""
     from brainnet.cli import main
-    from brainnet.data.synthetic import MiniNSDConfig
+    from brainnet.data.mini.generate import MiniNSDConfig
 
     out = tmp_path / "mini"
     assert main(["make-mini-nsd", str(out), "--preset", "tiny", "--subjects", "1", "--sessions", "4"]) == 0

@@ -16,11 +16,11 @@ import nibabel.freesurfer as fs
 import numpy as np
 import pytest
 
-from brainnet.data import algonauts as alg
-from brainnet.data.behaviour import CARRIED, showing_links
+from brainnet.data.formats import algonauts as alg
+from brainnet.data.prep.behaviour import CARRIED, showing_links
 from brainnet.data.io import sha256_file
-from brainnet.data.nsd import read_responses
-from brainnet.data.prepare import WORK_DIR, is_finished, prepare
+from brainnet.data.formats.nsd import read_responses
+from brainnet.data.prep.pipeline import WORK_DIR, is_finished, prepare
 
 from _mini_cache import PREPARE_KW, mini_tree, output_digests, prepared_tiny, tree_digest
 
@@ -212,7 +212,7 @@ def test_second_run_is_noop(out, tree):
 
 _KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
-    from brainnet.data.prepare import prepare
+    from brainnet.data.prep import prepare
     done = []
     def hook(subject, session):
         done.append((subject, session))
@@ -268,7 +268,7 @@ _RSS_SCRIPT = textwrap.dedent("""
             return int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
         except OSError:
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    from brainnet.data.prepare import prepare
+    from brainnet.data.prep import prepare
     base = peak_kib()
     prepare(sys.argv[1], sys.argv[2], sys.argv[3], image_size=64, progress=False)
     print(json.dumps({"imports_kib": base, "peak_kib": peak_kib(),

@@ -13,10 +13,11 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from brainnet.data import algonauts as alg
-from brainnet.data import nsd
-from brainnet.data.behaviour import COLUMN_NAMES, GROUPS, N_FEATURES, behaviour_features, showing_links
-from brainnet.data.prepare_tables import assign_splits, memory_index, noise_ceiling, select_vertices, zscore_session
+from brainnet.data.formats import algonauts as alg
+from brainnet.data.formats import nsd
+from brainnet.data.layout import BEHAVIOUR_COLUMNS as COLUMN_NAMES, BEHAVIOUR_GROUPS as GROUPS, N_BEHAVIOUR as N_FEATURES
+from brainnet.data.prep.behaviour import behaviour_features, showing_links
+from brainnet.data.prep.tables import assign_splits, memory_index, noise_ceiling, select_vertices, zscore_session
 from brainnet.errors import DataFormatError
 
 

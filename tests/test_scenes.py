@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainnet.data.scenes import CATEGORIES, SceneObject, category_maps, draw_scene, energy_map
+from brainnet.data.mini.scenes import CATEGORIES, SceneObject, category_maps, draw_scene, energy_map
 
 
 def test_deterministic_for_seed():

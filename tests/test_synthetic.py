@@ -17,7 +17,7 @@ from nibabel.freesurfer import read_geometry, read_morph_data
 from PIL import Image
 from scipy.io import loadmat
 
-from brainnet.data.synthetic import GROUND_TRUTH_KEYS, MiniNSDConfig, MiniNSDPaths, make_mini_nsd
+from brainnet.data.mini.generate import GROUND_TRUTH_KEYS, MiniNSDConfig, MiniNSDPaths, make_mini_nsd
 
 CFG = MiniNSDConfig.preset("tiny")
 HEMIS = ("lh", "rh")
@@ -353,8 +353,8 @@ def test_category_patches_prefer_their_category(mini, truth):
 
 def test_early_vertices_follow_energy_in_their_rf(mini, truth):
     """Early visual responses are explained by edge energy at the planted RF, not elsewhere."""
-    from brainnet.data.scenes import energy_map
-    from brainnet.data.synth_response import rf_weights
+    from brainnet.data.mini.scenes import energy_map
+    from brainnet.data.mini.response import rf_weights
 
     fmri, verts, ids = _train_matrix(mini, truth, "subj01", "lh")
     with h5py.File(mini.nsd / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5", "r") as f:
@@ -458,7 +458,7 @@ def test_config_validation():
 
 
 def test_meshes_nest():
-    from brainnet.data.synth_mesh import load_mesh
+    from brainnet.data.mini.mesh import load_mesh
 
     m5, m4, m6 = (load_mesh(n, "lh") for n in ("fsaverage5", "fsaverage4", "fsaverage6"))
     assert (m4.n_vertices, m5.n_vertices, m6.n_vertices) == (2562, 10242, 40962)
@@ -476,7 +476,7 @@ def test_meshes_nest():
 def test_linear_model_on_planted_features_scores_well(mini, truth, expdesign):
     """Ridge on the generative features (energy + category maps) predicts held-out images:
     Algonauts-style noise-normalised score of visual vertices well above zero."""
-    from brainnet.data.scenes import SceneObject, category_maps, energy_map
+    from brainnet.data.mini.scenes import SceneObject, category_maps, energy_map
 
     subj, s, n_sess, hemi, G = "subj01", 0, CFG.sessions_per_subject[0], "lh", 8
     ids = _subject_ids(expdesign, s, n_sess)

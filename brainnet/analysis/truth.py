@@ -1,6 +1,6 @@
 """Planted truth of nsd-mini, looked up for the vertices of a prepared dataset.
 
-``ground_truth.npz`` (written by :func:`brainnet.data.synthetic.make_mini_nsd`) holds per-hemisphere
+``ground_truth.npz`` (written by :func:`brainnet.data.mini.generate.make_mini_nsd`) holds per-hemisphere
 arrays over the full mesh; a prepared subject keeps a subset of vertices (``vertices.npz``:
 ``hemi``, ``index``). :func:`vertex_truth` maps the planted values onto that subset.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brainnet.data.nsd import subject_name
+from brainnet.data.formats.nsd import subject_name
 
 KIND_NONE, KIND_VISUAL, KIND_MEMORY, KIND_ANSWER = 0, 1, 2, 3
 KIND_NAMES = {KIND_NONE: "none", KIND_VISUAL: "visual", KIND_MEMORY: "memory", KIND_ANSWER: "answer"}

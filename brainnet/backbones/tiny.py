@@ -7,7 +7,7 @@ of the encoding models are meant to find. A 6-block ViT keeps one grid and width
 and it learns far less from a few thousand CPU steps on synthetic scenes.
 
 ``brainnet-tiny`` loads the weights shipped in ``brainnet/backbones/weights/`` (trained by
-``scripts/train_default_backbone.py`` on :mod:`brainnet.data.scenes`); ``brainnet-tiny-random``
+``scripts/train_default_backbone.py`` on :mod:`brainnet.data.mini.scenes`); ``brainnet-tiny-random``
 is the same architecture with a seeded random initialisation.
 """
 

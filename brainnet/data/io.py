@@ -1,6 +1,6 @@
 """Small file helpers: atomic writes, checksums, temporary-name conventions.
 
-Every output of :mod:`brainnet.data.prepare` is written through these helpers: the data goes to
+Every output of :mod:`brainnet.data.prep.pipeline` is written through these helpers: the data goes to
 ``<name>.tmp-<pid>`` next to the target and is renamed into place with :func:`os.replace`, so a
 reader never sees a half-written file.
 """
@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,36 @@ def remove_tmp_files(folder: str | os.PathLike) -> int:
     return count
 
 
+@dataclass(frozen=True)
+class NpyHeader:
+    """What a ``.npy`` header says: ``shape``, ``dtype``, ``fortran_order``; ``offset`` = bytes
+    before the data; ``data_bytes`` = the payload size the header implies."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    offset: int
+
+    @property
+    def data_bytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+def npy_header(path: str | os.PathLike) -> NpyHeader:
+    """Read the header of a ``.npy`` file without reading its data.
+
+    Raises:
+        ValueError: the file does not start with a valid ``.npy`` header.
+    """
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f"unsupported .npy version {version}")
+        shape, fortran_order, dtype = read(fh)
+        return NpyHeader(tuple(int(s) for s in shape), np.dtype(dtype), bool(fortran_order), fh.tell())
+
+
 class NpyRowWriter:
     """Fill a C-ordered ``.npy`` file block of rows by block, with plain positioned writes.
 
@@ -149,19 +180,15 @@ class NpyRowWriter:
         return self._resumed
 
     def _reopen(self) -> int | None:
-        with open(self.path, "rb") as fh:
-            try:
-                version = np.lib.format.read_magic(fh)
-                header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                          else np.lib.format.read_array_header_2_0)(fh)
-            except ValueError:
-                header = None
-            offset = fh.tell()
+        try:
+            header = npy_header(self.path)
+        except ValueError:
+            header = None
         size = self.path.stat().st_size
-        ok = (header is not None and tuple(header[0]) == self.shape and not header[1] and header[2] == self.dtype
-              and size == offset + self.row_bytes * self.shape[0])
+        ok = (header is not None and header.shape == self.shape and not header.fortran_order
+              and header.dtype == self.dtype and size == header.offset + self.row_bytes * self.shape[0])
         self._resumed = bool(ok)
-        return offset if ok else None
+        return header.offset if ok else None
 
     def _create(self) -> int:
         with open(self.path, "wb") as fh:

@@ -28,7 +28,7 @@ from brainnet.backbones.adapters import AdaLNZero, add_lora
 from brainnet.cache import pool_map
 
 from .configs import DictConfig
-from .mem import N_BEHAVIOUR
+from brainnet.data.layout import N_BEHAVIOUR
 
 
 @dataclass(frozen=True)

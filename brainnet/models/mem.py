@@ -40,16 +40,17 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from brainnet.data.layout import BEHAVIOUR_GROUPS, N_BEHAVIOUR
+
 from .configs import DictConfig
 from .posenc import SphereEncoder, VertexEncodings
 from .readout import SubjectReadouts, check_vertex_idx, map_vertex_chunks, subject_key
 from .selectors import SelectorMaps, LayerSelector, RetinaMapper, linear_decay, selector_regularizer
 from .tokens import as_layer_list, resize_map, sample_mixed_maps
 
-N_BEHAVIOUR = 35
-ANSWER_COLUMNS: tuple[int, ...] = tuple(range(0, 8)) + tuple(range(21, 35))
-MEMORY_COLUMNS: tuple[int, ...] = tuple(range(8, 19))
-TIME_COLUMNS: tuple[int, ...] = (19, 20)
+ANSWER_COLUMNS: tuple[int, ...] = BEHAVIOUR_GROUPS["B"]
+MEMORY_COLUMNS: tuple[int, ...] = BEHAVIOUR_GROUPS["M"]
+TIME_COLUMNS: tuple[int, ...] = BEHAVIOUR_GROUPS["T"]
 ABLATIONS: tuple[str, ...] = ("full", "no_time", "no_answer", "no_memory_c",
                               "no_memory_images", "baseline")
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from brainnet.data.nsd import subject_name
+from brainnet.data.formats.nsd import subject_name
 
 from .batches import FeatureSet, SubjectTrials
 from .evaluate import EvalResult, SubjectMeta, evaluate_predictions, split_filter

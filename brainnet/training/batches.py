@@ -30,11 +30,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from brainnet.data.dataset import _split_codes, load_prepared
-from brainnet.data.nsd import subject_name
-from brainnet.data.prepare_tables import memory_index
+from brainnet.data.layout import split_codes, subject_name
+from brainnet.data.prepared import PreparedDataset
+from brainnet.data.prep.tables import memory_index
 
-N_BEHAVIOUR = 35
 
 
 def trial_memory_index(trials: Mapping[str, np.ndarray], n_frames: int = 33) -> np.ndarray:
@@ -170,22 +169,17 @@ class SubjectTrials:
     split: np.ndarray
 
     @classmethod
-    def load(cls, root: str | Path, subject: int | str) -> "SubjectTrials":
-        root = Path(root)
-        name = subject_name(subject)
-        folder = root / name
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} not found: {name} is not in the prepared dataset {root}")
-        with np.load(folder / "trials.npz") as t:
-            trials = {k: t[k] for k in t.files}
+    def load(cls, root: str | Path | PreparedDataset, subject: int | str) -> "SubjectTrials":
+        data = root if isinstance(root, PreparedDataset) else PreparedDataset(root)
+        subj = data.subject(subject)
         return cls(
-            name=name,
-            fmri=np.load(folder / "fmri.npy", mmap_mode="r"),
-            image=trials["image"].astype(np.int64),
-            memory_index=np.load(folder / "memory_index.npy").astype(np.int64),
-            trial_memory=trial_memory_index(trials, 33),
-            behaviour=np.load(folder / "behaviour.npy").astype(np.float32),
-            split=trials["split"],
+            name=subj.name,
+            fmri=subj.fmri,
+            image=subj.image,
+            memory_index=np.asarray(subj.memory_index, np.int64),
+            trial_memory=trial_memory_index(subj.trials, 33),
+            behaviour=np.asarray(subj.behaviour, np.float32),
+            split=subj.split,
         )
 
     @property
@@ -227,7 +221,7 @@ class EncodingDataset(Dataset):
         self.features = features
         self.images = images
         self.n_frames = int(n_frames)
-        codes = _split_codes(split)
+        codes = split_codes(split)
         self.subjects = [subject_name(s) for s in subjects]
         loaded = dict(subject_trials or {})
         self.data: dict[str, SubjectTrials] = {}
@@ -379,15 +373,12 @@ def make_loader(dataset: EncodingDataset, batch_size: int, shuffle: bool = False
                                        num_workers=num_workers)
 
 
-def subject_vertices(root: str | Path, subjects: Sequence) -> tuple[dict, dict]:
+def subject_vertices(root: str | Path | PreparedDataset, subjects: Sequence) -> tuple[dict, dict]:
     """Sphere coordinates (V, 3) and hemispheres (V,) of each subject's selected vertices."""
-    info = load_prepared(root)
+    data = root if isinstance(root, PreparedDataset) else PreparedDataset(root)
     coords, hemi = {}, {}
     for s in subjects:
-        name = subject_name(s)
-        if name not in info.subjects:
-            raise ValueError(f"{name} is not in the prepared dataset {root}; it has {sorted(info.subjects)}")
-        v = info.subjects[name].vertices
-        coords[name] = np.asarray(v["sphere"], np.float32)
-        hemi[name] = np.asarray(v["hemi"], np.int64)
+        subj = data.subject(s)
+        coords[subj.name] = np.asarray(subj.vertices["sphere"], np.float32)
+        hemi[subj.name] = np.asarray(subj.hemi, np.int64)
     return coords, hemi

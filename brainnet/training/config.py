@@ -153,7 +153,7 @@ class TrainConfig:
                 v = (v,)
             kw[k] = v
         if "subjects" in kw:
-            from brainnet.data.nsd import subject_name
+            from brainnet.data.formats.nsd import subject_name
 
             kw["subjects"] = tuple(subject_name(s) for s in kw["subjects"])
         return cls(**kw)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from brainnet.data.nsd import subject_name
+from brainnet.data.formats.nsd import subject_name
 
 from .metrics import identification_accuracy, noise_normalized_score, pearson_r, roi_means, summarize
 

@@ -244,7 +244,7 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
         config = TrainConfig.from_dict(config)
     if not config.data_dir or not (Path(config.data_dir) / "manifest.json").is_file():
         raise FileNotFoundError(f"data_dir {config.data_dir!r} is not a finished prepared dataset "
-                                "(see brainnet.data.prepare or brainnet.data.mini.ensure_mini)")
+                                "(see brainnet.data.prep.pipeline or brainnet.data.mini.ensure_mini)")
     out = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     config = config.replace(out_dir=str(out))
     _check_resumable(out, config)

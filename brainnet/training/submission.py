@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainnet.data.nsd import subject_name
+from brainnet.data.formats.nsd import subject_name
 
 HEMIS = ("lh", "rh")
 
 
 def algonauts_test_ids(algonauts_root: str | Path, subject) -> np.ndarray:
     """0-based NSD ids of a subject's Algonauts test images, in listing order (int64 (n,))."""
-    from brainnet.data.algonauts import AlgonautsLayout, list_images
+    from brainnet.data.formats.algonauts import AlgonautsLayout, list_images
 
     return list_images(AlgonautsLayout(algonauts_root).image_dir(subject, "test"), "test").nsd_ids
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from brainnet.data.layout import subject_name, subject_number  # noqa: F401  (re-exported)
 from brainnet.errors import DataFormatError
 
 HEMIS: tuple[str, str] = ("lh", "rh")
@@ -31,20 +32,6 @@ RESPONSE_COLUMNS: tuple[str, ...] = (
 _RESPONSE_INT_COLUMNS: tuple[str, ...] = ("SUBJECT", "SESSION", "RUN", "TRIAL", "73KID", "10KID")
 
 _MGH_DATA_OFFSET = 284
-
-
-def subject_name(subject: int | str) -> str:
-    """``1``, ``"1"``, ``"subj1"`` or ``"subj01"`` -> ``"subj01"``."""
-    text = str(subject).strip().lower()
-    match = re.fullmatch(r"(?:subj)?0*(\d+)", text)
-    if match is None or int(match.group(1)) < 1:
-        raise ValueError(f"subject must look like 1 or 'subj01', got {subject!r}")
-    return f"subj{int(match.group(1)):02d}"
-
-
-def subject_number(subject: int | str) -> int:
-    """``"subj03"`` -> ``3``."""
-    return int(subject_name(subject)[4:])
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The layout of the output is documented in ``docs/prepared-dataset.md``. Pipeline order:
 
-1. :func:`brainnet.data.prepare_plan.make_plan` reads and cross-checks every small input
+1. :func:`brainnet.data.prep.plan.make_plan` reads and cross-checks every small input
    (design, responses, MGH headers, masks, labels, surfaces, image listings). A bad input raises
    :class:`brainnet.errors.DataFormatError` here, before anything is written.
 2. If ``out_dir`` already holds a finished dataset with the same input fingerprint (parameters +
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from brainnet.data.behaviour import COLUMN_NAMES, GROUPS
-from brainnet.data.io import remove_tmp_files, save_json, save_text, sha256_file
-from brainnet.data.prepare_config import FORMAT_NAME, FORMAT_VERSION, PrepareConfig
-from brainnet.data.prepare_plan import DatasetPlan, make_plan
-from brainnet.data.prepare_tables import SPLIT_CODES
-from brainnet.data.prepare_write import (
+from brainnet.data.io import npy_header, remove_tmp_files, save_json, save_text, sha256_file
+from brainnet.data.layout import (BEHAVIOUR_COLUMNS, BEHAVIOUR_GROUPS, FORMAT_NAME, FORMAT_VERSION, MANIFEST,
+                                   SPLIT_CODES, VERTEX_VALID)
+from brainnet.data.prep.config import PrepareConfig
+from brainnet.data.prep.plan import DatasetPlan, make_plan
+from brainnet.data.prep.write import (
     SessionHook,
     write_images,
     write_subject_fmri,
@@ -44,7 +44,6 @@ from brainnet.data.prepare_write import (
 from brainnet.errors import DataFormatError
 
 WORK_DIR = ".prepare-work"
-MANIFEST = "manifest.json"
 _VERSIONED = ("numpy", "scipy", "pandas", "nibabel", "h5py", "pillow", "brainnet")
 
 
@@ -146,6 +145,9 @@ def _build(plan: DatasetPlan, out: Path, work: Path, fingerprint: str, progress:
     for path in sorted(p for p in stage.rglob("*") if p.is_file()):
         rel = path.relative_to(stage).as_posix()
         files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        if path.suffix == ".npy":
+            header = npy_header(path)
+            files[rel].update(dtype=header.dtype.str, shape=list(header.shape))
     manifest = _manifest(plan, fingerprint, files, stage)
     for rel in files:
         target = out / rel
@@ -170,7 +172,7 @@ def _manifest(plan: DatasetPlan, fingerprint: str, files: dict, stage: Path) -> 
     subjects = {}
     for s in plan.subjects:
         split = s.trials["split"]
-        valid = np.load(stage / s.name / "vertex_valid.npy")
+        valid = np.load(stage / s.name / VERTEX_VALID)
         n_sessions = len(s.betas)
         subjects[s.name] = {
             "n_trials": s.n_trials,
@@ -196,7 +198,7 @@ def _manifest(plan: DatasetPlan, fingerprint: str, files: dict, stage: Path) -> 
         "parameters": cfg.to_json(),
         "versions": _versions(),
         "images": {"n_images": int(plan.image_ids.size), "size": cfg.image_size, "resample": "bicubic"},
-        "behaviour": {"columns": list(COLUMN_NAMES), "groups": {k: list(v) for k, v in GROUPS.items()}},
+        "behaviour": {"columns": list(BEHAVIOUR_COLUMNS), "groups": {k: list(v) for k, v in BEHAVIOUR_GROUPS.items()}},
         "split_codes": dict(SPLIT_CODES),
         "subjects": subjects,
         "files": files,

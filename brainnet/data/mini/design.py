@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .synth_config import REPEATS, RUNS_PER_SESSION, SLOTS_PER_RUN, TRIALS_PER_SESSION, MiniNSDConfig
+from .config import REPEATS, RUNS_PER_SESSION, SLOTS_PER_RUN, TRIALS_PER_SESSION, MiniNSDConfig
 
 RESPONSE_COLUMNS = (
     "SUBJECT", "SESSION", "RUN", "TRIAL", "73KID", "10KID", "TIME", "ISOLD", "ISCORRECT", "RT",

@@ -55,13 +55,13 @@ def ensure_mini(
         preset: ``MiniNSDConfig.preset`` name (``tiny``, ``default``, ``algonauts``).
         seed: generator seed.
         image_size: stored image size of the prepared dataset (default: the generated size).
-        prepare_options: extra keyword arguments for :func:`brainnet.data.prepare.prepare`.
+        prepare_options: extra keyword arguments for :func:`brainnet.data.prepare`.
 
     Generation writes into a temporary folder renamed when complete, so an interrupted run
     never leaves a half-written tree that looks finished; ``prepare`` resumes by itself.
     """
-    from brainnet.data.prepare import prepare
-    from brainnet.data.synthetic import MiniNSDConfig, make_mini_nsd
+    from brainnet.data.prep import prepare
+    from brainnet.data.mini.generate import MiniNSDConfig, make_mini_nsd
 
     root = data_home(home)
     config = dataclasses.replace(MiniNSDConfig.preset(preset), seed=seed)

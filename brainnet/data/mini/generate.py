@@ -9,9 +9,9 @@ spec and the readers in this package)::
     out_dir/ground_truth.npz         planted truth (keys listed in GROUND_TRUTH_KEYS)
     out_dir/ground_truth.json        human-readable description, config and measured numbers
 
-The brain model is described in :mod:`brainnet.data.synth_cortex` and
-:mod:`brainnet.data.synth_response`; the design and behaviour in
-:mod:`brainnet.data.synth_design`. Everything is a deterministic function of the config: two
+The brain model is described in :mod:`brainnet.data.mini.cortex` and
+:mod:`brainnet.data.mini.response`; the design and behaviour in
+:mod:`brainnet.data.mini.design`. Everything is a deterministic function of the config: two
 runs with the same config give byte-identical files.
 """
 
@@ -25,15 +25,15 @@ import pandas as pd
 from scipy import sparse
 
 from .scenes import CATEGORIES, category_maps, draw_scene, energy_map
-from .synth_config import MiniNSDConfig, MiniNSDPaths, TRIALS_PER_SESSION
-from .synth_cortex import FLOC_CLASS_OF_CATEGORY, ROI_NAMES, plant_cortex
-from .synth_design import ANSWER_COLUMNS, make_design, simulate_behaviour, stim_info_table, trial_table
-from .synth_mesh import HEMIS, load_mesh, write_surfaces
-from .synth_response import (
+from .config import MiniNSDConfig, MiniNSDPaths, TRIALS_PER_SESSION
+from .cortex import FLOC_CLASS_OF_CATEGORY, ROI_NAMES, plant_cortex
+from .design import ANSWER_COLUMNS, make_design, simulate_behaviour, stim_info_table, trial_table
+from .mesh import HEMIS, load_mesh, write_surfaces
+from .response import (
     answer_drive, memory_lag_profile, memory_trace, ncsnr_from_repeats, session_betas, visual_drive,
     vertex_sigmas, zscore_session,
 )
-from .synth_writers import write_ctab, write_hdf5_images, write_mat, write_mgh, write_mgz, write_npy, write_png
+from .writers import write_ctab, write_hdf5_images, write_mat, write_mgh, write_mgz, write_npy, write_png
 
 __all__ = ["MiniNSDConfig", "MiniNSDPaths", "make_mini_nsd", "GROUND_TRUTH_KEYS"]
 

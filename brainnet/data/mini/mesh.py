@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .synth_config import MESH_VERTICES
+from .config import MESH_VERTICES
 
 HEMIS = ("lh", "rh")
 SURFACES = ("sphere", "white", "pial", "inflated", "flat")

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from brainnet.data import algonauts as alg
-from brainnet.data import nsd
+from brainnet.data import layout as L
+from brainnet.data.formats import algonauts as alg
+from brainnet.data.formats import nsd
 from brainnet.data.io import NpyRowWriter, save_npy, save_npz
-from brainnet.data.prepare_plan import DatasetPlan, SubjectPlan
-from brainnet.data.prepare_tables import zscore_session
+from brainnet.data.prep.plan import DatasetPlan, SubjectPlan
+from brainnet.data.prep.tables import zscore_session
 
 #: Called after each committed session with (subject name, 1-based session number).
 SessionHook = Callable[[str, int], None]
@@ -29,20 +30,20 @@ def write_subject_tables(plan: SubjectPlan, stage: Path) -> None:
     ``vertices.npz`` and ``rois.npz`` of one subject into ``stage/<subject>/``."""
     folder = stage / plan.name
     t = plan.trials
-    save_npz(folder / "trials.npz", {
+    save_npz(folder / L.TRIALS, {
         "session": t["session"].astype(np.int16), "run": t["run"].astype(np.int16),
         "trial": t["trial"].astype(np.int16), "slot": t["slot"].astype(np.int16),
         "nsd_id": t["nsd_id"].astype(np.int64), "image": t["image"].astype(np.int64),
         "split": t["split"].astype(np.int8),
     })
-    save_npy(folder / "memory_index.npy", plan.memory_index.astype(np.int32))
-    save_npy(folder / "behaviour.npy", plan.behaviour.astype(np.float32))
-    save_npy(folder / "noise_ceiling.npy", plan.noise_ceiling.astype(np.float32))
-    save_npz(folder / "vertices.npz", {
+    save_npy(folder / L.MEMORY_INDEX, plan.memory_index.astype(np.int32))
+    save_npy(folder / L.BEHAVIOUR, plan.behaviour.astype(np.float32))
+    save_npy(folder / L.NOISE_CEILING, plan.noise_ceiling.astype(np.float32))
+    save_npz(folder / L.VERTICES, {
         "hemi": plan.hemi.astype(np.int8), "index": plan.index.astype(np.int64),
         "sphere": plan.sphere.astype(np.float32), "challenge": plan.challenge.astype(bool),
     })
-    save_npz(folder / "rois.npz", plan.rois)
+    save_npz(folder / L.ROIS, plan.rois)
 
 
 def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: bool = True,
@@ -55,8 +56,8 @@ def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: boo
     done marker. At the end ``vertex_valid.npy`` = no NaN in any session, and the partial file
     is renamed into place. Only one session's selected betas are in memory at any time.
     """
-    final = stage / plan.name / "fmri.npy"
-    valid_path = stage / plan.name / "vertex_valid.npy"
+    final = stage / plan.name / L.FMRI
+    valid_path = stage / plan.name / L.VERTEX_VALID
     markers = work / plan.name
     markers.mkdir(parents=True, exist_ok=True)
     partial = markers / "fmri.partial.npy"
@@ -107,9 +108,9 @@ def write_images(plan: DatasetPlan, stage: Path, work: Path, progress: bool = Tr
     """Stream every image any subject saw into ``stage/images/images.npy`` (uint8 [n, S, S, 3]),
     resized with PIL (bicubic), in resumable chunks; plus ``images/nsd_ids.npy`` (int64 [n])."""
     cfg = plan.config
-    final = stage / "images" / "images.npy"
+    final = stage / L.IMAGES
     ids = plan.image_ids
-    save_npy(stage / "images" / "nsd_ids.npy", ids)
+    save_npy(stage / L.IMAGE_IDS, ids)
     if final.is_file():
         return
     folder = work / "images"
@@ -144,4 +145,4 @@ def write_images(plan: DatasetPlan, stage: Path, work: Path, progress: bool = Tr
 
 def write_surfaces(plan: DatasetPlan, stage: Path) -> None:
     """Write ``surfaces/fsaverage.npz`` (coords float32 [n, 3], faces int32 [F, 3], sulc float32 [n])."""
-    save_npz(stage / "surfaces" / "fsaverage.npz", plan.surfaces)
+    save_npz(stage / L.SURFACES, plan.surfaces)

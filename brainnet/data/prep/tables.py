@@ -1,6 +1,6 @@
 """Pure functions of the preparation: trial table, memory index, splits, noise ceiling, vertices.
 
-No file access here except for naming files in errors; :mod:`brainnet.data.prepare_plan`
+No file access here except for naming files in errors; :mod:`brainnet.data.prep.plan`
 feeds these with what the readers return.
 """
 
@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brainnet.data.nsd import ExpDesign
+from brainnet.data.formats.nsd import ExpDesign
+from brainnet.data.layout import SPLIT_CODES
 from brainnet.errors import DataFormatError
 
 #: Frames of the memory index: the current slot and 32 slots back.
 MEMORY_FRAMES = 33
 
-SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2, "predict": 3}
 
 
 def trial_table(design: ExpDesign, responses: pd.DataFrame, subject: str,

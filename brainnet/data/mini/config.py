@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-#: Meshes that :func:`brainnet.data.synth_mesh.load_mesh` can build (vertices per hemisphere).
+#: Meshes that :func:`brainnet.data.mini.mesh.load_mesh` can build (vertices per hemisphere).
 MESH_VERTICES = {"fsaverage3": 642, "fsaverage4": 2562, "fsaverage5": 10242, "fsaverage6": 40962}
 
 RUNS_PER_SESSION = 12

@@ -43,29 +43,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-#: Names of the 35 columns.
-BASE_NAMES: tuple[str, ...] = (
-    "rt_z", "rt_session_z", "button", "changemind", "total1", "total2", "iscorrect",
-    "iscorrect_current", "has_memory_recent", "has_memory_first", "isold_current",
-    "log_minutes_recent_z", "log_minutes_recent_session_z", "log_minutes_first_z",
-    "log_minutes_first_session_z", "log_trials_recent_z", "log_trials_recent_session_z",
-    "log_trials_first_z", "log_trials_first_session_z", "run", "trial",
-)
-#: Per-trial columns repeated for the previous and the next showing.
-CARRIED: tuple[int, ...] = (0, 1, 2, 11, 12, 15, 16)
-COLUMN_NAMES: tuple[str, ...] = (
-    BASE_NAMES
-    + tuple(f"prev_{BASE_NAMES[i]}" for i in CARRIED)
-    + tuple(f"next_{BASE_NAMES[i]}" for i in CARRIED)
-)
-N_FEATURES = len(COLUMN_NAMES)  # 35
+from brainnet.data.layout import BASE_NAMES, CARRIED, N_BEHAVIOUR
 
-#: Column groups used by ablations: answer B, memory M, time T.
-GROUPS: dict[str, tuple[int, ...]] = {
-    "B": tuple(range(0, 8)) + tuple(range(21, 35)),
-    "M": tuple(range(8, 19)),
-    "T": (19, 20),
-}
 
 UNSEEN_MINUTES = 500.0
 UNSEEN_TRIALS = 15000.0
@@ -118,11 +97,11 @@ def behaviour_features(responses: pd.DataFrame) -> np.ndarray:
     """Compute the 35 features for every row of a subject's full response table.
 
     Args:
-        responses: the table of :func:`brainnet.data.nsd.read_responses` (all the subject's
+        responses: the table of :func:`brainnet.data.formats.nsd.read_responses` (all the subject's
             trials in time order; it must not be a subset, or the showing links are wrong).
 
     Returns:
-        float32 [n_trials, 35], no NaN; columns named by :data:`COLUMN_NAMES`.
+        float32 [n_trials, 35], no NaN; columns named by :data:`brainnet.data.layout.BEHAVIOUR_COLUMNS`.
     """
     col = {c: responses[c].to_numpy(dtype=np.float64) for c in responses.columns}
     session = col["SESSION"]

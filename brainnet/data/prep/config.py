@@ -1,15 +1,12 @@
-"""Typed parameters of :func:`brainnet.data.prepare.prepare`."""
+"""Typed parameters of :func:`brainnet.data.prepare`."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from brainnet.data.algonauts import ROI_CLASSES
+from brainnet.data.formats.algonauts import ROI_CLASSES
 
-#: Name of the output format written into ``manifest.json``.
-FORMAT_NAME = "brainnet-prepared-dataset"
-FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ class PrepareConfig:
     image_chunk: int = 256
 
     def __post_init__(self):
-        from brainnet.data.nsd import subject_name
+        from brainnet.data.formats.nsd import subject_name
 
         if self.subjects is not None:
             if isinstance(self.subjects, (str, int)):

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from brainnet.data import algonauts as alg
-from brainnet.data import nsd
-from brainnet.data.behaviour import behaviour_features
-from brainnet.data.prepare_config import PrepareConfig
-from brainnet.data.prepare_tables import assign_splits, memory_index, noise_ceiling, select_vertices, trial_table
+from brainnet.data.formats import algonauts as alg
+from brainnet.data.formats import nsd
+from brainnet.data.prep.behaviour import behaviour_features
+from brainnet.data.prep.config import PrepareConfig
+from brainnet.data.prep.tables import assign_splits, memory_index, noise_ceiling, select_vertices, trial_table
 from brainnet.errors import DataFormatError
 
 SURFACES: tuple[str, ...] = ("sphere", "inflated", "white")

@@ -1,0 +1,322 @@
+"""Access to a prepared dataset: the one reader of the layout in ``docs/prepared-dataset.md``.
+
+``PreparedDataset(root)`` reads ``manifest.json`` and checks every file it maps before anything
+uses it: the file is there with the size the manifest recorded, and each ``.npy`` header (dtype,
+shape) agrees with the manifest's counts and, from format version 2 on, with the dtype and shape
+the manifest recorded. A bad file raises :class:`~brainnet.errors.DataFormatError` naming it.
+Arrays open lazily (the fMRI as a read-only memmap) in the process that uses them, so subject
+objects can be handed to DataLoader workers. :meth:`PreparedDataset.verify` re-hashes every file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from brainnet.data import layout as L
+from brainnet.data.io import npy_header, sha256_file
+from brainnet.errors import DataFormatError
+
+log = logging.getLogger(__name__)
+
+
+class PreparedSubject:
+    """One subject of a prepared dataset; every array is read on first access.
+
+    Attributes:
+        name: ``"subj01"``; counts: the manifest's entry for the subject; folder: its directory.
+    """
+
+    def __init__(self, dataset: PreparedDataset, name: str):
+        self.dataset = dataset
+        self.name = name
+        self.folder = dataset.root / name
+        self.counts: dict = dataset.manifest["subjects"][name]
+
+    def __repr__(self) -> str:
+        return f"PreparedSubject({self.name!r}, {self.n_trials} trials, {self.n_vertices} vertices)"
+
+    def __getstate__(self) -> dict:
+        # drop opened arrays (memmaps, tables): a worker process reopens them itself
+        return {k: v for k, v in self.__dict__.items() if k in ("dataset", "name", "folder", "counts")}
+
+    @property
+    def n_trials(self) -> int:
+        return int(self.counts["n_trials"])
+
+    @property
+    def n_vertices(self) -> int:
+        return int(self.counts["n_vertices"])
+
+    def path(self, name: str) -> Path:
+        """Path of one of the subject's files (a name of :data:`brainnet.data.layout.SUBJECT_FILES`)."""
+        return self.folder / name
+
+    def _npy(self, name: str, mmap: bool) -> np.ndarray:
+        return np.load(self.path(name), mmap_mode="r" if mmap else None, allow_pickle=False)
+
+    def _npz(self, name: str) -> dict[str, np.ndarray]:
+        path = self.path(name)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as err:
+            raise DataFormatError(path, "a readable .npz archive", f"{type(err).__name__}: {err}") from None
+
+    @cached_property
+    def fmri(self) -> np.ndarray:
+        """float16 memmap [n_trials, n_vertices]: z-scored within session, NaN -> 0."""
+        return self._npy(L.FMRI, mmap=True)
+
+    @cached_property
+    def trials(self) -> dict[str, np.ndarray]:
+        """Per-trial columns, each [n_trials]: session, run, trial, slot, nsd_id, image, split."""
+        table = self._npz(L.TRIALS)
+        missing = [k for k in ("session", "run", "trial", "slot", "nsd_id", "image", "split") if k not in table]
+        bad = [k for k, v in table.items() if v.shape != (self.n_trials,)]
+        if missing or bad:
+            raise DataFormatError(self.path(L.TRIALS), f"columns session, run, trial, slot, nsd_id, image, split "
+                                  f"of {self.n_trials} rows", f"missing {missing}, wrong length {bad}")
+        return table
+
+    @property
+    def split(self) -> np.ndarray:
+        """int8 [n_trials] split codes (:data:`brainnet.data.layout.SPLIT_CODES`)."""
+        return self.trials["split"]
+
+    @property
+    def image(self) -> np.ndarray:
+        """int64 [n_trials]: row of :attr:`PreparedDataset.images` shown at each trial."""
+        return self.trials["image"].astype(np.int64)
+
+    def split_mask(self, split) -> np.ndarray:
+        """bool [n_trials] for a split name of :data:`~brainnet.data.layout.SPLITS`, a list, or ``"all"``."""
+        return L.split_mask(self.split, self.trials["image"], split)
+
+    def split_rows(self, split) -> np.ndarray:
+        """int64 trial rows of ``split`` (see :meth:`split_mask`), in time order."""
+        return np.flatnonzero(self.split_mask(split))
+
+    @cached_property
+    def memory_index(self) -> np.ndarray:
+        """int32 [n_trials, 33]: image row shown k slots before each trial (-1: blank / before run)."""
+        return self._npy(L.MEMORY_INDEX, mmap=False)
+
+    @cached_property
+    def behaviour(self) -> np.ndarray:
+        """float32 [n_trials, 35] behaviour features (:data:`brainnet.data.layout.BEHAVIOUR_COLUMNS`)."""
+        return self._npy(L.BEHAVIOUR, mmap=False)
+
+    @cached_property
+    def noise_ceiling(self) -> np.ndarray:
+        """float32 [n_vertices], fraction in [0, 1] for the mean of 3 repeats."""
+        return self._npy(L.NOISE_CEILING, mmap=False)
+
+    @cached_property
+    def vertex_valid(self) -> np.ndarray:
+        """bool [n_vertices]: False where the source betas were NaN."""
+        return self._npy(L.VERTEX_VALID, mmap=False)
+
+    @cached_property
+    def vertices(self) -> dict[str, np.ndarray]:
+        """hemi int8 [V] (0 lh, 1 rh), index int64 [V], sphere float32 [V, 3], challenge bool [V]."""
+        table = self._npz(L.VERTICES)
+        bad = [k for k in ("hemi", "index", "sphere", "challenge")
+               if k not in table or table[k].shape[:1] != (self.n_vertices,)]
+        if bad:
+            raise DataFormatError(self.path(L.VERTICES), f"hemi, index, sphere, challenge of {self.n_vertices} rows",
+                                  f"missing or wrong length: {bad}")
+        return table
+
+    @property
+    def hemi(self) -> np.ndarray:
+        return self.vertices["hemi"]
+
+    @property
+    def challenge(self) -> np.ndarray:
+        return self.vertices["challenge"].astype(bool)
+
+    @cached_property
+    def rois(self) -> dict[str, tuple[np.ndarray, list[str]]]:
+        """atlas -> (int64 labels [V], names with ``names[code]``; code 0 = ``"Unknown"``)."""
+        table = self._npz(L.ROIS)
+        out = {}
+        for key in table:
+            if "__" in key:
+                continue
+            if f"{key}__names" not in table or table[key].shape != (self.n_vertices,):
+                raise DataFormatError(self.path(L.ROIS), f"atlas {key!r}: {self.n_vertices} labels and {key}__names",
+                                      f"shape {table[key].shape}, names {'present' if f'{key}__names' in table else 'missing'}")
+            out[key] = (table[key].astype(np.int64), [str(n) for n in table[f"{key}__names"]])
+        return out
+
+    def roi_labels(self, atlas: str) -> tuple[np.ndarray, list[str]]:
+        """(labels [V], names) of one atlas; KeyError listing the atlases present."""
+        if atlas not in self.rois:
+            raise KeyError(f"atlas {atlas!r} not in {self.name}'s ROIs (have {sorted(self.rois)})")
+        return self.rois[atlas]
+
+
+class PreparedDataset:
+    """A finished prepared dataset directory, checked on open.
+
+    Args:
+        root: the directory ``prepare`` wrote.
+
+    Attributes:
+        root, manifest; :attr:`subjects` (names), :meth:`subject`, :attr:`images`
+        (uint8 memmap [n_images, S, S, 3]), :attr:`image_ids` (int64 [n_images], 0-based NSD ids),
+        :attr:`surfaces` (the meshes, see ``docs/prepared-dataset.md``).
+
+    Raises:
+        FileNotFoundError: ``root`` holds no ``manifest.json`` (not a finished dataset).
+        DataFormatError: the manifest or a file it lists is malformed, missing, truncated, or of
+            another dtype / shape than the manifest says.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        path = self.root / L.MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: {self.root} is not a finished prepared dataset "
+                                    "(run `brainnet prepare` first)")
+        try:
+            self.manifest: dict = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise DataFormatError(path, "a JSON manifest", f"{type(err).__name__}: {err}") from None
+        version = self.manifest.get("format_version")
+        if self.manifest.get("format") != L.FORMAT_NAME or version not in L.READABLE_VERSIONS:
+            raise DataFormatError(path, f"format {L.FORMAT_NAME!r} version in {L.READABLE_VERSIONS}",
+                                  f"{self.manifest.get('format')!r} version {version!r} "
+                                  "(re-run `brainnet prepare` with this brainnet)")
+        for key in ("subjects", "files", "images"):
+            if not isinstance(self.manifest.get(key), dict):
+                raise DataFormatError(path, f"a {key!r} table", "none")
+        self._subjects = {name: PreparedSubject(self, name) for name in self.manifest["subjects"]}
+        self.check()
+
+    def __repr__(self) -> str:
+        return f"PreparedDataset({str(self.root)!r}, subjects={list(self.subjects)})"
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k in ("root", "manifest", "_subjects")}
+
+    # --- contents ------------------------------------------------------------------------------
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return tuple(self._subjects)
+
+    def subject(self, subject: int | str) -> PreparedSubject:
+        """``"subj01"`` or ``1`` -> its :class:`PreparedSubject` (KeyError naming the subjects present)."""
+        name = L.subject_name(subject)
+        if name not in self._subjects:
+            raise KeyError(f"{name} is not in the prepared dataset {self.root} (has {list(self._subjects)})")
+        return self._subjects[name]
+
+    @property
+    def n_images(self) -> int:
+        return int(self.manifest["images"]["n_images"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.manifest["images"]["size"])
+
+    @cached_property
+    def images(self) -> np.ndarray:
+        """uint8 memmap [n_images, S, S, 3]: every image any subject saw, stored once."""
+        return np.load(self.root / L.IMAGES, mmap_mode="r", allow_pickle=False)
+
+    @cached_property
+    def image_ids(self) -> np.ndarray:
+        """int64 [n_images]: 0-based NSD (73k) id of each image row, ascending."""
+        return np.load(self.root / L.IMAGE_IDS, allow_pickle=False)
+
+    @cached_property
+    def surfaces(self) -> dict[str, np.ndarray]:
+        """``{hemi}_{surf}_coords`` [n, 3], ``{hemi}_{surf}_faces`` [f, 3], ``{hemi}_sulc`` [n]."""
+        path = self.root / L.SURFACES
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as err:
+            raise DataFormatError(path, "a readable .npz archive", f"{type(err).__name__}: {err}") from None
+
+    @property
+    def behaviour_columns(self) -> tuple[str, ...]:
+        return tuple(self.manifest.get("behaviour", {}).get("columns", L.BEHAVIOUR_COLUMNS))
+
+    # --- checks --------------------------------------------------------------------------------
+    def _expected_arrays(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Relative path -> (shape, dtype) of every ``.npy`` file, from the manifest's counts."""
+        size = self.image_size
+        out = {L.IMAGES: ((self.n_images, size, size, 3), "uint8"), L.IMAGE_IDS: ((self.n_images,), "int64")}
+        for name, s in self._subjects.items():
+            t, v = s.n_trials, s.n_vertices
+            out[f"{name}/{L.FMRI}"] = ((t, v), "float16")
+            out[f"{name}/{L.MEMORY_INDEX}"] = ((t, L.N_MEMORY_FRAMES), "int32")
+            out[f"{name}/{L.BEHAVIOUR}"] = ((t, L.N_BEHAVIOUR), "float32")
+            out[f"{name}/{L.NOISE_CEILING}"] = ((v,), "float32")
+            out[f"{name}/{L.VERTEX_VALID}"] = ((v,), "bool")
+        return out
+
+    def check(self) -> None:
+        """Check every listed file's presence and size and every ``.npy`` header (no hashing).
+
+        Raises:
+            DataFormatError: naming the first bad file.
+        """
+        files: dict = self.manifest["files"]
+        expected = self._expected_arrays()
+        for name in self._subjects:
+            for rel in L.SUBJECT_FILES:
+                if f"{name}/{rel}" not in files:
+                    raise DataFormatError(self.root / L.MANIFEST, f"{name}/{rel} listed in 'files'", "not listed")
+        for rel, entry in files.items():
+            path = self.root / rel
+            if not path.is_file():
+                raise DataFormatError(path, f"a file of {entry.get('bytes')} bytes (listed in the manifest)",
+                                      "no such file (re-run `brainnet prepare`)")
+            size = path.stat().st_size
+            if size != entry.get("bytes"):
+                raise DataFormatError(path, f"{entry.get('bytes')} bytes (as the manifest records)", f"{size} bytes")
+            if rel.endswith(".npy"):
+                self._check_npy(path, entry, expected.get(rel), size)
+
+    @staticmethod
+    def _check_npy(path: Path, entry: dict, expected: tuple | None, size: int) -> None:
+        try:
+            header = npy_header(path)
+        except (OSError, ValueError, SyntaxError) as err:
+            raise DataFormatError(path, "a .npy header", f"{type(err).__name__}: {err}") from None
+        found = f"{header.dtype} {list(header.shape)}"
+        recorded = (tuple(entry["shape"]), entry["dtype"]) if "shape" in entry else None
+        for want in (expected, recorded):
+            if want is not None and (header.shape != tuple(want[0]) or header.dtype != np.dtype(want[1])):
+                raise DataFormatError(path, f"{np.dtype(want[1])} {list(want[0])}", found)
+        if header.fortran_order or header.offset + header.data_bytes != size:
+            raise DataFormatError(path, f"{header.offset + header.data_bytes} bytes in C order for {found}",
+                                  f"{size} bytes{' in Fortran order' if header.fortran_order else ''}")
+
+    def verify(self, progress: bool = False) -> int:
+        """Re-hash every listed file against the manifest's sha256; returns the number of files.
+
+        Raises:
+            DataFormatError: naming the first file whose content changed (and how many did).
+        """
+        files = self.manifest["files"]
+        items = sorted(files.items())
+        if progress:
+            from tqdm.auto import tqdm
+
+            items = tqdm(items, desc="verify", unit="file")
+        bad = [rel for rel, entry in items if sha256_file(self.root / rel) != entry["sha256"]]
+        if bad:
+            more = f" ({len(bad) - 1} other files differ too: {bad[1:6]})" if len(bad) > 1 else ""
+            raise DataFormatError(self.root / bad[0], f"sha256 {files[bad[0]]['sha256'][:16]}... as recorded",
+                                  f"other content{more}")
+        log.info("verified %d files of %s", len(files), self.root)
+        return len(files)
