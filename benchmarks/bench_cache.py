@@ -34,9 +34,10 @@ def reference_fill(backbone, images: np.ndarray, pool: int) -> dict:
     """The reference cache: batch size 1, fp32, dict keyed by the float sum of the image tensor."""
     store: dict[float, tuple[dict, dict]] = {}
     size = backbone.input_size
+    device = next(backbone.parameters()).device
     for i in range(len(images)):
         img = Image.fromarray(images[i]).resize((size, size), Image.Resampling.BILINEAR)
-        x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None].to(device).float() / 255.0
         with torch.no_grad():
             local, glob = backbone.get_tokens(x)
             local = {k: F.interpolate(v, size=(pool, pool), mode="bilinear", align_corners=False) if v.shape[-1] > pool

@@ -67,7 +67,7 @@ class Plan:
 
     device: str
     stages: tuple[str, ...]
-    test_timeout: int = 240
+    test_timeout: int = 150
     # train_step
     vertices: int = ALGONAUTS_VERTICES
     model: dict = field(default_factory=dict)  # MemConfig overrides (width 192 = the default)
@@ -356,16 +356,34 @@ def cache_fill(plan: Plan, model_name: str, n_ref: int, n_cache: int) -> dict:
     reference_fill(bb, images[:n_ref], pool=8)
     _sync(device)
     ref_s = time.perf_counter() - t0
-    cache = TokenCache(bb, pool=8)
-    t0 = time.perf_counter()
-    cache.fill(images[:n_cache], batch_size=64, num_workers=plan.workers, progress=False, forward="main")
-    _sync(device)
-    new_s = time.perf_counter() - t0
+    res = {}
+
+    def fill(workers: int) -> float:
+        cache = TokenCache(bb, pool=8)
+        t0 = time.perf_counter()
+        cache.fill(images[:n_cache], batch_size=64, num_workers=workers, progress=False, forward="main")
+        _sync(device)
+        res["bytes_per_image"] = cache.bytes_per_image
+        return time.perf_counter() - t0
+
+    new_s, workers = _with_worker_fallback(fill, plan.workers, res)
     ref_ips, new_ips = n_ref / ref_s, n_cache / new_s
     return {"input_px": bb.input_size, "layers": len(bb.layer_names), "reference_images": n_ref,
             "reference_img_per_s": round(ref_ips, 1), "cache_images": n_cache, "cache_img_per_s": round(new_ips, 1),
-            "ratio": round(new_ips / ref_ips, 2), "goal_ratio": 10, "cache_workers": plan.workers,
-            "bytes_per_image": cache.bytes_per_image}
+            "ratio": round(new_ips / ref_ips, 2), "goal_ratio": 10, "cache_workers": workers, **res}
+
+
+def _with_worker_fallback(fn, workers: int, res: dict):
+    """``fn(workers)``; when DataLoader workers fail (e.g. a small /dev/shm), record why and run
+    ``fn(0)`` (decoding in this process). Returns (result, workers used)."""
+    try:
+        return fn(workers), workers
+    except RuntimeError as err:
+        if workers == 0:
+            raise
+        log.warning("fill with %d workers failed (%s); again with none", workers, err)
+        res["workers_error"] = f"{type(err).__name__}: {err}"[:300]
+        return fn(0), 0
 
 
 def algonauts_data(plan: Plan, work: Path, ctx: dict) -> dict:
@@ -401,13 +419,18 @@ def algonauts_cache(plan: Plan, ctx: dict) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bb = resolve_backbone(plan.backbone, layers=layers).to(plan.device)
-    t0 = time.perf_counter()
-    feats = build_features(ctx["root"], bb, pool=8, batch_size=64, num_workers=plan.workers)
-    _sync(torch.device(plan.device))
-    fill_s = time.perf_counter() - t0
+    res: dict = {}
+
+    def fill(workers: int):
+        t0 = time.perf_counter()
+        feats = build_features(ctx["root"], bb, pool=8, batch_size=64, num_workers=workers)
+        _sync(torch.device(plan.device))
+        return feats, time.perf_counter() - t0
+
+    (feats, fill_s), workers = _with_worker_fallback(fill, plan.workers, res)
     ctx.update(features=feats, cache_s=fill_s)
     return {"backbone": plan.backbone, "layers": list(feats.layer_names), "images": feats.n_images,
-            "fill_s": round(fill_s, 1), "img_per_s": round(feats.n_images / fill_s, 1)}
+            "fill_s": round(fill_s, 1), "img_per_s": round(feats.n_images / fill_s, 1), "workers": workers, **res}
 
 
 def algonauts_train(plan: Plan, work: Path, ctx: dict) -> dict:
@@ -497,7 +520,7 @@ def main(argv=None) -> dict:
         elif stage in ("algonauts_cache", "algonauts_train", "extrapolation"):
             need = {"algonauts_cache": "root", "algonauts_train": "features", "extrapolation": "train_s"}[stage]
             if need not in ctx:
-                rec.skip(stage, f"an earlier stage failed (no {need})")
+                rec.skip(stage, f"an earlier stage failed or was skipped (no {need})")
             elif stage == "algonauts_cache":
                 rec.run(stage, algonauts_cache, plan, ctx)
             elif stage == "algonauts_train":
