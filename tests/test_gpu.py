@@ -146,7 +146,8 @@ SUBSET_SYNCS = pytest.mark.xfail(raises=RuntimeError, strict=False,
                                  reason="readout.check_vertex_idx reads idx.min()/max() on the host")
 
 
-@pytest.mark.parametrize("subset", [False, pytest.param(True, marks=SUBSET_SYNCS)], ids=["all-vertices", "vertex-subset"])
+@pytest.mark.parametrize("subset", [False, pytest.param(True, marks=SUBSET_SYNCS)],
+                         ids=["all-vertices", "vertex-subset"])
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
 def test_training_step_does_not_synchronise(subset, bf16):
     """Forward, loss, backward and the optimiser step queue GPU work without waiting for it:
