@@ -151,8 +151,8 @@ def make_mini_nsd(out_dir, config: MiniNSDConfig | None = None, progress: bool =
     for h_i, hemi in enumerate(HEMIS):
         mesh = load_mesh(cfg.mesh, hemi)
         write_surfaces(fs_dir / "surf", hemi, mesh)
-        cx = plant_cortex(mesh.coords["sphere"], hemi, cfg.mask_fraction, _rng(cfg.seed, 3, h_i))
-        cortex[hemi], n_vert[hemi] = cx, mesh.n_vertices
+        cx = plant_cortex(mesh["sphere"].coords, hemi, cfg.mask_fraction, _rng(cfg.seed, 3, h_i))
+        cortex[hemi], n_vert[hemi] = cx, mesh["sphere"].n_vertices
         col = lambda a: np.asarray(a, dtype=np.float32).reshape(-1, 1, 1, 1)  # noqa: E731
         write_mgz(fs_dir / "label" / f"{hemi}.nsdgeneral.mgz", col(cx.nsdgeneral))
         write_mgz(fs_dir / "label" / f"{hemi}.streams.mgz", col(cx.labels["streams"]))
