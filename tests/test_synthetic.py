@@ -17,7 +17,8 @@ from nibabel.freesurfer import read_geometry, read_morph_data
 from PIL import Image
 from scipy.io import loadmat
 
-from brainnet.data.mini.generate import GROUND_TRUTH_KEYS, MiniNSDConfig, MiniNSDPaths, make_mini_nsd
+from brainnet.data.mini.generate import MiniNSDConfig, MiniNSDPaths, make_mini_nsd
+from brainnet.data.mini.truth import GROUND_TRUTH_KEYS
 
 CFG = MiniNSDConfig.preset("tiny")
 HEMIS = ("lh", "rh")

@@ -141,7 +141,8 @@ def evaluate_predictions(pred: np.ndarray, target: np.ndarray, meta: SubjectMeta
     rows = []
     for atlas, (labels, names) in meta.rois.items():
         table[atlas] = labels
-        mr, ms, mn = roi_means(r, labels, names), roi_means(score, labels, names), roi_means(meta.nc * 100, labels, names)
+        mr, ms = roi_means(r, labels, names), roi_means(score, labels, names)
+        mn = roi_means(meta.nc * 100, labels, names)
         counts = {str(names[c]): int((labels == c).sum()) for c in np.unique(labels) if c != 0}
         rows += [{"atlas": atlas, "roi": n, "n_vertices": counts[n], "mean_r": mr[n], "mean_score": ms[n],
                   "mean_nc": mn[n]} for n in mr]

@@ -6,8 +6,6 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from brainnet.data.prepared import PreparedDataset
 from brainnet.errors import WeightsUnavailableError
 

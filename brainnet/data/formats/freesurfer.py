@@ -142,7 +142,8 @@ def read_surface(path: str | os.PathLike, n_vertices: int | None = None) -> tupl
     try:
         coords, faces = fs.read_geometry(str(path))
     except Exception as exc:
-        raise DataFormatError(path, "a FreeSurfer triangle surface", f"unreadable ({type(exc).__name__}: {exc})") from exc
+        raise DataFormatError(path, "a FreeSurfer triangle surface",
+                              f"unreadable ({type(exc).__name__}: {exc})") from exc
     coords = np.asarray(coords, dtype=np.float32)
     faces = np.asarray(faces)
     if coords.ndim != 2 or coords.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:

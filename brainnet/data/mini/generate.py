@@ -6,7 +6,7 @@ spec and the readers in this package)::
     out_dir/nsd/...                  NSD tree (expdesign, stim info, responses, betas, ncsnr,
                                      fsaverage surfaces and labels, stimulus HDF5)
     out_dir/algonauts2023/subjXX/... Algonauts tree (training fMRI, train/test PNGs, ROI masks)
-    out_dir/ground_truth.npz         planted truth (keys listed in GROUND_TRUTH_KEYS)
+    out_dir/ground_truth.npz         planted truth (keys: brainnet.data.mini.truth.GROUND_TRUTH_KEYS)
     out_dir/ground_truth.json        human-readable description, config and measured numbers
 
 The brain model is described in :mod:`brainnet.data.mini.cortex` and
@@ -36,7 +36,7 @@ from .response import (
 from .truth import GROUND_TRUTH_KEYS
 from .writers import write_ctab, write_hdf5_images, write_mat, write_mgh, write_mgz, write_npy, write_png
 
-__all__ = ["MiniNSDConfig", "MiniNSDPaths", "make_mini_nsd", "GROUND_TRUTH_KEYS"]
+__all__ = ["MiniNSDConfig", "MiniNSDPaths", "make_mini_nsd"]
 
 BETAS_DIR = "betas_fithrf_GLMdenoise_RR"
 ALGONAUTS_CLASSES = ("prf-visualrois", "floc-bodies", "floc-faces", "floc-places", "floc-words", "streams")
