@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainnet.data import layout
 from brainnet.data.surface import HEMIS, HemiMesh, Mesh, flatten_occipital_cap, fsaverage5
 from brainnet.errors import DataFormatError
 
@@ -74,11 +75,9 @@ def _surface_arrays(source) -> tuple[dict[str, np.ndarray], str]:
         return source.surfaces, str(source.root)
     path = Path(source)
     if path.is_dir():
-        if (path / "manifest.json").is_file():
+        if (path / layout.MANIFEST).is_file():
             return PreparedDataset(path).surfaces, str(path)
-        from brainnet.data import layout
-
-        path = path / layout.SURFACES  # a dataset folder that is not (yet) a finished one
+        path = path / layout.SURFACES  # a dataset folder without a manifest (not finished, or hand-made)
     if not path.is_file():
         raise DataFormatError(path, "a surfaces npz file (a prepared dataset's surfaces)", "no such file")
     with np.load(path, allow_pickle=False) as npz:
