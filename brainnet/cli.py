@@ -1,7 +1,8 @@
-"""Thin command line: ``brainnet make-mini-nsd``, ``brainnet prepare``, ``brainnet demo``.
+"""Thin command line: ``brainnet make-mini-nsd``, ``prepare``, ``verify``, ``demo``.
 
 Every sub-command only parses arguments and calls the library; the logic lives in
-:mod:`brainnet.data.mini.generate`, :mod:`brainnet.data.prep.pipeline` and :mod:`brainnet.demo`.
+:mod:`brainnet.data.mini.generate`, :mod:`brainnet.data.prep.pipeline`,
+:class:`brainnet.data.PreparedDataset` and :mod:`brainnet.demo`.
 """
 
 from __future__ import annotations
@@ -72,6 +73,19 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from brainnet.data.prepared import PreparedDataset
+    from brainnet.errors import DataFormatError
+
+    try:
+        n = PreparedDataset(args.dir).verify(progress=not args.quiet)
+    except (DataFormatError, FileNotFoundError) as err:
+        print(f"brainnet: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.dir}: {n} files verified")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from brainnet.demo import run_demo
 
@@ -112,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=224, help="stored image size in pixels")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test image shuffle")
     p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("verify", help="check a prepared dataset: every file's size, header and sha256")
+    p.add_argument("dir", help="prepared dataset folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("demo", help="run the notebooks with papermill on nsd-mini (or your data)")
     p.add_argument("--out", default="demo_out", help="output folder")

@@ -14,6 +14,7 @@ import scipy.io
 from PIL import Image
 
 from brainnet.data.formats import algonauts as alg
+from brainnet.data.formats import freesurfer as fs
 from brainnet.data.formats import nsd
 from brainnet.data.layout import BEHAVIOUR_COLUMNS as COLUMN_NAMES, BEHAVIOUR_GROUPS as GROUPS, N_BEHAVIOUR as N_FEATURES
 from brainnet.data.prep.behaviour import behaviour_features, showing_links
@@ -57,26 +58,26 @@ def test_truncated_mgh_is_reported(tmp_path, rng):
     assert info.value.path == str(path)
     path.write_bytes(b"garbage")
     with pytest.raises(DataFormatError, match="rh.ncsnr.mgh"):
-        nsd.mgh_info(path)
+        fs.mgh_info(path)
 
 
 def test_read_ctab_and_label(tmp_path):
     ctab = tmp_path / "streams.mgz.ctab"
     ctab.write_text("0 Unknown\n  1   early \n\n2 midventral\t\n")
-    assert nsd.read_ctab(ctab) == {0: "Unknown", 1: "early", 2: "midventral"}
+    assert fs.read_ctab(ctab) == {0: "Unknown", 1: "early", 2: "midventral"}
     mgz = tmp_path / "lh.streams.mgz"
     nib.save(nib.MGHImage(np.array([0, 1, 2, 2, 0], np.float32).reshape(5, 1, 1), np.eye(4)), str(mgz))
-    codes, names = nsd.read_label(mgz, ctab, n_vertices=5)
+    codes, names = fs.read_label(mgz, ctab, n_vertices=5)
     assert codes.tolist() == [0, 1, 2, 2, 0] and codes.dtype == np.int16 and names[2] == "midventral"
     ctab.write_text("0 Unknown\n1 early\n")
     with pytest.raises(DataFormatError, match="codes \\[2\\] missing"):
-        nsd.read_label(mgz, ctab)
+        fs.read_label(mgz, ctab)
     ctab.write_text("1 early\n2 midventral\n")
     with pytest.raises(DataFormatError, match="0 Unknown"):
-        nsd.read_ctab(ctab)
+        fs.read_ctab(ctab)
     ctab.write_text("0 Unknown\nx early\n")
     with pytest.raises(DataFormatError, match="line 2"):
-        nsd.read_ctab(ctab)
+        fs.read_ctab(ctab)
 
 
 def test_read_expdesign_accepts_whole_floats_rejects_fractions(tmp_path, rng):
@@ -133,12 +134,12 @@ def test_read_patch(tmp_path):
     rec = np.zeros(2, dtype=[("vno", ">i4"), ("x", ">f4"), ("y", ">f4"), ("z", ">f4")])
     rec["vno"], rec["x"], rec["y"] = [3, -1], [1.5, -2.0], [0.5, 4.0]
     path.write_bytes(np.array([-1, 2], ">i4").tobytes() + rec.tobytes())
-    coords = nsd.read_patch(path, 4)
+    coords = fs.read_patch(path, 4)
     np.testing.assert_allclose(coords[[0, 2]], [[-2, 4, 0], [1.5, 0.5, 0]])
     assert np.isnan(coords[[1, 3]]).all()
     path.write_bytes(np.array([-1, 5], ">i4").tobytes())
     with pytest.raises(DataFormatError, match="patch"):
-        nsd.read_patch(path, 4)
+        fs.read_patch(path, 4)
 
 
 # ----------------------------------------------------------------------------- Algonauts files

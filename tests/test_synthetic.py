@@ -17,7 +17,8 @@ from nibabel.freesurfer import read_geometry, read_morph_data
 from PIL import Image
 from scipy.io import loadmat
 
-from brainnet.data.mini.generate import GROUND_TRUTH_KEYS, MiniNSDConfig, MiniNSDPaths, make_mini_nsd
+from brainnet.data.mini.generate import MiniNSDConfig, MiniNSDPaths, make_mini_nsd
+from brainnet.data.mini.truth import GROUND_TRUTH_KEYS
 
 CFG = MiniNSDConfig.preset("tiny")
 HEMIS = ("lh", "rh")
@@ -461,16 +462,16 @@ def test_meshes_nest():
     from brainnet.data.mini.mesh import load_mesh
 
     m5, m4, m6 = (load_mesh(n, "lh") for n in ("fsaverage5", "fsaverage4", "fsaverage6"))
-    assert (m4.n_vertices, m5.n_vertices, m6.n_vertices) == (2562, 10242, 40962)
+    assert tuple(m["sphere"].n_vertices for m in (m4, m5, m6)) == (2562, 10242, 40962)
     for m in (m4, m6):
-        f = m.faces["sphere"]
+        f = m["sphere"].faces
         edges = np.unique(np.sort(np.concatenate([f[:, :2], f[:, 1:], f[:, ::2]]), axis=1), axis=0)
-        assert m.n_vertices - len(edges) + len(f) == 2  # closed sphere
-        c = m.coords["sphere"]
+        assert m["sphere"].n_vertices - len(edges) + len(f) == 2  # closed sphere
+        c = m["sphere"].coords
         normals = np.cross(c[f[:, 1]] - c[f[:, 0]], c[f[:, 2]] - c[f[:, 0]])
         assert np.all((normals * c[f].mean(axis=1)).sum(axis=1) > 0)  # consistent outward orientation
-    assert np.array_equal(m6.coords["white"][:10242], m5.coords["white"])
-    assert np.array_equal(m4.coords["white"], m5.coords["white"][:2562])
+    assert np.array_equal(m6["white"].coords[:10242], m5["white"].coords)
+    assert np.array_equal(m4["white"].coords, m5["white"].coords[:2562])
 
 
 def test_linear_model_on_planted_features_scores_well(mini, truth, expdesign):

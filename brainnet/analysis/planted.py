@@ -9,41 +9,36 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from brainnet.data.mini.truth import read_truth
+from brainnet.data.prepared import PreparedDataset
+
 __all__ = ["find_ground_truth", "planted_lag_profile", "planted_memory_feature", "planted_peak_lag"]
 
 
-def find_ground_truth(data_dir: str | Path) -> Path | None:
+def _dataset(data_dir: str | Path | PreparedDataset) -> PreparedDataset:
+    return data_dir if isinstance(data_dir, PreparedDataset) else PreparedDataset(data_dir)
+
+
+def find_ground_truth(data_dir: str | Path | PreparedDataset) -> Path | None:
     """``ground_truth.npz`` of the nsd-mini tree a prepared dataset was made from, or None.
 
-    Looks next to the NSD root named in ``manifest.json`` (``sources.nsd_dir``); real data has
-    no such file and gives None.
+    Looks next to the NSD root named in the manifest (``sources.nsd_dir``); real data has no
+    such file and gives None. FileNotFoundError when ``data_dir`` is not a finished dataset.
     """
-    manifest = Path(data_dir) / "manifest.json"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"{manifest} not found: {data_dir} is not a finished prepared dataset")
-    nsd_dir = json.loads(manifest.read_text()).get("sources", {}).get("nsd_dir")
+    nsd_dir = _dataset(data_dir).manifest.get("sources", {}).get("nsd_dir")
     if not nsd_dir:
         return None
     path = Path(nsd_dir).parent / "ground_truth.npz"
     return path if path.is_file() else None
 
 
-def _npz(path: str | Path) -> np.lib.npyio.NpzFile:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ground truth file {path} not found")
-    return np.load(path)
-
-
 def planted_lag_profile(ground_truth: str | Path) -> np.ndarray:
     """float64 (33,): planted weight of the image k slots back (k = 0..32; entry 0 = 0)."""
-    with _npz(ground_truth) as gt:
-        return gt["memory_lag_profile"].astype(np.float64)
+    return read_truth(ground_truth, ("memory_lag_profile",))["memory_lag_profile"].astype(np.float64)
 
 
 def planted_peak_lag(profile: np.ndarray, window: tuple[int, int] | None = None) -> int:
@@ -62,11 +57,10 @@ def planted_peak_lag(profile: np.ndarray, window: tuple[int, int] | None = None)
     return int(lags[keep][np.argmax(np.abs(profile[keep]))])
 
 
-def planted_memory_feature(ground_truth: str | Path, data_dir: str | Path) -> np.ndarray:
+def planted_memory_feature(ground_truth: str | Path, data_dir: str | Path | PreparedDataset) -> np.ndarray:
     """float32 (n_images,): the remembered feature of each prepared image row (by its 73k id)."""
-    ids = np.load(Path(data_dir) / "images" / "nsd_ids.npy")
-    with _npz(ground_truth) as gt:
-        feature = gt["memory_feature"]
+    ids = _dataset(data_dir).image_ids
+    feature = read_truth(ground_truth, ("memory_feature",))["memory_feature"]
     if ids.max() >= len(feature):
         raise ValueError(f"image id {ids.max()} outside the ground truth's pool ({len(feature)} images)")
     return feature[ids].astype(np.float32)

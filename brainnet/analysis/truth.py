@@ -1,8 +1,10 @@
 """Planted truth of nsd-mini, looked up for the vertices of a prepared dataset.
 
-``ground_truth.npz`` (written by :func:`brainnet.data.mini.generate.make_mini_nsd`) holds per-hemisphere
-arrays over the full mesh; a prepared subject keeps a subset of vertices (``vertices.npz``:
-``hemi``, ``index``). :func:`vertex_truth` maps the planted values onto that subset.
+``ground_truth.npz`` (its keys and kinds defined in :mod:`brainnet.data.mini.truth`) holds
+per-hemisphere arrays over the full mesh; a prepared subject keeps a subset of vertices
+(:attr:`~brainnet.data.prepared.PreparedSubject.vertices`: ``hemi``, ``index``).
+:func:`vertex_truth` maps the planted values onto that subset; the other functions compare
+model outputs with them.
 """
 
 from __future__ import annotations
@@ -12,51 +14,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brainnet.data.formats.nsd import subject_name
-
-KIND_NONE, KIND_VISUAL, KIND_MEMORY, KIND_ANSWER = 0, 1, 2, 3
-KIND_NAMES = {KIND_NONE: "none", KIND_VISUAL: "visual", KIND_MEMORY: "memory", KIND_ANSWER: "answer"}
-HEMIS = ("lh", "rh")
-#: Per-hemisphere arrays over the mesh: {hemi}_<name>.
-MESH_KEYS = ("rf_x", "rf_y", "rf_size", "hierarchy", "kind", "category_mix", "mask", "challenge")
-#: Per-subject and hemisphere arrays over the mesh: {subj}_{hemi}_<name>.
-SUBJECT_KEYS = ("sigma_image", "sigma_memory", "sigma_answer", "ncsnr_planted", "ncsnr_written")
+from brainnet.data.mini.truth import (  # noqa: F401  (KIND_* re-exported for analyses and notebooks)
+    KIND_ANSWER, KIND_MEMORY, KIND_NAMES, KIND_NONE, KIND_VISUAL, MESH_KEYS, SUBJECT_KEYS, read_truth,
+)
+from brainnet.data.prepared import PreparedDataset
+from brainnet.data.surface import HEMIS
 
 
-def load_truth(path: str | Path) -> dict[str, np.ndarray]:
-    """All arrays of ``ground_truth.npz`` (a folder holding it is accepted too)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "ground_truth.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: expected nsd-mini's ground_truth.npz "
-                                "(brainnet.data.mini.ensure_mini(...).ground_truth)")
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
-
-
-def vertex_truth(truth: str | Path | dict, prepared: str | Path, subject) -> pd.DataFrame:
+def vertex_truth(truth: str | Path | dict, prepared: str | Path | PreparedDataset, subject) -> pd.DataFrame:
     """Planted values of a prepared subject's vertices.
 
     Parameters
     ----------
-    truth : ground_truth.npz path (or folder) or the dict from :func:`load_truth`
-    prepared : prepared dataset directory made from that nsd-mini tree
+    truth : ground_truth.npz path (or folder) or the dict from
+        :func:`brainnet.data.mini.truth.read_truth`
+    prepared : prepared dataset (or its directory) made from that nsd-mini tree
     subject : "subj01" or 1
 
     Returns
     -------
     DataFrame with one row per selected vertex (row order of the prepared dataset): hemi, index,
-    rf_x, rf_y, rf_size, hierarchy, kind (0 none, 1 visual, 2 memory, 3 answer), kind_name,
-    category_mix, and the subject's sigma_image, sigma_memory, sigma_answer, ncsnr_planted.
+    the per-vertex planted arrays (:data:`~brainnet.data.mini.truth.MESH_KEYS`: mask, challenge,
+    rf_x, rf_y, rf_size, hierarchy, kind (0 none, 1 visual, 2 memory, 3 answer), category_mix),
+    kind_name, and the subject's (:data:`~brainnet.data.mini.truth.SUBJECT_KEYS`) ncsnr_planted,
+    ncsnr_written, sigma_image, sigma_memory, sigma_answer.
     """
-    gt = load_truth(truth) if not isinstance(truth, dict) else truth
-    name = subject_name(subject)
-    vpath = Path(prepared) / name / "vertices.npz"
-    if not vpath.is_file():
-        raise FileNotFoundError(f"{vpath} not found: {name} is not in the prepared dataset {prepared}")
-    with np.load(vpath) as v:
-        hemi, index = v["hemi"].astype(np.int64), v["index"].astype(np.int64)
+    gt = read_truth(truth) if not isinstance(truth, dict) else truth
+    dataset = prepared if isinstance(prepared, PreparedDataset) else PreparedDataset(prepared)
+    subj = dataset.subject(subject)
+    hemi, index = subj.vertices["hemi"].astype(np.int64), subj.vertices["index"].astype(np.int64)
+    name = subj.name
     cols: dict[str, np.ndarray] = {"hemi": hemi, "index": index}
     for key in MESH_KEYS + SUBJECT_KEYS:
         out = None

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from brainnet.data.formats.nsd import subject_name
+from brainnet.data.layout import split_mask, subject_name
 
 from .batches import FeatureSet, SubjectTrials
-from .evaluate import EvalResult, SubjectMeta, evaluate_predictions, split_filter
+from .evaluate import EvalResult, SubjectMeta, evaluate_predictions
 
 
 def pooled_features(features: FeatureSet, pool: int = 2, layers=None) -> np.ndarray:
@@ -69,8 +69,8 @@ def _design(root, subject, x_images: np.ndarray, eval_split: str):
     out of different cross-validation folds, so the chosen alphas are not biased low.
     """
     st = SubjectTrials.load(root, subject)
-    tr = np.flatnonzero(split_filter(st.split, st.image, "train"))
-    ev = np.flatnonzero(split_filter(st.split, st.image, eval_split))
+    tr = np.flatnonzero(split_mask(st.split, st.image, "train"))
+    ev = np.flatnonzero(split_mask(st.split, st.image, eval_split))
     if tr.size < 2 or ev.size < 2:
         raise ValueError(f"{subject}: need >= 2 train and eval trials, got {tr.size} / {ev.size}")
     images, inv = np.unique(st.image[tr], return_inverse=True)

@@ -125,8 +125,8 @@ class ImagePixels:
         self.images, self.size = images, int(size)
 
     @classmethod
-    def load(cls, root: str | Path, size: int) -> "ImagePixels":
-        return cls(np.load(Path(root) / "images" / "images.npy", mmap_mode="r"), size)
+    def load(cls, root: str | Path | PreparedDataset, size: int) -> "ImagePixels":
+        return cls((root if isinstance(root, PreparedDataset) else PreparedDataset(root)).images, size)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brainnet.data.layout import SPLITS, subject_name
+
 MODEL_KINDS = ("mem", "factortopy")
-SPLITS = ("train", "val", "test", "predict", "heldout")
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,6 @@ class TrainConfig:
                 v = (v,)
             kw[k] = v
         if "subjects" in kw:
-            from brainnet.data.formats.nsd import subject_name
-
             kw["subjects"] = tuple(subject_name(s) for s in kw["subjects"])
         return cls(**kw)
 

@@ -13,31 +13,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from brainnet.data.formats.nsd import subject_name
+from brainnet.data.prepared import PreparedDataset, PreparedSubject
 
 from .metrics import identification_accuracy, noise_normalized_score, pearson_r, roi_means, summarize
-
-SPLIT_CODE = {"train": 0, "val": 1, "test": 2, "predict": 3}
-
-
-def split_filter(trials_split: np.ndarray, trials_image: np.ndarray, split: str) -> np.ndarray:
-    """Bool mask (n_trials,) of a split's trials.
-
-    ``split`` is a split name or ``"heldout"``: predict-split trials whose image is shown in no
-    train / val / test trial (the Algonauts test images; large, never seen in training).
-    """
-    split_col = np.asarray(trials_split)
-    if split == "heldout":
-        seen = np.unique(np.asarray(trials_image)[split_col != SPLIT_CODE["predict"]])
-        return (split_col == SPLIT_CODE["predict"]) & ~np.isin(trials_image, seen)
-    if split not in SPLIT_CODE:
-        raise ValueError(f"unknown split {split!r}; choose from {list(SPLIT_CODE)} or 'heldout'")
-    return split_col == SPLIT_CODE[split]
 
 
 @dataclass
 class SubjectMeta:
-    """Per-vertex metadata of one subject: nc (V,) fraction, rois {atlas: (labels (V,), names)}."""
+    """Per-vertex metadata of one subject: nc (V,) fraction, rois {atlas: (labels (V,), names)},
+    hemi int64 (V,), challenge bool (V,)."""
 
     name: str
     nc: np.ndarray
@@ -46,17 +30,15 @@ class SubjectMeta:
     challenge: np.ndarray
 
     @classmethod
-    def load(cls, root: str | Path, subject) -> "SubjectMeta":
-        folder = Path(root) / subject_name(subject)
-        nc = np.load(folder / "noise_ceiling.npy").astype(np.float64)
-        rois = {}
-        with np.load(folder / "rois.npz", allow_pickle=False) as z:
-            for key in z.files:
-                if "__" not in key:
-                    rois[key] = (z[key].astype(np.int64), [str(n) for n in z[f"{key}__names"]])
-        with np.load(folder / "vertices.npz") as v:
-            hemi, challenge = v["hemi"].astype(np.int64), v["challenge"].astype(bool)
-        return cls(subject_name(subject), np.clip(nc, 0.0, 1.0), rois, hemi, challenge)
+    def from_subject(cls, subject: PreparedSubject) -> "SubjectMeta":
+        nc = np.clip(subject.noise_ceiling.astype(np.float64), 0.0, 1.0)
+        return cls(subject.name, nc, dict(subject.rois), subject.hemi.astype(np.int64), subject.challenge)
+
+    @classmethod
+    def load(cls, root: str | Path | PreparedDataset, subject) -> "SubjectMeta":
+        """The metadata of ``subject`` ("subj01" or 1) of a prepared dataset (or its directory)."""
+        dataset = root if isinstance(root, PreparedDataset) else PreparedDataset(root)
+        return cls.from_subject(dataset.subject(subject))
 
 
 @dataclass
@@ -159,7 +141,8 @@ def evaluate_predictions(pred: np.ndarray, target: np.ndarray, meta: SubjectMeta
     rows = []
     for atlas, (labels, names) in meta.rois.items():
         table[atlas] = labels
-        mr, ms, mn = roi_means(r, labels, names), roi_means(score, labels, names), roi_means(meta.nc * 100, labels, names)
+        mr, ms = roi_means(r, labels, names), roi_means(score, labels, names)
+        mn = roi_means(meta.nc * 100, labels, names)
         counts = {str(names[c]): int((labels == c).sum()) for c in np.unique(labels) if c != 0}
         rows += [{"atlas": atlas, "roi": n, "n_vertices": counts[n], "mean_r": mr[n], "mean_score": ms[n],
                   "mean_nc": mn[n]} for n in mr]

@@ -6,9 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import torch
-
+from brainnet.data.prepared import PreparedDataset
 from brainnet.errors import WeightsUnavailableError
 
 from .batches import FeatureSet
@@ -31,8 +29,8 @@ def resolve_backbone(name: str, layers=None, fallback: str = "brainnet-tiny-rand
         return create_backbone(fallback, layers=layers, **kwargs)
 
 
-def build_features(root: str | Path, backbone: str | object = "brainnet-tiny", layers: Sequence | None = None,
-                   pool: int | None = 8, memory_layer: str | int | None = None,
+def build_features(root: str | Path | PreparedDataset, backbone: str | object = "brainnet-tiny",
+                   layers: Sequence | None = None, pool: int | None = 8, memory_layer: str | int | None = None,
                    memory_backbone: str | object | None = None, batch_size: int = 64, num_workers: int = 0,
                    storage: str = "ram", cache_dir: str | Path | None = None, budget_bytes: int | None = None,
                    standardize_memory: bool = True, progress: bool = False) -> FeatureSet:
@@ -40,7 +38,8 @@ def build_features(root: str | Path, backbone: str | object = "brainnet-tiny", l
 
     Parameters
     ----------
-    root : prepared dataset directory (``images/images.npy`` uint8 (n_images, S, S, 3))
+    root : a prepared dataset or its directory (its :attr:`~brainnet.data.PreparedDataset.images`,
+        uint8 (n_images, S, S, 3))
     backbone : registered name or a Backbone object (current-image tokens)
     layers : layers to cache (None = all of the backbone's taps)
     pool : local maps pooled to ``pool x pool``
@@ -59,8 +58,9 @@ def build_features(root: str | Path, backbone: str | object = "brainnet-tiny", l
     """
     from brainnet.cache import TokenCache, global_features
 
-    root = Path(root)
-    images = np.load(root / "images" / "images.npy", mmap_mode="r")
+    dataset = root if isinstance(root, PreparedDataset) else PreparedDataset(root)
+    root = dataset.root
+    images = dataset.images
     bb = resolve_backbone(backbone, layers=None) if isinstance(backbone, str) else backbone
     name = backbone if isinstance(backbone, str) else type(backbone).__name__
     cache = TokenCache(bb, pool=pool, layers=layers, storage=storage, cache_dir=cache_dir,

@@ -21,12 +21,13 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
+from brainnet.data.layout import split_mask
 from brainnet.models import FactorTopy, FactorTopyConfig, MemConfig, MemModel, ablation_config
 from brainnet.models.in_loop import AdaptConfig, BackboneInLoop
 
 from .batches import EncodingDataset, FeatureSet, ImagePixels, SubjectTrials, make_loader, subject_vertices
 from .config import TrainConfig
-from .evaluate import EvalResult, SubjectMeta, evaluate_predictions, predict_dataset, split_filter
+from .evaluate import EvalResult, SubjectMeta, evaluate_predictions, predict_dataset
 from .features import build_features, resolve_backbone
 from .module import EncoderModule
 
@@ -199,11 +200,11 @@ def _precision(config: TrainConfig, accelerator: str) -> str:
 
 def eval_dataset(config: TrainConfig, features: FeatureSet, split: str,
                  trials: dict[str, SubjectTrials] | None = None, images: ImagePixels | None = None) -> EncodingDataset:
-    """Dataset of a split name or ``"heldout"`` (see :func:`split_filter`); ``images`` for a model with its
+    """Dataset of a split name or ``"heldout"`` (see :func:`brainnet.data.layout.split_mask`); ``images`` for a model with its
     backbone in the loop (see :func:`.batches.pixels_for`)."""
     trials = trials or {s: SubjectTrials.load(config.data_dir, s) for s in config.subjects}
     if split == "heldout":
-        filt = {s: split_filter(t.split, t.image, "heldout") for s, t in trials.items()}
+        filt = {s: split_mask(t.split, t.image, "heldout") for s, t in trials.items()}
         return EncodingDataset(config.data_dir, config.subjects, "predict", features, _frames(config),
                                trial_filter=filt, subject_trials=trials, images=images)
     return EncodingDataset(config.data_dir, config.subjects, split, features, _frames(config), subject_trials=trials,

@@ -16,9 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainnet.data.formats.nsd import subject_name
+from brainnet.data.layout import subject_name
+from brainnet.data.prepared import PreparedDataset
 
 HEMIS = ("lh", "rh")
+
+
+def _dataset(data_dir: str | Path | PreparedDataset) -> PreparedDataset:
+    return data_dir if isinstance(data_dir, PreparedDataset) else PreparedDataset(data_dir)
 
 
 def algonauts_test_ids(algonauts_root: str | Path, subject) -> np.ndarray:
@@ -28,9 +33,12 @@ def algonauts_test_ids(algonauts_root: str | Path, subject) -> np.ndarray:
     return list_images(AlgonautsLayout(algonauts_root).image_dir(subject, "test"), "test").nsd_ids
 
 
-def image_rows(data_dir: str | Path, nsd_ids: np.ndarray) -> np.ndarray:
-    """Rows of ``images/images.npy`` holding the given NSD ids (ValueError naming missing ones)."""
-    ids = np.load(Path(data_dir) / "images" / "nsd_ids.npy")
+def image_rows(data_dir: str | Path | PreparedDataset, nsd_ids: np.ndarray) -> np.ndarray:
+    """Rows of the prepared dataset's images holding the given NSD ids: int64 (len(nsd_ids),).
+
+    ValueError naming the ids the dataset lacks.
+    """
+    ids = _dataset(data_dir).image_ids
     pos = np.searchsorted(ids, nsd_ids)
     pos = np.clip(pos, 0, max(ids.size - 1, 0))
     missing = np.asarray(nsd_ids)[ids[pos] != nsd_ids] if ids.size else np.asarray(nsd_ids)
@@ -39,8 +47,8 @@ def image_rows(data_dir: str | Path, nsd_ids: np.ndarray) -> np.ndarray:
     return pos
 
 
-def predict_images(model: torch.nn.Module, data_dir: str | Path, subject, features, nsd_ids: np.ndarray,
-                   n_frames: int = 32, batch_size: int = 64) -> np.ndarray:
+def predict_images(model: torch.nn.Module, data_dir: str | Path | PreparedDataset, subject, features,
+                   nsd_ids: np.ndarray, n_frames: int = 32, batch_size: int = 64) -> np.ndarray:
     """Predicted response to each image: mean over the subject's trials that showed it.
 
     Returns float32 (len(nsd_ids), V) in the order of ``nsd_ids``; every image must have a trial.
@@ -49,13 +57,14 @@ def predict_images(model: torch.nn.Module, data_dir: str | Path, subject, featur
     from .evaluate import predict_dataset
 
     name = subject_name(subject)
+    data_dir = _dataset(data_dir)
     st = SubjectTrials.load(data_dir, name)
     rows = image_rows(data_dir, np.asarray(nsd_ids, np.int64))
     shown = np.isin(st.image, rows)
     absent = np.setdiff1d(rows, st.image[shown])
     if absent.size:
         raise ValueError(f"{absent.size} images were never shown to {name}; cannot predict them from trials")
-    ds = EncodingDataset(data_dir, [name], "all", features, n_frames, trial_filter={name: shown},
+    ds = EncodingDataset(data_dir.root, [name], "all", features, n_frames, trial_filter={name: shown},
                          subject_trials={name: st}, images=pixels_for(model, data_dir))
     p = predict_dataset(model, ds, batch_size)[name]
     order = {int(r): k for k, r in enumerate(rows)}
@@ -67,14 +76,15 @@ def predict_images(model: torch.nn.Module, data_dir: str | Path, subject, featur
     return (out / counts[:, None]).astype(np.float32)
 
 
-def challenge_columns(data_dir: str | Path, subject) -> dict[str, np.ndarray]:
-    """Per hemisphere, the columns (into the subject's V vertices) of its challenge vertices."""
-    with np.load(Path(data_dir) / subject_name(subject) / "vertices.npz") as v:
-        hemi, challenge = v["hemi"], v["challenge"].astype(bool)
+def challenge_columns(data_dir: str | Path | PreparedDataset, subject) -> dict[str, np.ndarray]:
+    """Per hemisphere, the columns (int64, into the subject's V vertices) of its challenge vertices."""
+    subj = _dataset(data_dir).subject(subject)
+    hemi, challenge = subj.hemi, subj.challenge
     return {h: np.flatnonzero(challenge & (hemi == k)) for k, h in enumerate(HEMIS)}
 
 
-def write_submission(predictions: dict, data_dir: str | Path, out_dir: str | Path) -> dict[str, dict[str, Path]]:
+def write_submission(predictions: dict, data_dir: str | Path | PreparedDataset,
+                     out_dir: str | Path) -> dict[str, dict[str, Path]]:
     """Write ``out_dir/subjXX/{lh,rh}_pred_test.npy`` (float32) for each subject.
 
     Parameters
@@ -88,12 +98,13 @@ def write_submission(predictions: dict, data_dir: str | Path, out_dir: str | Pat
     Returns dict subject -> {"lh": path, "rh": path}.
     """
     out_dir = Path(out_dir)
+    dataset = _dataset(data_dir)
     written = {}
     for subject, pred in predictions.items():
         name = subject_name(subject)
         pred = np.asarray(pred)
-        cols = challenge_columns(data_dir, name)
-        n_v = sum(1 for _ in np.load(Path(data_dir) / name / "noise_ceiling.npy", mmap_mode="r"))
+        cols = challenge_columns(dataset, name)
+        n_v = dataset.subject(name).n_vertices
         if pred.ndim != 2 or pred.shape[1] != n_v:
             raise ValueError(f"{name}: predictions must be (n_test_images, V={n_v}), got {pred.shape}")
         if not np.isfinite(pred).all():

@@ -1,6 +1,7 @@
-"""Readers of the external formats: the NSD tree (:mod:`.nsd`) and the Algonauts 2023 release
-(:mod:`.algonauts`). Each reader raises :class:`brainnet.errors.DataFormatError` naming the file."""
+"""Readers of the external formats: the NSD tree (:mod:`.nsd`), the FreeSurfer files it ships
+(:mod:`.freesurfer`) and the Algonauts 2023 release (:mod:`.algonauts`). Each reader raises
+:class:`brainnet.errors.DataFormatError` naming the file."""
 
-from brainnet.data.formats import algonauts, nsd
+from brainnet.data.formats import algonauts, freesurfer, nsd
 
-__all__ = ["algonauts", "nsd"]
+__all__ = ["algonauts", "freesurfer", "nsd"]

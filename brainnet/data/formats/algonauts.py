@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainnet.data.formats.nsd import subject_name
+from brainnet.data.layout import subject_name
 from brainnet.errors import DataFormatError
 
 #: ROI classes with fsaverage-space masks in ``roi_masks/``.

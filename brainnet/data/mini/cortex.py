@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .truth import KIND_ANSWER, KIND_MEMORY, KIND_NONE, KIND_VISUAL
+
 EARLY_H = 0.4
 CATEGORY_MID_H = 0.45
 
@@ -53,7 +55,6 @@ FLOC_PATCHES = {
 MEMORY_PATCH = ((0.6, 1.0), (-70.0, 0.0))
 ANSWER_PATCH = ((0.65, 1.0), (0.0, 40.0))
 
-KIND_NONE, KIND_VISUAL, KIND_MEMORY, KIND_ANSWER = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ spec and the readers in this package)::
     out_dir/nsd/...                  NSD tree (expdesign, stim info, responses, betas, ncsnr,
                                      fsaverage surfaces and labels, stimulus HDF5)
     out_dir/algonauts2023/subjXX/... Algonauts tree (training fMRI, train/test PNGs, ROI masks)
-    out_dir/ground_truth.npz         planted truth (keys listed in GROUND_TRUTH_KEYS)
+    out_dir/ground_truth.npz         planted truth (keys: brainnet.data.mini.truth.GROUND_TRUTH_KEYS)
     out_dir/ground_truth.json        human-readable description, config and measured numbers
 
 The brain model is described in :mod:`brainnet.data.mini.cortex` and
@@ -33,39 +33,13 @@ from .response import (
     answer_drive, memory_lag_profile, memory_trace, ncsnr_from_repeats, session_betas, visual_drive,
     vertex_sigmas, zscore_session,
 )
+from .truth import GROUND_TRUTH_KEYS
 from .writers import write_ctab, write_hdf5_images, write_mat, write_mgh, write_mgz, write_npy, write_png
 
-__all__ = ["MiniNSDConfig", "MiniNSDPaths", "make_mini_nsd", "GROUND_TRUTH_KEYS"]
+__all__ = ["MiniNSDConfig", "MiniNSDPaths", "make_mini_nsd"]
 
 BETAS_DIR = "betas_fithrf_GLMdenoise_RR"
 ALGONAUTS_CLASSES = ("prf-visualrois", "floc-bodies", "floc-faces", "floc-places", "floc-words", "streams")
-
-#: Keys of ground_truth.npz ({hemi} in lh, rh; {subj} in subj01, ...), with shapes.
-GROUND_TRUTH_KEYS = {
-    "{hemi}_mask": "bool [V] nsdgeneral-like mask",
-    "{hemi}_challenge": "bool [V] nsdgeneral + RSC (Algonauts mask before dropping NaN vertices)",
-    "{hemi}_rf_x": "float32 [V] RF centre x in [-1, 1] (grid_sample: right)",
-    "{hemi}_rf_y": "float32 [V] RF centre y in [-1, 1] (grid_sample: down)",
-    "{hemi}_rf_size": "float32 [V] RF Gaussian sigma (normalised units)",
-    "{hemi}_hierarchy": "float32 [V] 0 at the occipital pole, 1 at the mask border (>1 outside)",
-    "{hemi}_kind": "int8 [V] 0 none, 1 visual, 2 memory, 3 answer",
-    "{hemi}_category_mix": "float32 [V] weight of category content vs energy in the visual drive",
-    "{hemi}_category_weights": "float32 [V, 4] preference over CATEGORIES (rows sum to 1)",
-    "memory_lag_profile": "float32 [33] weight of the image k slots back (k = 0..32, entry 0 = 0)",
-    "memory_feature": "float32 [n_pool] remembered image feature (z-scored face+body coverage)",
-    "image_categories": "float32 [n_pool, 4] fraction of each image covered by each category",
-    "image_objects": "float32 [n_pool, max_objects, 4] (category, cx, cy, size) of each drawn object "
-                     "(NaN rows pad); SceneObject fields, so category_maps can be recomputed",
-    "{subj}_slots": "int64 [n_sessions, 12, 75] 0-based pool id per slot, -1 blank",
-    "{subj}_{hemi}_ncsnr_planted": "float32 [V] planted image-locked ncsnr",
-    "{subj}_{hemi}_ncsnr_written": "float32 [V] ncsnr computed from the betas (= ncsnr.mgh)",
-    "{subj}_{hemi}_sigma_image": "float32 [V] image-locked amplitude (noise units)",
-    "{subj}_{hemi}_sigma_memory": "float32 [V] memory amplitude (noise units)",
-    "{subj}_{hemi}_sigma_answer": "float32 [V] answer amplitude (noise units)",
-    "{subj}_{hemi}_nan_vertices": "int64 [k] vertices whose betas are all NaN",
-    "{subj}_answer_drive": "float32 [n_trials] the answer drive of each trial (standardised)",
-    "{subj}_memory_drive": "float32 [n_trials] the memory drive of each trial (standardised)",
-}
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -151,8 +125,8 @@ def make_mini_nsd(out_dir, config: MiniNSDConfig | None = None, progress: bool =
     for h_i, hemi in enumerate(HEMIS):
         mesh = load_mesh(cfg.mesh, hemi)
         write_surfaces(fs_dir / "surf", hemi, mesh)
-        cx = plant_cortex(mesh.coords["sphere"], hemi, cfg.mask_fraction, _rng(cfg.seed, 3, h_i))
-        cortex[hemi], n_vert[hemi] = cx, mesh.n_vertices
+        cx = plant_cortex(mesh["sphere"].coords, hemi, cfg.mask_fraction, _rng(cfg.seed, 3, h_i))
+        cortex[hemi], n_vert[hemi] = cx, mesh["sphere"].n_vertices
         col = lambda a: np.asarray(a, dtype=np.float32).reshape(-1, 1, 1, 1)  # noqa: E731
         write_mgz(fs_dir / "label" / f"{hemi}.nsdgeneral.mgz", col(cx.nsdgeneral))
         write_mgz(fs_dir / "label" / f"{hemi}.streams.mgz", col(cx.labels["streams"]))

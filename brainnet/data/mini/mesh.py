@@ -1,11 +1,10 @@
-"""fsaverage-like meshes for nsd-mini, built offline from nilearn's packaged fsaverage5.
+"""fsaverage-like meshes for nsd-mini, built offline from fsaverage5 (:func:`brainnet.data.surface.fsaverage5`).
 
 FreeSurfer's icosahedral meshes nest: the first 642 / 2562 vertices of fsaverage5 (10242 per
 hemisphere) are fsaverage3 / fsaverage4, and every further vertex is the midpoint of an edge of
 the coarser mesh. So:
 
-* ``fsaverage5``: nilearn's packaged files as they are (sphere, white, pial, inflated, flat,
-  curv, sulc).
+* ``fsaverage5``: as nilearn ships it (sphere, white, pial, inflated, flat, curv, sulc).
 * ``fsaverage3`` / ``fsaverage4``: the first 642 / 2562 vertices; coarse faces are recovered
   from the fine central triangles (each made of three edge midpoints).
 * ``fsaverage6``-like (40962 per hemisphere): one midpoint subdivision of fsaverage5. New
@@ -19,75 +18,27 @@ it keeps the faces present in the flat mesh.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
-
 import numpy as np
+
+from brainnet.data.surface import HEMIS, HemiMesh, fsaverage5
 
 from .config import MESH_VERTICES
 
-HEMIS = ("lh", "rh")
-SURFACES = ("sphere", "white", "pial", "inflated", "flat")
-_NILEARN_KEYS = {"sphere": "sphere", "white": "white", "pial": "pial", "inflated": "infl", "flat": "flat"}
-_SIDE = {"lh": "left", "rh": "right"}
+#: One hemisphere of a generated mesh: surface name (sphere, white, pial, inflated, flat) ->
+#: :class:`HemiMesh` (float32 coords, int32 faces; float32 sulc and curv shared by every surface).
+Surfaces = dict[str, HemiMesh]
 
 
-@dataclass(frozen=True)
-class HemiMesh:
-    """Surfaces of one hemisphere.
-
-    Attributes:
-        coords: surface name -> float32 array (n_vertices, 3).
-        faces: surface name -> int32 array (n_faces, 3) (all share the sphere's faces except flat).
-        curv, sulc: float32 arrays (n_vertices,).
-    """
-
-    coords: dict
-    faces: dict
-    curv: np.ndarray
-    sulc: np.ndarray
-
-    @property
-    def n_vertices(self) -> int:
-        return int(self.coords["sphere"].shape[0])
+def _with_faces(surfaces: Surfaces, coords: dict, sphere_faces: np.ndarray, flat_faces: np.ndarray,
+                curv: np.ndarray, sulc: np.ndarray) -> Surfaces:
+    return {s: HemiMesh(coords[s], flat_faces if s == "flat" else sphere_faces, sulc, curv) for s in surfaces}
 
 
-def _nilearn_fsaverage5_dir():
-    """Folder of nilearn's packaged fsaverage5 GIfTI files, found without importing
-    ``nilearn.datasets`` (whose import pulls in scikit-learn and takes seconds)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("nilearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("nilearn is needed for the fsaverage5 mesh: pip install nilearn")
-    root = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "fsaverage5"
-    if not (root / "sphere_left.gii.gz").is_file():
-        raise FileNotFoundError(f"nilearn's packaged fsaverage5 not found under {root}")
-    return root
-
-
-@lru_cache(maxsize=2)
-def _load_fsaverage5(hemi: str) -> HemiMesh:
-    import nibabel as nib
-
-    root = _nilearn_fsaverage5_dir()
-    side = _SIDE[hemi]
-    coords, faces = {}, {}
-    for surf, key in _NILEARN_KEYS.items():
-        gii = nib.load(root / f"{key}_{side}.gii.gz")
-        coords[surf] = np.asarray(gii.darrays[0].data, dtype=np.float32)
-        faces[surf] = np.asarray(gii.darrays[1].data, dtype=np.int32)
-    curv = np.asarray(nib.load(root / f"curv_{side}.gii.gz").darrays[0].data, dtype=np.float32)
-    sulc = np.asarray(nib.load(root / f"sulc_{side}.gii.gz").darrays[0].data, dtype=np.float32)
-    return HemiMesh(coords, faces, curv, sulc)
-
-
-def _coarsen(mesh: HemiMesh) -> HemiMesh:
+def _coarsen(mesh: Surfaces) -> Surfaces:
     """Drop one nesting level: keep the first (n + 6) / 4 vertices."""
-    n_fine = mesh.n_vertices
+    n_fine = mesh["sphere"].n_vertices
     n = (n_fine + 6) // 4
-    fine_faces = mesh.faces["sphere"]
+    fine_faces = mesh["sphere"].faces
     # coarse edge of each midpoint vertex: its two neighbours with index < n
     nbr_lo = np.full((n_fine, 2), -1, dtype=np.int64)
     count = np.zeros(n_fine, dtype=np.int64)
@@ -110,17 +61,16 @@ def _coarsen(mesh: HemiMesh) -> HemiMesh:
             out[:, (j + 1) % 3] = shared[:, 0]
         return out.astype(np.int32)
 
-    sphere_faces = coarse_from(fine_faces)
-    coords = {s: c[:n].copy() for s, c in mesh.coords.items()}
-    faces = {s: sphere_faces for s in SURFACES if s != "flat"}
-    faces["flat"] = coarse_from(mesh.faces["flat"])
-    return HemiMesh(coords, faces, mesh.curv[:n].copy(), mesh.sulc[:n].copy())
+    coords = {s: m.coords[:n].copy() for s, m in mesh.items()}
+    sphere = mesh["sphere"]
+    return _with_faces(mesh, coords, coarse_from(fine_faces), coarse_from(mesh["flat"].faces),
+                       sphere.curv[:n].copy(), sphere.sulc[:n].copy())
 
 
-def _subdivide(mesh: HemiMesh) -> HemiMesh:
+def _subdivide(mesh: Surfaces) -> Surfaces:
     """One midpoint subdivision (n -> 4n - 6 vertices)."""
-    n = mesh.n_vertices
-    f = mesh.faces["sphere"].astype(np.int64)
+    n = mesh["sphere"].n_vertices
+    f = mesh["sphere"].faces.astype(np.int64)
     edges = np.unique(np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1), axis=0)
     key = edges[:, 0] * n + edges[:, 1]
 
@@ -136,41 +86,43 @@ def _subdivide(mesh: HemiMesh) -> HemiMesh:
         return out.reshape(-1, 3).astype(np.int32)
 
     coords = {}
-    for s, c in mesh.coords.items():
+    for s, surface in mesh.items():
+        c = surface.coords
         m = 0.5 * (c[edges[:, 0]] + c[edges[:, 1]])
         if s == "sphere":
             m = m / np.linalg.norm(m, axis=1, keepdims=True) * np.linalg.norm(c, axis=1).mean()
         coords[s] = np.concatenate([c, m]).astype(np.float32)
-    sphere_faces = split(f)
-    faces = {s: sphere_faces for s in SURFACES if s != "flat"}
-    faces["flat"] = split(mesh.faces["flat"])
 
     def morph(x):
         return np.concatenate([x, 0.5 * (x[edges[:, 0]] + x[edges[:, 1]])]).astype(np.float32)
 
-    return HemiMesh(coords, faces, morph(mesh.curv), morph(mesh.sulc))
+    sphere = mesh["sphere"]
+    return _with_faces(mesh, coords, split(f), split(mesh["flat"].faces), morph(sphere.curv), morph(sphere.sulc))
 
 
-def load_mesh(name: str, hemi: str) -> HemiMesh:
+def load_mesh(name: str, hemi: str) -> Surfaces:
     """The named fsaverage-like mesh of one hemisphere (offline, from nilearn's fsaverage5).
 
     Args:
         name: one of "fsaverage3", "fsaverage4", "fsaverage5", "fsaverage6".
         hemi: "lh" or "rh".
+
+    Returns:
+        surface name (sphere, white, pial, inflated, flat) -> :class:`~brainnet.data.surface.HemiMesh`.
     """
     if name not in MESH_VERTICES:
         raise ValueError(f"mesh must be one of {sorted(MESH_VERTICES)}, got {name!r}")
     if hemi not in HEMIS:
         raise ValueError(f"hemi must be 'lh' or 'rh', got {hemi!r}")
-    mesh = _load_fsaverage5(hemi)
-    while mesh.n_vertices > MESH_VERTICES[name]:
+    mesh = fsaverage5(hemi)
+    while mesh["sphere"].n_vertices > MESH_VERTICES[name]:
         mesh = _coarsen(mesh)
-    while mesh.n_vertices < MESH_VERTICES[name]:
+    while mesh["sphere"].n_vertices < MESH_VERTICES[name]:
         mesh = _subdivide(mesh)
     return mesh
 
 
-def write_surfaces(surf_dir, hemi: str, mesh: HemiMesh) -> None:
+def write_surfaces(surf_dir, hemi: str, mesh: Surfaces) -> None:
     """Write FreeSurfer surfaces of one hemisphere into ``surf_dir``.
 
     Files: ``{hemi}.{sphere,sphere.reg,inflated,white,pial}`` (triangle geometry),
@@ -185,11 +137,11 @@ def write_surfaces(surf_dir, hemi: str, mesh: HemiMesh) -> None:
     names = {"sphere": "sphere", "sphere.reg": "sphere", "inflated": "inflated", "white": "white", "pial": "pial"}
     for fname, surf in names.items():
         # a fixed create_stamp keeps the bytes reproducible
-        write_geometry(surf_dir / f"{hemi}.{fname}", mesh.coords[surf], mesh.faces[surf],
+        write_geometry(surf_dir / f"{hemi}.{fname}", mesh[surf].coords, mesh[surf].faces,
                        create_stamp=f"created by brainnet nsd-mini ({surf})")
-    write_morph_data(surf_dir / f"{hemi}.curv", mesh.curv)
-    write_morph_data(surf_dir / f"{hemi}.sulc", mesh.sulc)
-    write_patch(surf_dir / f"{hemi}.full.flat.patch.3d", mesh.coords["flat"], mesh.faces["flat"])
+    write_morph_data(surf_dir / f"{hemi}.curv", mesh["sphere"].curv)
+    write_morph_data(surf_dir / f"{hemi}.sulc", mesh["sphere"].sulc)
+    write_patch(surf_dir / f"{hemi}.full.flat.patch.3d", mesh["flat"].coords, mesh["flat"].faces)
 
 
 def write_patch(path, coords: np.ndarray, faces: np.ndarray) -> None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .cortex import KIND_ANSWER, KIND_MEMORY, KIND_VISUAL, Cortex
+from .cortex import Cortex
+from .truth import KIND_ANSWER, KIND_MEMORY, KIND_VISUAL
 
 N_MEMORY_LAGS = 32
 DRIFT_SD = 0.3  # sd of the drift amplitude (noise units); the trend spans [-a, a] over a session

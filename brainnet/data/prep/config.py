@@ -47,7 +47,7 @@ class PrepareConfig:
     image_chunk: int = 256
 
     def __post_init__(self):
-        from brainnet.data.formats.nsd import subject_name
+        from brainnet.data.layout import subject_name
 
         if self.subjects is not None:
             if isinstance(self.subjects, (str, int)):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from brainnet.data.formats import algonauts as alg
+from brainnet.data.formats import freesurfer as fs
 from brainnet.data.formats import nsd
 from brainnet.data.prep.behaviour import behaviour_features
 from brainnet.data.prep.config import PrepareConfig
@@ -109,21 +110,21 @@ def _read_surfaces(layout: nsd.NSDLayout, sources: list[Path]) -> tuple[dict[str
     sizes = []
     for hemi in nsd.HEMIS:
         path = layout.surface(hemi, "sphere")
-        coords, faces = nsd.read_surface(path)
+        coords, faces = fs.read_surface(path)
         n = coords.shape[0]
         sizes.append(n)
         out[f"{hemi}_sphere_coords"], out[f"{hemi}_sphere_faces"] = coords, faces
         sources.append(path)
         for surf in SURFACES[1:]:
             path = layout.surface(hemi, surf)
-            out[f"{hemi}_{surf}_coords"], out[f"{hemi}_{surf}_faces"] = nsd.read_surface(path, n)
+            out[f"{hemi}_{surf}_coords"], out[f"{hemi}_{surf}_faces"] = fs.read_surface(path, n)
             sources.append(path)
         path = layout.surface(hemi, "sulc")
-        out[f"{hemi}_sulc"] = nsd.read_morph(path, n)
+        out[f"{hemi}_sulc"] = fs.read_morph(path, n)
         sources.append(path)
         patch = layout.flat_patch(hemi)
         if patch.is_file():
-            flat = nsd.read_patch(patch, n)
+            flat = fs.read_patch(patch, n)
             inside = ~np.isnan(flat[:, 0])
             out[f"{hemi}_flat_coords"] = flat
             out[f"{hemi}_flat_faces"] = faces[inside[faces].all(axis=1)]
@@ -156,7 +157,7 @@ def _subject_plan(name: str, cfg: PrepareConfig, layout: nsd.NSDLayout, alayout:
         pair = []
         for h, hemi in enumerate(nsd.HEMIS):
             path = layout.betas(name, hemi, s, cfg.space, cfg.beta_version)
-            info = nsd.mgh_info(path)
+            info = fs.mgh_info(path)
             n_betas = info.shape[3]
             if info.shape[:3] != (mesh[h], 1, 1) or (n_betas != n_design and n_design == n_resp):
                 raise DataFormatError(path, f"shape {(mesh[h], 1, 1, n_design)} ({hemi} mesh vertices x the "
@@ -230,7 +231,7 @@ def _subject_plan(name: str, cfg: PrepareConfig, layout: nsd.NSDLayout, alayout:
     for atlas in cfg.fsaverage_atlases:
         per_hemi, names = [], None
         for h, hemi in enumerate(nsd.HEMIS):
-            codes, names = nsd.read_label(layout.label(hemi, atlas), layout.ctab(atlas), mesh[h])
+            codes, names = fs.read_label(layout.label(hemi, atlas), layout.ctab(atlas), mesh[h])
             per_hemi.append(codes)
             sources += [layout.label(hemi, atlas), layout.ctab(atlas)]
         rois[atlas], rois[f"{atlas}__names"] = np.concatenate(per_hemi)[sel], _names_array(names)
