@@ -8,8 +8,9 @@ hemi, index : arrays of shape (V,), the selected vertices (``PreparedSubject.ver
 mesh : ``"fsaverage5"`` (nilearn's packaged mesh), a :class:`~brainnet.data.PreparedDataset` or
     the path of one (its fsaverage surfaces; needed for fsaverage data, 163842 vertices per
     hemisphere), a loaded :class:`~brainnet.plotting.surfaces.Mesh`, or a dict {view: Mesh}.
-view : ``"flat"`` (default), ``"occipital"`` (the occipital cap of the sphere flattened), ``"lateral"``, ``"medial"``, ``"dorsal"``, ``"ventral"``,
-    ``"anterior"``, ``"posterior"``, ``"inflated"`` (= lateral + medial), or a sequence (one row each).
+view : ``"flat"`` (default), ``"occipital"`` (the occipital cap of the sphere flattened), ``"lateral"``,
+    ``"medial"``, ``"dorsal"``, ``"ventral"``, ``"anterior"``, ``"posterior"``, ``"inflated"``
+    (= lateral + medial), or a sequence (one row each).
 surf : surface of the 3-D views (default ``"inflated"``).
 mask : bool array of shape (V,); False = not shown.
 rois : int array of shape (V,), ROI code per selected vertex (0 = none), drawn as outlines;
@@ -27,7 +28,7 @@ from matplotlib.figure import Figure
 
 from brainnet.plotting import colors as C
 from brainnet.plotting.draw import DrawStyle
-from brainnet.plotting.layout import resolve_meshes, resolve_views
+from brainnet.plotting.layout import FLAT_VIEWS, resolve_meshes, resolve_views
 from brainnet.plotting.legends import add_channel_legend, add_colorbar, add_layer_legend, add_space_legend
 from brainnet.plotting.render import check_mask, check_values, render_map, save_figure
 
@@ -307,7 +308,8 @@ def plot_four_panel(
     """
     views = resolve_views(view)
     meshes = resolve_meshes(mesh, views, surf)
-    fig = figure if figure is not None else Figure(figsize=(16, 9.5 if len(views) == 1 and views[0] in ("flat", "occipital") else 6.0 * len(views)))
+    one_flat_row = len(views) == 1 and views[0] in FLAT_VIEWS
+    fig = figure if figure is not None else Figure(figsize=(16, 9.5 if one_flat_row else 6.0 * len(views)))
     axs = fig.subplots(2, 2)
     common = dict(mesh=meshes, view=views, mask=mask, rois=rois, roi_names=roi_names, style=style)
     plot_layer_map(layer_weights, hemi, index, axes=axs[0, 0], title="layer", layer_names=layer_names,

@@ -9,7 +9,7 @@ in :mod:`brainnet.plotting.maps`, whose module docstring describes the common ar
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from matplotlib.figure import Figure

@@ -46,7 +46,8 @@ def name_rois(table: pd.DataFrame, names) -> pd.DataFrame:
     return out.drop(columns="code")
 
 
-def ablation_table(fits: Mapping[str, object], subject: str, groups: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+def ablation_table(fits: Mapping[str, object], subject: str,
+                   groups: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
     """One row per ablation: mean r and mean score over all vertices and over each vertex group
     (e.g. planted kinds from :func:`brainnet.analysis.truth.kind_mask`)."""
     rows = []
