@@ -44,6 +44,7 @@ class NotebookContext:
         data: the prepared dataset, or None when setup was asked not to open one.
         mini: where nsd-mini lives when ``data`` is nsd-mini made by setup, else None
             (``mini.ground_truth`` is its planted truth).
+        mini_preset: the nsd-mini preset of ``mini`` (None without it).
         started: ``time.perf_counter()`` at setup.
     """
 
@@ -173,6 +174,5 @@ def setup_notebook(name: str, *, out_dir: str | os.PathLike | None = None,
     if open_dataset:
         data, mini = open_data(home, data_dir, mini_preset=mini_preset, mini_seed=mini_seed,
                                image_size=image_size, progress=progress)
-    ctx = NotebookContext(name=name, out=out, home=home, data=data, mini=mini,
-                          mini_preset=mini_preset if mini is not None else None, started=started)
-    return ctx
+    return NotebookContext(name=name, out=out, home=home, data=data, mini=mini,
+                           mini_preset=mini_preset if mini is not None else None, started=started)
