@@ -17,10 +17,15 @@ user parameters. The layout of ``out_dir`` afterwards::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from brainnet.data.io import atomic_path, save_text
+
+log = logging.getLogger(__name__)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -74,7 +79,8 @@ def run_demo(
         JSON when they can be (so ``"3"`` becomes 3 and ``"[1,2]"`` a list).
     html : also export each executed notebook to HTML.
 
-    Returns the summary dict also written to ``out_dir/summary.json``.
+    Returns the summary dict also written to ``out_dir/summary.json``. Progress goes to the
+    ``brainnet.demo`` logger at INFO level.
     """
     import papermill as pm
 
@@ -88,7 +94,7 @@ def run_demo(
     for i, nb in enumerate(paths, 1):
         nb_out_dir = out / nb.stem
         nb_out_dir.mkdir(exist_ok=True)
-        print(f"[{i}/{len(paths)}] {nb.name} ...", flush=True)
+        log.info("[%d/%d] %s ...", i, len(paths), nb.name)
         t0 = time.perf_counter()
         executed = out / nb.name
         pm.execute_notebook(
@@ -106,12 +112,10 @@ def run_demo(
         key = json.loads(key_file.read_text()) if key_file.exists() else None
         figures = sorted(p.name for p in nb_out_dir.glob("*.png"))
         summary["notebooks"][nb.stem] = {"wall_s": round(wall, 1), "figures": figures, "key_numbers": key}
-        print(f"[{i}/{len(paths)}] {nb.name} done in {wall:.0f} s, {len(figures)} figures", flush=True)
+        log.info("[%d/%d] %s done in %.0f s, %d figures", i, len(paths), nb.name, wall, len(figures))
     summary["wall_s"] = round(time.perf_counter() - t_all, 1)
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out / "summary.json")
-    print(f"demo finished in {summary['wall_s']:.0f} s: {out}", flush=True)
+    save_text(out / "summary.json", json.dumps(summary, indent=2))
+    log.info("demo finished in %.0f s: %s", summary["wall_s"], out)
     return summary
 
 
@@ -120,6 +124,5 @@ def _export_html(notebook: Path, target: Path) -> None:
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
-    tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        tmp.write_text(body, encoding="utf-8")

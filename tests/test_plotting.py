@@ -1,4 +1,4 @@
-"""Tests of brainnet.plotting: meshes, placement, colour functions, rendered maps."""
+"""Tests of brainnet.plotting: meshes, placement, colour functions, rendered maps, training figures."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import io
 import matplotlib
 import matplotlib.image as mpimg
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from brainnet.data import PreparedDataset
 from brainnet.errors import DataFormatError
 from brainnet.plotting import (
     HemiPanel,
@@ -22,8 +24,11 @@ from brainnet.plotting import (
     plot_channel_map,
     plot_four_panel,
     plot_layer_map,
+    plot_learning_curves,
+    plot_positions,
     plot_scalar_map,
     plot_scale_map,
+    plot_score_bars,
     plot_space_map,
     scalar_colors,
     scale_colors,
@@ -401,3 +406,62 @@ def test_axes_and_figure_arguments(selection):
     flat = load_mesh("fsaverage5", "flat")
     with pytest.raises(ValueError, match="cannot be drawn"):
         plot_scale_map(np.zeros(hemi.size), hemi, index, mesh=flat, view="lateral")
+
+
+def test_a_prepared_dataset_is_a_mesh_source(npz_without_flat):
+    # a PreparedDataset whose root holds the surfaces (its other files are not needed to draw)
+    dataset = PreparedDataset.__new__(PreparedDataset)
+    dataset.root = npz_without_flat
+    from_dataset = compute_layout(dataset, "lateral")
+    from_path = compute_layout(npz_without_flat / "surfaces" / "fsaverage.npz", "lateral")
+    for a, b in zip(from_dataset.panels, from_path.panels):
+        np.testing.assert_array_equal(a.xy, b.xy)
+        np.testing.assert_array_equal(a.faces, b.faces)
+    with pytest.raises(TypeError, match="PreparedDataset"):
+        compute_layout(object(), "lateral")
+
+
+# ---------------------------------------------------------------- training figures
+
+
+def test_score_bars_draw_every_model_and_the_noise_ceiling(tmp_path):
+    table = pd.DataFrame({"roi": ["early", "ventral", "all vertices"], "noise_ceiling": [60.0, 40.0, 50.0],
+                          "mem_full": [30.0, 10.0, 20.0], "ridge": [25.0, 5.0, 15.0]})
+    path = tmp_path / "bars.png"
+    fig = plot_score_bars(table, ["mem_full", "ridge"], output_file=path)
+    ax = fig.axes[0]
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == [30.0, 10.0, 20.0, 25.0, 5.0, 15.0]  # model by model, ROI by ROI
+    # the two models' bars sit side by side around each ROI's tick
+    lefts = np.array([p.get_x() + p.get_width() / 2 for p in ax.patches]).reshape(2, 3)
+    np.testing.assert_allclose(lefts.mean(axis=0), ax.get_xticks())
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["early", "ventral", "all vertices"]
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [60.0, 40.0, 50.0])
+    assert path.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="pca_linear"):
+        plot_score_bars(table, ["mem_full", "pca_linear"])
+
+
+def test_learning_curves_one_line_per_run():
+    full = pd.DataFrame({"step": [10, 20, 30], "train_loss": [1.0, 0.8, 0.7], "val_r": [0.1, 0.2, 0.25]})
+    fig = plot_learning_curves({"full": full, "empty": full.iloc[:0], "no_answer": full * [1, 2, 0.5]},
+                               title="curves")
+    loss_ax, r_ax = fig.axes
+    assert [ln.get_label() for ln in r_ax.lines] == ["full", "no_answer"]  # the empty history is skipped
+    np.testing.assert_array_equal(loss_ax.lines[1].get_ydata(), [2.0, 1.6, 1.4])
+    np.testing.assert_array_equal(r_ax.lines[0].get_xdata(), [10, 20, 30])
+    np.testing.assert_array_equal(r_ax.lines[0].get_ydata(), [0.1, 0.2, 0.25])
+    assert fig.get_suptitle() == "curves"
+
+
+def test_positions_scatter_the_masked_vertices(rng):
+    truth = rng.uniform(-1, 1, (50, 2))
+    learned = truth * 0.5 + rng.normal(0, 0.05, (50, 2))
+    mask = np.arange(50) < 20
+    fig = plot_positions(learned, truth[:, 0], truth[:, 1], mask, r=(0.91, 0.87))
+    x_ax, y_ax = fig.axes
+    np.testing.assert_array_equal(x_ax.collections[0].get_offsets(), np.stack([truth[:20, 0], learned[:20, 0]], 1))
+    np.testing.assert_array_equal(y_ax.collections[0].get_offsets(), np.stack([truth[:20, 1], learned[:20, 1]], 1))
+    assert (x_ax.get_title(), y_ax.get_title()) == ("r = 0.910", "r = 0.870")
+    with pytest.raises(ValueError, match="positions"):
+        plot_positions(learned[:, :1], truth[:, 0], truth[:, 1])

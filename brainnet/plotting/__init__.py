@@ -1,6 +1,6 @@
-"""fsaverage surface maps: meshes, colour functions, and nilearn-style plot functions.
+"""Figures: fsaverage surface maps of per-vertex results, and the figures of each notebook.
 
-Plot functions (each returns the matplotlib Figure)::
+Surface maps (:mod:`.maps`; each returns the matplotlib Figure)::
 
     plot_scalar_map(values, hemi, index, ...)     r, R^2, noise ceiling
     plot_layer_map(weights, hemi, index, ...)     preferred layer x certainty, 2-D legend
@@ -9,8 +9,14 @@ Plot functions (each returns the matplotlib Figure)::
     plot_channel_map(channels, hemi, index, ...)  cluster ids (tab20)
     plot_four_panel(layer, xy, scale, channels, hemi, index, ...)
 
-``hemi`` / ``index`` are a prepared dataset's ``vertices.npz`` arrays. Nothing here imports
-pycortex.
+``hemi`` / ``index`` are a prepared subject's ``vertices["hemi"]`` / ``vertices["index"]``;
+``mesh`` may be the :class:`~brainnet.data.PreparedDataset` itself. Nothing here imports pycortex.
+
+Modules: :mod:`.surfaces` (meshes), :mod:`.layout` (where each hemisphere and view is drawn),
+:mod:`.placement` (values of selected vertices onto the mesh), :mod:`.colors`, :mod:`.draw`,
+:mod:`.legends`, :mod:`.render` (the drawing step every map shares), :mod:`.maps`,
+:mod:`.design` (memory index of a run), :mod:`.training` (learning curves, score per ROI,
+retina positions).
 """
 
 from brainnet.plotting.colors import (
@@ -24,6 +30,7 @@ from brainnet.plotting.colors import (
     space_colors,
     space_legend_image,
 )
+from brainnet.plotting.design import plot_memory_index
 from brainnet.plotting.draw import DrawStyle
 from brainnet.plotting.layout import BrainLayout, HemiPanel, compute_layout
 from brainnet.plotting.maps import (
@@ -35,7 +42,9 @@ from brainnet.plotting.maps import (
     plot_space_map,
 )
 from brainnet.plotting.placement import check_selection, to_mesh_values
+from brainnet.plotting.render import save_figure
 from brainnet.plotting.surfaces import HemiMesh, Mesh, flatten_occipital_cap, load_mesh
+from brainnet.plotting.training import plot_learning_curves, plot_positions, plot_score_bars
 
 __all__ = [
     "BrainLayout",
@@ -55,9 +64,14 @@ __all__ = [
     "plot_channel_map",
     "plot_four_panel",
     "plot_layer_map",
+    "plot_learning_curves",
+    "plot_memory_index",
+    "plot_positions",
     "plot_scalar_map",
     "plot_scale_map",
+    "plot_score_bars",
     "plot_space_map",
+    "save_figure",
     "scalar_colors",
     "scale_colors",
     "space_colors",

@@ -6,6 +6,8 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
+from brainnet.plotting.render import save_figure
+
 
 def plot_memory_index(memory_index, *, axes=None, figure=None, output_file=None, title: str | None = None,
                       max_lag: int | None = None) -> Figure:
@@ -42,6 +44,5 @@ def plot_memory_index(memory_index, *, axes=None, figure=None, output_file=None,
     ax.set_xlabel("frames back (T = -k); 0 = current image")
     ax.set_ylabel("stimulus trial in run")
     ax.set_title(title or "memory index (white = blank slot or before the run)")
-    if output_file is not None:
-        fig.savefig(output_file, dpi=120)
+    save_figure(fig, output_file, dpi=120)
     return fig

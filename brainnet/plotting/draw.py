@@ -204,5 +204,6 @@ def draw_brain(
         for v in layout.views:
             p = layout.panel(v, 0)
             ys = p.xy[np.unique(p.faces), 1]
-            ax.text(x0 - 0.03 * (x1 - x0), (ys.min() + ys.max()) / 2, v, rotation=90, ha="right", va="center", fontsize=9)
+            ax.text(x0 - 0.03 * (x1 - x0), (ys.min() + ys.max()) / 2, v, rotation=90, ha="right", va="center",
+                    fontsize=9)
     return band / total

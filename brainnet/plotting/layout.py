@@ -76,7 +76,8 @@ class BrainLayout:
 
 
 def resolve_views(view) -> tuple[str, ...]:
-    """``"flat"`` / ``"occipital"`` / ``"lateral"`` / ... / ``"inflated"`` (= lateral + medial) or a sequence of them."""
+    """``"flat"`` / ``"occipital"`` / ``"lateral"`` / ... / ``"inflated"`` (= lateral + medial) or a sequence
+    of them -> the views drawn, one row each."""
     names = (view,) if isinstance(view, str) else tuple(view)
     out: list[str] = []
     for v in names:
@@ -96,7 +97,8 @@ def resolve_meshes(mesh, views: tuple[str, ...], surf: str | None = None) -> dic
 
     Parameters
     ----------
-    mesh : a :class:`Mesh` (used for every view) or a source for :func:`load_mesh`.
+    mesh : a :class:`Mesh` (used for every view), a :class:`~brainnet.data.PreparedDataset`
+        (its surfaces) or a source for :func:`load_mesh`.
     surf : surface of the 3-D views (default ``"inflated"``); flat views use ``"flat"``.
     """
     if isinstance(mesh, Mesh):
@@ -108,7 +110,13 @@ def resolve_meshes(mesh, views: tuple[str, ...], surf: str | None = None) -> dic
                 )
         return {v: mesh for v in views}
     if not isinstance(mesh, (str, os.PathLike)):
-        raise TypeError(f"mesh must be a Mesh, 'fsaverage5' or a path, got {type(mesh).__name__}")
+        from brainnet.data.prepared import PreparedDataset  # here: plotting alone does not need brainnet.data
+
+        if not isinstance(mesh, PreparedDataset):
+            raise TypeError(
+                f"mesh must be a Mesh, a PreparedDataset, 'fsaverage5' or a path, got {type(mesh).__name__}"
+            )
+        mesh = mesh.root
     surf3d = surf or "inflated"
     if surf3d in FLAT_VIEWS and any(v not in FLAT_VIEWS for v in views):
         raise ValueError(f"surf={surf3d!r} only goes with a flat view {FLAT_VIEWS}")
@@ -192,8 +200,9 @@ def compute_layout(mesh="fsaverage5", view="flat", surf: str | None = None) -> B
 
     Parameters
     ----------
-    mesh : ``"fsaverage5"``, a path to ``surfaces/fsaverage.npz``, or a :class:`Mesh`.
-    view : ``"flat"``, ``"occipital"`` (flattened occipital cap), ``"lateral"``, ``"medial"``, ``"dorsal"``, ``"ventral"``, ``"anterior"``,
+    mesh : ``"fsaverage5"``, a :class:`~brainnet.data.PreparedDataset` or its path, or a :class:`Mesh`.
+    view : ``"flat"``, ``"occipital"`` (flattened occipital cap), ``"lateral"``, ``"medial"``, ``"dorsal"``,
+        ``"ventral"``, ``"anterior"``,
         ``"posterior"``, ``"inflated"`` (lateral + medial), or a sequence of them (rows).
     surf : surface for the 3-D views (default ``"inflated"``).
     """

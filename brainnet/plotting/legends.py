@@ -17,7 +17,8 @@ from brainnet.plotting import colors as C
 FONT = 8
 
 
-def add_colorbar(ax, cmap, vmin: float, vmax: float, band: float, *, label: str | None = None, ticks=None, ticklabels=None):
+def add_colorbar(ax, cmap, vmin: float, vmax: float, band: float, *, label: str | None = None, ticks=None,
+                 ticklabels=None):
     """Horizontal colorbar centred in the legend band."""
     cax = ax.inset_axes([0.32, band * 0.62, 0.36, band * 0.14])
     cmap = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap

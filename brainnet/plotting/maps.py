@@ -2,18 +2,19 @@
 
 Common arguments
 ----------------
-hemi, index : arrays of shape (V,), the selected vertices (a prepared dataset's
-    ``vertices.npz``: 0 lh / 1 rh, vertex index within the hemisphere's mesh). Both None: the
+hemi, index : arrays of shape (V,), the selected vertices (``PreparedSubject.vertices``
+    ``["hemi"]`` / ``["index"]``: 0 lh / 1 rh, vertex index within the hemisphere's mesh). Both None: the
     values cover the full mesh, lh then rh. Vertices not selected show the sulcal background.
-mesh : ``"fsaverage5"`` (nilearn's packaged mesh), a path to a prepared dataset's
-    ``surfaces/fsaverage.npz`` (needed for fsaverage data, 163842 vertices per hemisphere), a
-    loaded :class:`~brainnet.plotting.surfaces.Mesh`, or a dict {view: Mesh}.
-view : ``"flat"`` (default), ``"occipital"`` (the occipital cap of the sphere flattened), ``"lateral"``, ``"medial"``, ``"dorsal"``, ``"ventral"``,
-    ``"anterior"``, ``"posterior"``, ``"inflated"`` (= lateral + medial), or a sequence (one row each).
+mesh : ``"fsaverage5"`` (nilearn's packaged mesh), a :class:`~brainnet.data.PreparedDataset` or
+    the path of one (its fsaverage surfaces; needed for fsaverage data, 163842 vertices per
+    hemisphere), a loaded :class:`~brainnet.plotting.surfaces.Mesh`, or a dict {view: Mesh}.
+view : ``"flat"`` (default), ``"occipital"`` (the occipital cap of the sphere flattened), ``"lateral"``,
+    ``"medial"``, ``"dorsal"``, ``"ventral"``, ``"anterior"``, ``"posterior"``, ``"inflated"``
+    (= lateral + medial), or a sequence (one row each).
 surf : surface of the 3-D views (default ``"inflated"``).
 mask : bool array of shape (V,); False = not shown.
 rois : int array of shape (V,), ROI code per selected vertex (0 = none), drawn as outlines;
-    roi_names : ``roi_names[code]`` written at each ROI (a dataset's ``rois.npz`` ``A__names``).
+    roi_names : ``roi_names[code]`` written at each ROI (``PreparedSubject.roi_labels(atlas)[1]``).
 axes : a matplotlib Axes to draw into (brain and legend share it); figure : a Figure to draw
     into (one Axes filling it); neither: a new Figure.
 output_file : path; the figure is saved there (and still returned).
@@ -22,101 +23,14 @@ title : str.
 
 from __future__ import annotations
 
-import os
-from typing import Callable
-
 import numpy as np
 from matplotlib.figure import Figure
 
 from brainnet.plotting import colors as C
-from brainnet.plotting.draw import DrawStyle, draw_brain
-from brainnet.plotting.layout import layout_from_meshes, resolve_meshes, resolve_views
+from brainnet.plotting.draw import DrawStyle
+from brainnet.plotting.layout import FLAT_VIEWS, resolve_meshes, resolve_views
 from brainnet.plotting.legends import add_channel_legend, add_colorbar, add_layer_legend, add_space_legend
-from brainnet.plotting.placement import check_selection, to_mesh_values
-
-# legend band height / drawing width, per legend kind
-LEGEND_HEIGHT = {"colorbar": 0.11, "layer": 0.16, "space": 0.2, "channel": 0.11}
-SAVE_DPI = 150
-
-
-def _axes(axes, figure, size: tuple[float, float]):
-    if axes is not None:
-        if figure is not None and axes.figure is not figure:
-            raise ValueError("axes does not belong to the given figure")
-        return axes
-    fig = figure if figure is not None else Figure(figsize=size)
-    return fig.add_subplot(111)
-
-
-def _render(
-    rgb: np.ndarray,
-    shown: np.ndarray,
-    hemi,
-    index,
-    *,
-    mesh,
-    view,
-    surf,
-    rois,
-    roi_names,
-    axes,
-    figure,
-    output_file,
-    title,
-    legend: Callable | None,
-    style: DrawStyle | None,
-    legend_kind: str | float = "colorbar",
-) -> Figure:
-    """Draw per-selected-vertex colours rgb [V, 3] where shown [V] on both hemispheres."""
-    views = resolve_views(view)
-    meshes = mesh if isinstance(mesh, dict) else resolve_meshes(mesh, views, surf)
-    layout = layout_from_meshes(meshes, views)
-    n = layout.n_vertices
-    rgb_full = to_mesh_values(rgb, hemi, index, n)
-    shown_full = [s > 0.5 for s in to_mesh_values(shown.astype(np.float64), hemi, index, n, fill=0.0)]
-    first = meshes[views[0]]
-    background = [C.background_colors(first.hemisphere(h).sulc) for h in (0, 1)]
-    rois_full = None
-    if rois is not None:
-        r = np.asarray(rois)
-        if r.ndim != 1 or r.shape[0] != rgb.shape[0] or not np.issubdtype(r.dtype, np.integer):
-            raise ValueError(f"rois must be an integer array of shape ({rgb.shape[0]},), got {r.dtype} {r.shape}")
-        rois_full = [x.astype(np.int64) for x in to_mesh_values(r, hemi, index, n, fill=-1)]
-    if legend is None:
-        legend_height = 0.0
-    else:
-        legend_height = LEGEND_HEIGHT[legend_kind] if isinstance(legend_kind, str) else float(legend_kind)
-    x0, x1, y0, y1 = layout.extent
-    aspect = (y1 - y0) * 1.12 / (x1 - x0) + legend_height
-    ax = _axes(axes, figure, (10.0, min(max(10.0 * aspect + 0.6, 3.0), 30.0)))
-    band = draw_brain(ax, layout, rgb_full, shown_full, background, rois=rois_full, roi_names=roi_names,
-                      legend_height=legend_height, style=style)  # fmt: skip
-    if legend is not None:
-        legend(ax, band)
-    if title:
-        ax.set_title(title)
-    fig = ax.figure
-    if output_file is not None:
-        fig.savefig(os.fspath(output_file), dpi=SAVE_DPI, bbox_inches="tight", facecolor="white")
-    return fig
-
-
-def _mask(mask, n: int) -> np.ndarray:
-    if mask is None:
-        return np.ones(n, dtype=bool)
-    m = np.asarray(mask)
-    if m.shape != (n,) or m.dtype != bool:
-        raise ValueError(f"mask must be a bool array of shape ({n},), got {m.dtype} {m.shape}")
-    return m
-
-
-def _n_values(values, hemi, index, ndim: int, what: str) -> np.ndarray:
-    v = np.asarray(values)
-    if v.ndim != ndim:
-        raise ValueError(f"{what} must have {ndim} dimension(s), got shape {v.shape}")
-    if hemi is not None or index is not None:
-        check_selection(hemi, index, v.shape[0], (np.iinfo(np.int64).max,) * 2)
-    return v
+from brainnet.plotting.render import check_mask, check_values, render_map, save_figure
 
 
 def plot_scalar_map(
@@ -159,17 +73,17 @@ def plot_scalar_map(
     -------
     matplotlib Figure
     """
-    v = _n_values(values, hemi, index, 1, "values").astype(np.float64)
+    v = check_values(values, hemi, index, 1, "values").astype(np.float64)
     lo, hi = C.resolve_limits(v, vmin, vmax, symmetric)
     if cmap is None:
         cmap = "RdBu_r" if lo < 0 < hi and np.isclose(-lo, hi) else "inferno"
     rgb, shown = C.scalar_colors(v, cmap=cmap, vmin=lo, vmax=hi, threshold=threshold)
-    shown &= _mask(mask, v.shape[0])
+    shown &= check_mask(mask, v.shape[0])
 
     def legend(ax, band):
         add_colorbar(ax, cmap, lo, hi, band, label=label)
 
-    return _render(rgb, shown, hemi, index, mesh=mesh, view=view, surf=surf, rois=rois, roi_names=roi_names,
+    return render_map(rgb, shown, hemi, index, mesh=mesh, view=view, surf=surf, rois=rois, roi_names=roi_names,
                    axes=axes, figure=figure, output_file=output_file, title=title,
                    legend=legend if colorbar else None, style=style)  # fmt: skip
 
@@ -209,14 +123,14 @@ def plot_layer_map(
     -------
     matplotlib Figure
     """
-    w = _n_values(weights, hemi, index, 2, "weights")
+    w = check_values(weights, hemi, index, 2, "weights")
     rgb = C.layer_colors(w, cmap=cmap, hue=hue, max_entropy=max_entropy)
     n_layers = w.shape[1]
 
     def draw_legend(ax, band):
         add_layer_legend(ax, n_layers, band, layer_names=layer_names, cmap=cmap, max_entropy=max_entropy)
 
-    return _render(rgb, _mask(mask, w.shape[0]), hemi, index, mesh=mesh, view=view, surf=surf, rois=rois,
+    return render_map(rgb, check_mask(mask, w.shape[0]), hemi, index, mesh=mesh, view=view, surf=surf, rois=rois,
                    roi_names=roi_names, axes=axes, figure=figure, output_file=output_file, title=title,
                    legend=draw_legend if legend else None, style=style, legend_kind="layer")  # fmt: skip
 
@@ -251,14 +165,14 @@ def plot_space_map(
     -------
     matplotlib Figure
     """
-    xy = _n_values(xy, hemi, index, 2, "xy")
+    xy = check_values(xy, hemi, index, 2, "xy")
     rgb = C.space_colors(xy)
-    shown = _mask(mask, xy.shape[0])
+    shown = check_mask(mask, xy.shape[0])
 
     def draw_legend(ax, band):
         add_space_legend(ax, band, xy=xy[shown] if legend_points else None)
 
-    return _render(rgb, shown, hemi, index, mesh=mesh, view=view, surf=surf, rois=rois, roi_names=roi_names,
+    return render_map(rgb, shown, hemi, index, mesh=mesh, view=view, surf=surf, rois=rois, roi_names=roi_names,
                    axes=axes, figure=figure, output_file=output_file, title=title,
                    legend=draw_legend if legend else None, style=style, legend_kind="space")  # fmt: skip
 
@@ -294,15 +208,15 @@ def plot_scale_map(
     -------
     matplotlib Figure
     """
-    s = _n_values(scale, hemi, index, 1, "scale").astype(np.float64)
+    s = check_values(scale, hemi, index, 1, "scale").astype(np.float64)
     rgb = C.scale_colors(s, cmap=cmap, vmin=vmin, vmax=vmax)
-    shown = _mask(mask, s.shape[0]) & np.isfinite(s)
+    shown = check_mask(mask, s.shape[0]) & np.isfinite(s)
 
     def legend(ax, band):
         add_colorbar(ax, cmap, vmin, vmax, band, label="scale", ticks=[vmin, (vmin + vmax) / 2, vmax],
                      ticklabels=["local", "", "global"])  # fmt: skip
 
-    return _render(rgb, shown, hemi, index, mesh=mesh, view=view, surf=surf, rois=rois, roi_names=roi_names,
+    return render_map(rgb, shown, hemi, index, mesh=mesh, view=view, surf=surf, rois=rois, roi_names=roi_names,
                    axes=axes, figure=figure, output_file=output_file, title=title,
                    legend=legend if colorbar else None, style=style)  # fmt: skip
 
@@ -338,14 +252,14 @@ def plot_channel_map(
     -------
     matplotlib Figure
     """
-    ids = _n_values(channels, hemi, index, 1, "channels")
+    ids = check_values(channels, hemi, index, 1, "channels")
     rgb = C.channel_colors(ids, cmap=cmap)
-    shown = _mask(mask, ids.shape[0])
+    shown = check_mask(mask, ids.shape[0])
 
     def draw_legend(ax, band):
         add_channel_legend(ax, ids[shown], band, cmap=cmap, names=channel_names)
 
-    return _render(rgb, shown, hemi, index, mesh=mesh, view=view, surf=surf, rois=rois, roi_names=roi_names,
+    return render_map(rgb, shown, hemi, index, mesh=mesh, view=view, surf=surf, rois=rois, roi_names=roi_names,
                    axes=axes, figure=figure, output_file=output_file, title=title,
                    legend=draw_legend if legend and shown.any() else None, style=style,
                    legend_kind=_channel_legend_height(ids[shown], channel_names))  # fmt: skip
@@ -394,7 +308,8 @@ def plot_four_panel(
     """
     views = resolve_views(view)
     meshes = resolve_meshes(mesh, views, surf)
-    fig = figure if figure is not None else Figure(figsize=(16, 9.5 if len(views) == 1 and views[0] in ("flat", "occipital") else 6.0 * len(views)))
+    one_flat_row = len(views) == 1 and views[0] in FLAT_VIEWS
+    fig = figure if figure is not None else Figure(figsize=(16, 9.5 if one_flat_row else 6.0 * len(views)))
     axs = fig.subplots(2, 2)
     common = dict(mesh=meshes, view=views, mask=mask, rois=rois, roi_names=roi_names, style=style)
     plot_layer_map(layer_weights, hemi, index, axes=axs[0, 0], title="layer", layer_names=layer_names,
@@ -405,6 +320,5 @@ def plot_four_panel(
     if title:
         fig.suptitle(title)
     fig.subplots_adjust(left=0.02, right=0.98, top=0.93 if title else 0.96, bottom=0.02, wspace=0.05, hspace=0.12)
-    if output_file is not None:
-        fig.savefig(os.fspath(output_file), dpi=SAVE_DPI, bbox_inches="tight", facecolor="white")
+    save_figure(fig, output_file)
     return fig

@@ -1,7 +1,7 @@
 """Place values given on selected vertices back onto the full per-hemisphere meshes.
 
-The selection is the prepared dataset's ``vertices.npz``: ``hemi`` [V] (0 lh, 1 rh) and
-``index`` [V] (vertex index within that hemisphere's full mesh).
+The selection is a prepared subject's vertices (``PreparedSubject.vertices``): ``hemi`` [V]
+(0 lh, 1 rh) and ``index`` [V] (vertex index within that hemisphere's full mesh).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def check_selection(hemi, index, n_values: int, n_vertices: tuple[int, int]) -> 
         if n_values != n_lh + n_rh:
             raise ValueError(
                 f"without hemi/index the values must cover the full mesh ({n_lh} + {n_rh} = {n_lh + n_rh} "
-                f"vertices, lh then rh), got {n_values}; pass hemi and index (the dataset's vertices.npz)"
+                f"vertices, lh then rh), got {n_values}; pass hemi and index (a prepared subject's "
+                "vertices['hemi'] and vertices['index'])"
             )
         return (
             np.repeat(np.array([0, 1], dtype=np.int64), [n_lh, n_rh]),
