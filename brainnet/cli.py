@@ -8,6 +8,7 @@ Every sub-command only parses arguments and calls the library; the logic lives i
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -143,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the library logs under "brainnet" (NullHandler); the command line shows its INFO messages
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     return args.func(args)
 
 

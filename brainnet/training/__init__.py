@@ -12,6 +12,6 @@ Modules (imported on demand; nothing heavy is imported with the package):
 * :mod:`.baselines` - ridge (per-vertex alpha, himalaya) and PCA + linear (Algonauts tutorial).
 * :mod:`.soup`, :mod:`.distill` - greedy model soup, prediction distillation.
 * :mod:`.submission` - Algonauts 2023 submission files.
-* :mod:`.report` - tables and figures comparing models (notebook 02).
+* :mod:`.report` - tables comparing models (notebook 02; the figures are in :mod:`brainnet.plotting`).
 * :mod:`.metrics` - metric functions; :mod:`.grid` - Ray Tune grids.
 """
