@@ -1,4 +1,5 @@
-"""Brain to network: maps from a FactorTopy, channel map on planted clusters, hierarchy correlation."""
+"""Brain to network: maps from a FactorTopy, channel map on planted clusters, hierarchy correlation and
+profile, token standardisation, the notebook-scale TrainConfig trained by fit_encoder, network figures."""
 
 from __future__ import annotations
 
@@ -8,22 +9,32 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from brainnet.analysis.brain_to_network import (
-    B2NConfig,
+    NETWORK_MODEL_OPTIONS,
+    NETWORK_TRAINING,
     NetworkMaps,
-    bottleneck_maps,
     channel_labels,
     expected_layer,
     hierarchy_correlation,
+    hierarchy_profile,
+    image_tokens,
+    network_features,
     network_maps,
+    network_train_config,
     planted_checks,
-    roi_top_channel_images,
+    run_summary,
     standardize_tokens,
-    train_factortopy,
+    trained_clearer,
 )
 from brainnet.analysis.truth import vertex_truth
+from brainnet.backbones import create_backbone
+from brainnet.data import PreparedDataset
 from brainnet.models import FactorTopy, FactorTopyConfig
 from brainnet.plotting import plot_channel_map
+from brainnet.plotting.network import plot_backbones_side_by_side, plot_layer_vs_hierarchy, plot_top_channels
 from brainnet.training.batches import FeatureSet, subject_vertices
+from brainnet.training.config import TrainConfig
+from brainnet.training.fit import fit_encoder
+from brainnet.training.metrics import pearson_r
 from tests._mini_cache import mini_tree, prepared_tiny
 
 WIDTHS = (6, 8, 10)
@@ -42,10 +53,11 @@ def truth(prepared, tmp_path_factory):
 
 def _model(prepared, bottleneck=8):
     coords, hemi = subject_vertices(prepared, ["subj01"])
-    torch.manual_seed(0)
     cfg = FactorTopyConfig(in_channels=WIDTHS, layer_names=NAMES, bottleneck=bottleneck, mlp_hidden=16, n_freqs=4,
                            chunk_size=None)
-    return FactorTopy(cfg, coords, hemi).eval()
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the session's RNG
+        torch.manual_seed(0)
+        return FactorTopy(cfg, coords, hemi).eval()
 
 
 def test_network_maps_read_the_selectors(prepared):
@@ -61,11 +73,11 @@ def test_network_maps_read_the_selectors(prepared):
     np.testing.assert_allclose(maps.scale, 0.5, atol=1e-6)
     assert np.array_equal(maps.readout, model.readouts["subj01"].weight.detach().numpy())
     # selector heads moved away from init: the maps are what the model's own selectors say
-    torch.manual_seed(1)
+    gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for selector in (model.layer_selector, model.retina, model.scale_selector):
             head = [m for m in selector.modules() if isinstance(m, torch.nn.Linear)][-1]
-            head.weight.normal_(0, 1.0)
+            head.weight.normal_(0, 1.0, generator=gen)
     moved = network_maps(model, "subj01")
     np.testing.assert_allclose(moved.layer_weights, model.layer_weights("subj01").numpy(), atol=1e-6)
     np.testing.assert_allclose(moved.xy, model.positions("subj01").numpy(), atol=1e-6)
@@ -114,40 +126,10 @@ def test_channel_map_recovers_planted_clusters_end_to_end(prepared, truth, tmp_p
     assert np.array_equal(labels, channel_labels(maps, n_clusters=4, n_kmeans=40, seed=0))  # deterministic
     masked = channel_labels(maps, n_clusters=3, n_kmeans=30, seed=0, mask=region > 0)
     assert np.all(masked[region == 0] == -1) and adjusted_rand_score(region[region > 0], masked[region > 0]) > 0.95
-    with np.load(prepared / "subj01" / "vertices.npz") as v:
-        hemi, index = v["hemi"], v["index"]
+    vert = PreparedDataset(prepared).subject("subj01").vertices
     out = tmp_path / "channels.png"
-    plot_channel_map(labels, hemi, index, mesh=prepared / "surfaces" / "fsaverage.npz", view="occipital",
-                     output_file=out)
+    plot_channel_map(labels, vert["hemi"], vert["index"], mesh=prepared, view="occipital", output_file=out)
     assert out.stat().st_size > 10_000
-
-
-def _tokens(rng, n=1, grids=(8, 4, 2)):
-    local = {k: torch.from_numpy(rng.standard_normal((n, c, g, g)).astype(np.float32))
-             for k, c, g in zip(NAMES, WIDTHS, grids)}
-    glob = {k: torch.from_numpy(rng.standard_normal((n, c)).astype(np.float32)) for k, c in zip(NAMES, WIDTHS)}
-    return local, glob
-
-
-def test_bottleneck_maps_and_top_channels(prepared, truth, rng):
-    model = _model(prepared)
-    local, _ = _tokens(rng)
-    stack = bottleneck_maps(model, local)
-    assert stack.shape == (3, 8, 8, 8)
-    expect = model.local_proj[0](local["a"]).detach().numpy()[0]  # the 8x8 layer: no resize
-    np.testing.assert_allclose(stack[0], expect, atol=1e-5)
-    with pytest.raises(KeyError):
-        bottleneck_maps(model, {"a": local["a"]})
-    maps = network_maps(model, "subj01")
-    with np.load(prepared / "subj01" / "rois.npz") as rois:
-        labels, names = rois["prf-visualrois"], list(rois["prf-visualrois__names"])
-    present = [names[c] for c in np.unique(labels[labels > 0])][:2]
-    images = roi_top_channel_images(model, maps, local, labels, names, present)
-    assert set(images) == set(present)
-    for img in images.values():
-        assert img.shape == (8, 8, 3) and img.min() >= 0 and img.max() <= 1 and img.max() > 0.9
-    with pytest.raises(KeyError, match="not among"):
-        roi_top_channel_images(model, maps, local, labels, names, ["nowhere"])
 
 
 def test_standardize_tokens(rng):
@@ -181,13 +163,113 @@ def test_planted_checks_on_perfect_and_scrambled_maps(truth, rng):
         planted_checks(NetworkMaps(lw[:5], xy[:5], np.zeros(5), np.zeros((5, 2)), ("0", "1")), truth)
 
 
+def test_hierarchy_profile_bins_means_and_masks():
+    h = np.array([0.0, 0.05, 0.15, 0.5, 0.55, 1.0, 1.2, -0.1, np.nan])
+    v = np.array([1.0, 3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0, 100.0])
+    prof = hierarchy_profile(v, h, n_bins=4)
+    np.testing.assert_allclose(prof["centre"], [0.125, 0.375, 0.625, 0.875])
+    # bins [0, .25) [.25, .5) [.5, .75) [.75, 1]; out-of-range values go to the end bins, NaN is left out
+    np.testing.assert_array_equal(prof["n"], [4, 0, 2, 2])
+    np.testing.assert_allclose(prof["mean"], [(1 + 3 + 5 + 15) / 4, np.nan, 8.0, 12.0])
+    masked = hierarchy_profile(v, h, mask=v > 4, n_bins=4)
+    np.testing.assert_array_equal(masked["n"], [2, 0, 2, 2])
+    with pytest.raises(ValueError, match="shape"):
+        hierarchy_profile(v[:3], h)
+    with pytest.raises(ValueError, match="mask"):
+        hierarchy_profile(v, h, mask=np.ones(3, bool))
+    with pytest.raises(ValueError, match="n_bins"):
+        hierarchy_profile(v, h, n_bins=0)
+
+
+def test_network_train_config_is_a_train_config_with_overrides(tmp_path):
+    cfg = network_train_config(tmp_path, 1, "brainnet-tiny-random", tmp_path / "run")
+    assert isinstance(cfg, TrainConfig) and cfg.model == "factortopy" and cfg.subjects == ("subj01",)
+    assert cfg.data_dir == str(tmp_path) and cfg.out_dir == str(tmp_path / "run")
+    assert cfg.backbone == "brainnet-tiny-random"
+    assert {k: getattr(cfg, k) for k in NETWORK_TRAINING} == dict(NETWORK_TRAINING)
+    assert cfg.model_options == dict(NETWORK_MODEL_OPTIONS)
+    more = network_train_config(tmp_path, "subj02", "x", tmp_path, max_epochs=2, seed=3,
+                                model_options={"bottleneck": 4, "n_freqs": 2})
+    assert (more.max_epochs, more.seed, more.subjects) == (2, 3, ("subj02",))
+    assert more.model_options == {**NETWORK_MODEL_OPTIONS, "bottleneck": 4, "n_freqs": 2}
+    assert network_train_config(tmp_path, 1, "x", tmp_path).model_options["bottleneck"] == 32  # defaults untouched
+    with pytest.raises(TypeError):
+        network_train_config(tmp_path, 1, "x", tmp_path, epochs=3)  # TrainConfig spells it max_epochs
+    with pytest.raises(ValueError):
+        network_train_config(tmp_path, 1, "x", tmp_path, lr=-1.0)
+
+
+def test_image_tokens_standardised_like_the_training_tokens(prepared):
+    ds = PreparedDataset(prepared)
+    backbone = create_backbone("brainnet-tiny-random")
+    features, stats = network_features(ds, backbone, pool=None)
+    assert stats is not None and set(stats.local_mean) == set(features.layer_names)
+    local, glob = image_tokens(backbone, ds.images[3], stats)
+    raw_local, raw_glob = image_tokens(backbone, ds.images[3])
+    raw, none = network_features(ds, backbone, pool=None, standardize=False)
+    assert none is None
+    for name in features.layer_names:
+        m, sd = stats.local_mean[name][:, None, None], stats.local_std[name][:, None, None]
+        np.testing.assert_allclose(local[name][0].numpy(), (raw_local[name][0].numpy() - m) / sd, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(glob[name][0].numpy(), (raw_glob[name][0].numpy() - stats.global_mean[name])
+                                   / stats.global_std[name], rtol=1e-4, atol=1e-4)
+        # the image's unpooled tokens are those cached for its row (up to fp16 and the resize of 32 -> 64 px)
+        for mine, cached in ((local[name][0], features.local[name][3]), (raw_local[name][0], raw.local[name][3])):
+            mine, cached = mine.numpy().ravel(), np.asarray(cached, np.float32).ravel()
+            assert pearson_r(mine[:, None], cached[:, None])[0] > 0.99
+            assert np.abs(mine - cached).mean() < 0.05 * cached.std()
+    with pytest.raises(ValueError, match="shape"):
+        image_tokens(backbone, ds.images[3][..., 0])
+
+
+def test_trained_clearer():
+    rows = {"t": {"hierarchy_rho": 0.7}, "u": {"hierarchy_rho": 0.2}, "n": {"best_val_r": 0.1}}
+    assert trained_clearer(rows, "t", "u") is True
+    assert trained_clearer(rows, "u", "t") is False
+    assert trained_clearer(rows, "t", "n") is None and trained_clearer(rows, "t", "missing") is None
+
+
+def test_network_figures(prepared, truth, tmp_path, rng):
+    vert = PreparedDataset(prepared).subject("subj01").vertices
+    v = len(vert["hemi"])
+    h = truth["hierarchy"].to_numpy()
+    lw = np.stack([1 - np.clip(h, 0, 1), np.clip(h, 0, 1)], axis=1)
+    maps = {"a": NetworkMaps(lw, truth[["rf_x", "rf_y"]].to_numpy(), np.zeros(v), np.zeros((v, 2)), ("0", "1")),
+            "b": NetworkMaps(lw[::-1].copy(), np.zeros((v, 2)), np.zeros(v), np.zeros((v, 2)), ("0", "1"))}
+    visual = truth["kind"].to_numpy() == 1
+    profiles = {n: hierarchy_profile(m.expected_layer, h, visual) for n, m in maps.items()}
+    out = tmp_path / "side.png"
+    fig = plot_backbones_side_by_side(maps, vert["hemi"], vert["index"], mesh=prepared, view="occipital",
+                                      hierarchy=h, mask=visual, profiles=profiles, output_file=out)
+    assert out.stat().st_size > 10_000 and len(fig.axes) >= 6
+    lines = fig.axes[2].get_lines()  # the bin means of backbone "a"
+    np.testing.assert_allclose(lines[0].get_ydata(), profiles["a"]["mean"])
+    two = plot_backbones_side_by_side(maps, vert["hemi"], vert["index"], mesh=prepared, view="occipital")
+    assert len(two.axes) >= 4 and not any(ax.get_xlabel().startswith("planted") for ax in two.axes)
+    single = plot_layer_vs_hierarchy(h[visual], maps["a"].expected_layer[visual], 2, profiles["a"],
+                                     output_file=tmp_path / "lh.png")
+    assert single.axes[0].get_ylim() == (-0.1, 1.1) and (tmp_path / "lh.png").is_file()
+    image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    tops = {"a": {"V1": rng.uniform(0, 1, (8, 8, 3))}, "b": {}}
+    fig = plot_top_channels(image, tops, ["V1", "hV4"], {"V1": 12}, output_file=tmp_path / "top.png")
+    assert len(fig.axes) == 6 and fig.axes[1].get_title() == "V1 (12 vertices)" and (tmp_path / "top.png").is_file()
+    assert len(fig.axes[1].get_images()) == 1 and not fig.axes[2].get_images() and not fig.axes[4].get_images()
+    with pytest.raises(ValueError, match="empty"):
+        plot_top_channels(image, {}, ["V1"])
+
+
 def test_short_training_recovers_receptive_fields(prepared, truth, tmp_path):
     """A short FactorTopy run on the tiny preset: positions follow the planted RFs, layers the hierarchy."""
     torch.set_num_threads(1)
-    cfg = B2NConfig(epochs=12, vertices_per_step=None, lr=3e-3, bottleneck=16, mlp_hidden=32, reg_decay_steps=50)
-    fit, features, stats = train_factortopy(prepared, "subj01", "brainnet-tiny", tmp_path / "run", cfg)
-    assert stats is not None and set(stats.local_mean) == set(features.layer_names)
-    checks = planted_checks(network_maps(fit.model, "subj01"), truth)
-    assert fit.summary["best_val_r"] > 0.1
-    assert checks["rf_r_x"] > 0.6 and checks["rf_r_y"] > 0.6, checks
-    assert checks["hierarchy_rho"] > 0.2, checks
+    cfg = network_train_config(prepared, "subj01", "brainnet-tiny", tmp_path / "run", max_epochs=12,
+                               vertices_per_step=None, lr=3e-3,
+                               model_options={"bottleneck": 16, "mlp_hidden": 32, "reg_decay_steps": 50})
+    features, _ = network_features(prepared, "brainnet-tiny", pool=cfg.pool)
+    fit = fit_encoder(cfg, features=features)
+    maps = network_maps(fit.model, "subj01")
+    assert maps.readout.shape[1] == 16
+    row = run_summary(fit, maps, truth, seconds=1.234)
+    assert row["best_val_r"] > 0.1 and row["steps"] == fit.global_step and row["train_seconds"] == 1.2
+    assert row["rf_r_x"] > 0.6 and row["rf_r_y"] > 0.6, row
+    assert row["hierarchy_rho"] > 0.2, row
+    assert set(run_summary(fit)) == {"best_val_r", "test_mean_r", "steps"}  # no truth: no planted checks

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import adjusted_rand_score
 
+from brainnet.analysis.brain_to_network import NetworkMaps
 from brainnet.analysis.channels import (
+    bottleneck_maps,
     cluster_channels,
     layer_weighted_map,
+    roi_top_channel_images,
     spherical_kmeans,
     top_channel_image,
 )
+from brainnet.models import FactorTopy, FactorTopyConfig
+
+WIDTHS = (6, 8, 10)
+NAMES = ("a", "b", "c")
 
 
 def planted_weights(rng, n_dirs=5, per_dir=(300, 250, 200, 150, 100), d=32, noise=0.15):
@@ -104,3 +112,60 @@ def test_layer_weighted_map(rng):
     np.testing.assert_allclose(out, 0.2 * maps[0] + 0.8 * maps[2])
     with pytest.raises(ValueError, match="layer_weights"):
         layer_weighted_map(maps, np.ones(2))
+
+
+def _factortopy(rng, n_vertices=60, bottleneck=8):
+    """A FactorTopy on random sphere points (no dataset needed); weights from a local generator."""
+    coords = rng.normal(size=(n_vertices, 3))
+    coords = (100 * coords / np.linalg.norm(coords, axis=1, keepdims=True)).astype(np.float32)
+    hemi = (np.arange(n_vertices) >= n_vertices // 2).astype(np.int64)
+    cfg = FactorTopyConfig(in_channels=WIDTHS, layer_names=NAMES, bottleneck=bottleneck, mlp_hidden=16, n_freqs=4,
+                           chunk_size=None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return FactorTopy(cfg, {"subj01": coords}, {"subj01": hemi}).eval()
+
+
+def _tokens(rng, grids=(8, 4, 2)):
+    return {k: torch.from_numpy(rng.standard_normal((1, c, g, g)).astype(np.float32))
+            for k, c, g in zip(NAMES, WIDTHS, grids)}
+
+
+def test_bottleneck_maps_resize_every_layer_to_the_largest_grid(rng):
+    model = _factortopy(rng)
+    local = _tokens(rng)
+    stack = bottleneck_maps(model, local)
+    assert stack.shape == (3, 8, 8, 8) and stack.dtype == np.float32
+    np.testing.assert_allclose(stack[0], model.local_proj[0](local["a"]).detach().numpy()[0], atol=1e-5)  # no resize
+    # a spatially constant 2x2 layer stays constant after the bilinear resize
+    flat = dict(local, c=torch.ones(1, WIDTHS[2], 2, 2))
+    c_map = bottleneck_maps(model, flat)[2]
+    np.testing.assert_allclose(c_map, c_map[:, :1, :1] * np.ones((1, 8, 8)), atol=1e-5)
+    assert bottleneck_maps(model, {k: v[0] for k, v in local.items()}, size=4).shape == (3, 8, 4, 4)  # (C, h, w) ok
+    with pytest.raises(KeyError, match="lack"):
+        bottleneck_maps(model, {"a": local["a"]})
+    with pytest.raises(ValueError, match="one image"):
+        bottleneck_maps(model, {k: v.repeat(2, 1, 1, 1) for k, v in local.items()})
+
+
+def test_roi_top_channel_images(rng):
+    model = _factortopy(rng)
+    v = 60
+    labels = np.repeat([0, 1, 2, 3], [20, 20, 18, 2])  # ROI "small" is too small for 3 components
+    names = ["Unknown", "V1", "V2", "small"]
+    lw = rng.dirichlet(np.ones(3), v).astype(np.float32)
+    maps = NetworkMaps(lw, np.zeros((v, 2), np.float32), np.zeros(v, np.float32),
+                       rng.normal(size=(v, 8)).astype(np.float32), NAMES)
+    local = _tokens(rng)
+    images = roi_top_channel_images(model, maps, local, labels, names, ["V1", "V2", "small"])
+    assert set(images) == {"V1", "V2"}
+    stack = bottleneck_maps(model, local)
+    sel = labels == 1
+    expect = top_channel_image(maps.readout[sel], layer_weighted_map(stack, lw[sel].mean(axis=0)))
+    np.testing.assert_allclose(images["V1"], expect, atol=1e-6)
+    for img in images.values():
+        assert img.shape == (8, 8, 3) and img.min() >= 0 and img.max() <= 1 and img.max() > 0.9
+    with pytest.raises(KeyError, match="not among"):
+        roi_top_channel_images(model, maps, local, labels, names, ["nowhere"])
+    with pytest.raises(ValueError, match="labels"):
+        roi_top_channel_images(model, maps, local, labels[:10], names, ["V1"])

@@ -3,49 +3,60 @@
 A FactorTopy model (:class:`brainnet.models.FactorTopy`) chooses, per vertex, a backbone layer
 (softmax weights), an image position (x, y) and a local / global mix, then reads the
 bottleneck feature out with its own weight vector. This module turns a trained model into
-those maps and the derived quantities of the Brain Decodes Deep Nets figures:
+those maps and the derived numbers of the Brain Decodes Deep Nets figures (the figures
+themselves are in :mod:`brainnet.plotting.network`):
 
 * :func:`network_maps` — layer weights, positions, scale and readout weights per vertex;
-* :func:`expected_layer` / :func:`hierarchy_correlation` — the preferred layer ``sum_l l w_l``
-  and its Spearman correlation with a hierarchy (nsd-mini's planted one);
-* :func:`channel_labels` — the channel map (cosine k-means + Ward on the readout weights);
-* :func:`bottleneck_maps` / :func:`roi_top_channel_images` — what an ROI reads in one image;
-* :func:`standardize_tokens` — z-score cached tokens per channel, so backbones whose activation
-  scale differs between layers (an untrained CNN's shrinks ~2.6x per stage) are compared on an
-  equal footing;
-* :func:`train_factortopy` — a notebook-sized training run through
-  :func:`brainnet.training.fit.fit_encoder`;
-* :func:`planted_checks` — layer hierarchy and RF recovery against nsd-mini's planted truth.
+* :func:`expected_layer` / :func:`hierarchy_correlation` / :func:`hierarchy_profile` — the
+  preferred layer ``sum_l l w_l``, its Spearman correlation with a hierarchy (nsd-mini's
+  planted one) and its mean per hierarchy bin;
+* :func:`channel_labels` — the channel map (:mod:`brainnet.analysis.channels`);
+* :func:`network_features` / :func:`standardize_tokens` / :func:`image_tokens` — a backbone's
+  cached tokens z-scored per channel, so backbones whose activation scale differs between
+  layers (an untrained CNN's shrinks ~2.6x per stage) are compared on an equal footing, and one
+  image's tokens standardised the same way;
+* :func:`network_train_config` — the notebook-scale FactorTopy run as a
+  :class:`~brainnet.training.config.TrainConfig` (train it with
+  :func:`brainnet.training.fit.fit_encoder`, the one training path);
+* :func:`planted_checks` / :func:`run_summary` / :func:`trained_clearer` — layer hierarchy and
+  RF recovery against nsd-mini's planted truth, one summary row per backbone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from scipy import stats
 
-from brainnet.analysis.channels import cluster_channels, layer_weighted_map, top_channel_image
+from brainnet.analysis.channels import cluster_channels
+from brainnet.data.layout import subject_name
+from brainnet.data.prepared import PreparedDataset
+from brainnet.training.config import TrainConfig
 
 __all__ = [
-    "B2NConfig",
+    "NETWORK_MODEL_OPTIONS",
+    "NETWORK_TRAINING",
     "HierarchyCorrelation",
     "NetworkMaps",
     "TokenStats",
-    "bottleneck_maps",
     "channel_labels",
     "expected_layer",
     "hierarchy_correlation",
+    "hierarchy_profile",
+    "image_tokens",
+    "network_features",
     "network_maps",
+    "network_train_config",
     "planted_checks",
-    "roi_top_channel_images",
+    "run_summary",
     "standardize_tokens",
-    "train_factortopy",
+    "trained_clearer",
 ]
 
 
@@ -141,6 +152,35 @@ def hierarchy_correlation(layer_weights: np.ndarray, hierarchy: np.ndarray,
     return HierarchyCorrelation(float(res.statistic), float(res.pvalue), int(m.sum()))
 
 
+def hierarchy_profile(values: np.ndarray, hierarchy: np.ndarray, mask: np.ndarray | None = None,
+                      n_bins: int = 10, value_range: tuple[float, float] = (0.0, 1.0)) -> pd.DataFrame:
+    """Mean of ``values`` (V,) (e.g. :func:`expected_layer`) in equal bins of ``hierarchy`` (V,).
+
+    ``n_bins`` bins split ``value_range``; a hierarchy outside it falls in the first / last bin.
+    ``mask`` (V,) bool selects vertices (non-finite hierarchies are left out too).
+
+    Returns
+    -------
+    DataFrame with one row per bin: ``centre``, ``mean`` (NaN for an empty bin), ``n``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    h = np.asarray(hierarchy, dtype=np.float64)
+    if v.ndim != 1 or h.shape != v.shape:
+        raise ValueError(f"values and hierarchy must both have shape (V,), got {v.shape} and {h.shape}")
+    m = np.ones(len(h), bool) if mask is None else np.asarray(mask, bool)
+    if m.shape != h.shape:
+        raise ValueError(f"mask must have shape {h.shape}, got {m.shape}")
+    if n_bins < 1 or not value_range[0] < value_range[1]:
+        raise ValueError(f"need n_bins >= 1 and low < high, got {n_bins} and {value_range}")
+    m = m & np.isfinite(h)
+    edges = np.linspace(value_range[0], value_range[1], n_bins + 1)
+    idx = np.clip(np.digitize(h[m], edges) - 1, 0, n_bins - 1)
+    n = np.bincount(idx, minlength=n_bins)
+    sums = np.bincount(idx, weights=v[m], minlength=n_bins)
+    mean = np.divide(sums, n, out=np.full(n_bins, np.nan), where=n > 0)
+    return pd.DataFrame({"centre": (edges[:-1] + edges[1:]) / 2, "mean": mean, "n": n})
+
+
 def channel_labels(maps: NetworkMaps | np.ndarray, n_clusters: int = 20, n_kmeans: int = 1000, seed: int = 0,
                    mask: np.ndarray | None = None) -> np.ndarray:
     """Channel per vertex from the readout weights (:func:`~brainnet.analysis.channels.cluster_channels`).
@@ -202,146 +242,91 @@ def standardize_tokens(features):
     return new, TokenStats(lm, ls, gm, gs)
 
 
-def bottleneck_maps(model, local: Mapping, size: int | None = None) -> np.ndarray:
-    """Per-layer bottleneck maps of ONE image at full token resolution.
+def _root(data: str | Path | PreparedDataset) -> Path:
+    return data.root if isinstance(data, PreparedDataset) else Path(data)
+
+
+def network_features(data, backbone, pool: int | None = 8, standardize: bool = True):
+    """A backbone's cached tokens of every image (:func:`brainnet.training.features.build_features`),
+    z-scored per channel when ``standardize`` (:func:`standardize_tokens`).
 
     Parameters
     ----------
-    model : FactorTopy (its per-layer 1x1 projections ``local_proj``).
-    local : layer -> (1, C_l, h_l, w_l) or (C_l, h_l, w_l) tokens (the backbone's, unpooled;
-        standardised the way the training tokens were).
-    size : output side (default: the largest grid); every layer is resized bilinearly to it.
+    data : prepared dataset (path or :class:`~brainnet.data.PreparedDataset`).
+    backbone : registered name or a Backbone object (pass the object to reuse it for
+        :func:`image_tokens`).
 
     Returns
     -------
-    float32 (L, D, size, size).
+    (FeatureSet, TokenStats or None)
     """
-    names = list(model.config.layer_names) or list(local)
-    if len(names) != len(model.local_proj):
-        raise ValueError(f"model has {len(model.local_proj)} layers, tokens have {len(names)}")
-    missing = [n for n in names if n not in local]
-    if missing:
-        raise KeyError(f"tokens lack layers {missing}")
-    xs = []
-    for n in names:
-        x = torch.as_tensor(local[n]).float()
-        xs.append(x[None] if x.ndim == 3 else x)
-        if xs[-1].ndim != 4 or xs[-1].shape[0] != 1:
-            raise ValueError(f"layer {n}: expected one image (1, C, h, w), got {tuple(xs[-1].shape)}")
-    side = size or max(max(x.shape[-2:]) for x in xs)
-    out = []
-    with torch.no_grad():
-        for x, proj in zip(xs, model.local_proj):
-            y = proj(x.to(proj.weight.dtype)).float()
-            if y.shape[-2:] != (side, side):
-                y = F.interpolate(y, size=(side, side), mode="bilinear", align_corners=False)
-            out.append(y[0])
-    return torch.stack(out).numpy().astype(np.float32)
+    from brainnet.training.features import build_features
+
+    features = build_features(_root(data), backbone, pool=pool)
+    if not standardize:
+        return features, None
+    return standardize_tokens(features)
 
 
-def roi_top_channel_images(model, maps: NetworkMaps, local: Mapping, labels: np.ndarray, names: Sequence[str],
-                           rois: Sequence[str], n_components: int = 3) -> dict[str, np.ndarray]:
-    """Top channels of each named ROI on one image: ROI-mean layer weights mix the bottleneck
-    maps (:func:`bottleneck_maps`), then the PCA of the ROI's readout weights colours them
-    (:func:`~brainnet.analysis.channels.top_channel_image`).
+def image_tokens(backbone, image: np.ndarray, token_stats: TokenStats | None = None) -> tuple[dict, dict]:
+    """Unpooled tokens of one image, standardised like the training tokens when ``token_stats`` is given.
 
     Parameters
     ----------
-    labels : int (V,) ROI code per vertex; names : names[code]; rois : ROI names to draw.
-    local : the image's tokens (see :func:`bottleneck_maps`).
+    backbone : a Backbone (``get_tokens``); run in eval mode, its mode is restored.
+    image : uint8 (S, S, 3), e.g. a row of :attr:`PreparedDataset.images`.
 
     Returns
     -------
-    ROI name -> float32 (H, W, n_components) in [0, 1]; ROIs with fewer than n_components + 1
-    vertices are left out.
+    (local, global): layer -> float32 tensors (1, C, h, w) / (1, C).
     """
-    labels = np.asarray(labels)
-    if labels.shape != (len(maps.readout),):
-        raise ValueError(f"labels must have shape ({len(maps.readout)},), got {labels.shape}")
-    stack = bottleneck_maps(model, local)
-    out = {}
-    for roi in rois:
-        if roi not in names:
-            raise KeyError(f"ROI {roi!r} not among {list(names)}")
-        sel = labels == list(names).index(roi)
-        if sel.sum() < n_components + 1:
-            continue
-        fmap = layer_weighted_map(stack, maps.layer_weights[sel].mean(axis=0))
-        out[roi] = top_channel_image(maps.readout[sel], fmap, n_components=n_components)
-    return out
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must have shape (S, S, 3), got {image.shape}")
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255.0
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            local, glob = backbone.get_tokens(pixels)
+    finally:
+        backbone.train(was_training)
+    if token_stats is not None:
+        return token_stats.apply(local, glob)
+    return ({k: v.float() for k, v in local.items()}, {k: v.float() for k, v in glob.items()})
 
 
 # --------------------------------------------------------------------------- training
 
+#: TrainConfig settings of a notebook-scale FactorTopy run (override any in :func:`network_train_config`).
+#: Few epochs, no early stopping, a random vertex subset per step (the selectors are shared MLPs over
+#: the sphere, so a subset per step trains them), smooth L1 with beta 0.1, no weight decay.
+NETWORK_TRAINING = MappingProxyType({
+    "model": "factortopy", "pool": 8, "max_epochs": 6, "max_steps": -1, "patience": None, "vertices_per_step": 512,
+    "lr": 2e-3, "batch_size": 32, "beta": 0.1, "weight_decay": 0.0, "resume": False, "seed": 0, "eval_split": "test"})
 
-@dataclass(frozen=True)
-class B2NConfig:
-    """A small FactorTopy training run (notebook scale; see :func:`train_factortopy`).
-
-    Attributes
-    ----------
-    epochs, max_steps : Trainer limits (-1: no step limit).
-    vertices_per_step : random vertices per step (the selectors are shared MLPs over the sphere,
-        so a subset per step trains them; None: all).
-    lr, batch_size, beta : optimisation (AdamW, smooth L1 with ``beta``).
-    bottleneck, mlp_hidden, reg_decay_steps : FactorTopy options.
-    readout_init_std : std of the readout weights at init. Small (0.05) so that after a short run
-        the readout directions are the learned ones, not the random start: the channel map
-        clusters those directions (with std 1 and a few hundred steps it is salt-and-pepper).
-    pool : cached local maps pooled to ``pool x pool``.
-    standardize : z-score tokens per channel (:func:`standardize_tokens`).
-    seed : run seed.
-    model_options : more FactorTopyConfig overrides.
-    """
-
-    epochs: int = 6
-    max_steps: int = -1
-    vertices_per_step: int | None = 512
-    lr: float = 2e-3
-    batch_size: int = 32
-    beta: float = 0.1
-    bottleneck: int = 32
-    mlp_hidden: int = 64
-    reg_decay_steps: int = 100
-    readout_init_std: float = 0.05
-    pool: int = 8
-    standardize: bool = True
-    seed: int = 0
-    model_options: dict = field(default_factory=dict)
+#: FactorTopyConfig options of that run. ``readout_init_std`` is small (0.05) so that after a short run the
+#: readout directions are the learned ones, not the random start: the channel map clusters those directions
+#: (with std 1 and a few hundred steps it is salt-and-pepper).
+NETWORK_MODEL_OPTIONS = MappingProxyType({
+    "bottleneck": 32, "mlp_hidden": 64, "reg_decay_steps": 100, "readout_init_std": 0.05, "chunk_size": None})
 
 
-def train_factortopy(data_dir: str | Path, subject: str, backbone: str, out_dir: str | Path,
-                     config: B2NConfig | None = None, features=None):
-    """Train FactorTopy for one subject on one backbone's cached tokens.
+def network_train_config(data, subject, backbone: str, out_dir: str | Path, **changes) -> TrainConfig:
+    """The :class:`TrainConfig` of FactorTopy for one subject on one backbone, notebook scale.
+
+    :data:`NETWORK_TRAINING` with ``changes`` (TrainConfig fields) on top; ``model_options`` in
+    ``changes`` update :data:`NETWORK_MODEL_OPTIONS`. Train it with
+    ``brainnet.training.fit.fit_encoder(config, features=network_features(...)[0])``.
 
     Parameters
     ----------
-    features : a :class:`~brainnet.training.batches.FeatureSet` of that backbone (None: built,
-        and standardised when ``config.standardize``); pass the one already built to reuse it.
-
-    Returns
-    -------
-    (FitResult, FeatureSet used, TokenStats or None)
+    data : prepared dataset (path or :class:`~brainnet.data.PreparedDataset`); subject : "subj01" or 1.
     """
-    from brainnet.training.config import TrainConfig
-    from brainnet.training.features import build_features
-    from brainnet.training.fit import fit_encoder
-
-    config = config or B2NConfig()
-    stats_ = None
-    if features is None:
-        features = build_features(data_dir, backbone, pool=config.pool)
-        if config.standardize:
-            features, stats_ = standardize_tokens(features)
-    opts = dict(bottleneck=config.bottleneck, mlp_hidden=config.mlp_hidden, reg_decay_steps=config.reg_decay_steps,
-                readout_init_std=config.readout_init_std, chunk_size=None)
-    opts.update(config.model_options)
-    tc = TrainConfig(data_dir=str(data_dir), subjects=(subject,), backbone=backbone, pool=config.pool,
-                     model="factortopy", max_epochs=config.epochs, max_steps=config.max_steps, patience=None,
-                     vertices_per_step=config.vertices_per_step, lr=config.lr, batch_size=config.batch_size,
-                     beta=config.beta, weight_decay=0.0, out_dir=str(out_dir), resume=False, seed=config.seed,
-                     eval_split="test", model_options=opts)
-    return fit_encoder(tc, features=features), features, stats_
+    options = {**NETWORK_MODEL_OPTIONS, **dict(changes.pop("model_options", None) or {})}
+    settings = {**NETWORK_TRAINING, **changes}
+    return TrainConfig(data_dir=str(_root(data)), subjects=(subject_name(subject),),
+                       backbone=backbone, out_dir=str(out_dir), model_options=options, **settings)
 
 
 # --------------------------------------------------------------------------- planted truth
@@ -370,3 +355,27 @@ def planted_checks(maps: NetworkMaps, truth: pd.DataFrame, max_early_hierarchy: 
     return {"hierarchy_rho": h.rho, "hierarchy_p": h.p_value, "n_visual": h.n,
             "rf_r_x": rf["r_x"], "rf_r_y": rf["r_y"], "n_early": rf["n"],
             "rf_r_x_visual": rf_all["r_x"], "rf_r_y_visual": rf_all["r_y"]}
+
+
+def run_summary(fit, maps: NetworkMaps | None = None, truth: pd.DataFrame | None = None,
+                seconds: float | None = None) -> dict[str, float | None]:
+    """One row of numbers of a trained backbone: ``best_val_r``, ``test_mean_r`` (None when not
+    scored), ``steps``, ``train_seconds`` (when given) and, with ``maps`` and ``truth``,
+    :func:`planted_checks`. ``fit`` is a :class:`~brainnet.training.fit.FitResult`. Numbers are floats."""
+    row: dict = {"best_val_r": fit.summary["best_val_r"], "test_mean_r": fit.summary.get("eval_mean_r"),
+                 "steps": fit.global_step}
+    if seconds is not None:
+        row["train_seconds"] = round(float(seconds), 1)
+    if maps is not None and truth is not None:
+        row.update(planted_checks(maps, truth))
+    return {k: (None if v is None else float(v)) for k, v in row.items()}
+
+
+def trained_clearer(rows: Mapping[str, Mapping], trained: str = "brainnet-tiny",
+                    untrained: str = "brainnet-tiny-random") -> bool | None:
+    """Whether ``rows[trained]`` has a higher ``hierarchy_rho`` than ``rows[untrained]`` (rows of
+    :func:`run_summary`); None when either backbone or its hierarchy rho is missing."""
+    a, b = rows.get(trained, {}), rows.get(untrained, {})
+    if a.get("hierarchy_rho") is None or b.get("hierarchy_rho") is None:
+        return None
+    return bool(a["hierarchy_rho"] > b["hierarchy_rho"])

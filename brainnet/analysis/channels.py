@@ -5,15 +5,28 @@
 * :func:`top_channel_image` — the main directions (PCA) of one ROI's readout weights, projected
   on an image's feature map, as an RGB picture of what that ROI reads.
 * :func:`layer_weighted_map` — the feature map that projection expects.
+* :func:`bottleneck_maps` / :func:`roi_top_channel_images` — a FactorTopy's bottleneck maps of
+  one image, and what each ROI's channels read in it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy.cluster.hierarchy import fcluster, linkage
 from tqdm.auto import tqdm
 
-__all__ = ["cluster_channels", "layer_weighted_map", "spherical_kmeans", "top_channel_image"]
+__all__ = [
+    "bottleneck_maps",
+    "cluster_channels",
+    "layer_weighted_map",
+    "roi_top_channel_images",
+    "spherical_kmeans",
+    "top_channel_image",
+]
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -234,3 +247,74 @@ def top_channel_image(
     span = hi - lo
     scaled = np.divide(np.clip(proj, lo, hi) - lo, span, out=np.zeros_like(proj), where=span > 0)
     return scaled.T.reshape(h, w, n_components).astype(np.float32)
+
+
+def bottleneck_maps(model, local: Mapping, size: int | None = None) -> np.ndarray:
+    """Per-layer bottleneck maps of ONE image at full token resolution.
+
+    Parameters
+    ----------
+    model : FactorTopy (its per-layer 1x1 projections ``local_proj``).
+    local : layer -> (1, C_l, h_l, w_l) or (C_l, h_l, w_l) tokens (the backbone's, unpooled;
+        standardised the way the training tokens were).
+    size : output side (default: the largest grid); every layer is resized bilinearly to it.
+
+    Returns
+    -------
+    float32 (L, D, size, size).
+    """
+    names = list(model.config.layer_names) or list(local)
+    if len(names) != len(model.local_proj):
+        raise ValueError(f"model has {len(model.local_proj)} layers, tokens have {len(names)}")
+    missing = [n for n in names if n not in local]
+    if missing:
+        raise KeyError(f"tokens lack layers {missing}")
+    xs = []
+    for n in names:
+        x = torch.as_tensor(local[n]).float()
+        xs.append(x[None] if x.ndim == 3 else x)
+        if xs[-1].ndim != 4 or xs[-1].shape[0] != 1:
+            raise ValueError(f"layer {n}: expected one image (1, C, h, w), got {tuple(xs[-1].shape)}")
+    side = size or max(max(x.shape[-2:]) for x in xs)
+    out = []
+    with torch.no_grad():
+        for x, proj in zip(xs, model.local_proj):
+            y = proj(x.to(proj.weight.dtype)).float()
+            if y.shape[-2:] != (side, side):
+                y = F.interpolate(y, size=(side, side), mode="bilinear", align_corners=False)
+            out.append(y[0])
+    return torch.stack(out).numpy().astype(np.float32)
+
+
+def roi_top_channel_images(model, maps, local: Mapping, labels: np.ndarray, names: Sequence[str],
+                           rois: Sequence[str], n_components: int = 3) -> dict[str, np.ndarray]:
+    """Top channels of each named ROI on one image: ROI-mean layer weights mix the bottleneck
+    maps (:func:`bottleneck_maps`), then the PCA of the ROI's readout weights colours them
+    (:func:`top_channel_image`).
+
+    Parameters
+    ----------
+    maps : a :class:`~brainnet.analysis.brain_to_network.NetworkMaps` (``layer_weights`` (V, L),
+        ``readout`` (V, D)).
+    labels : int (V,) ROI code per vertex; names : names[code]; rois : ROI names to draw.
+    local : the image's tokens (see :func:`bottleneck_maps`).
+
+    Returns
+    -------
+    ROI name -> float32 (H, W, n_components) in [0, 1]; ROIs with fewer than n_components + 1
+    vertices are left out.
+    """
+    labels = np.asarray(labels)
+    if labels.shape != (len(maps.readout),):
+        raise ValueError(f"labels must have shape ({len(maps.readout)},), got {labels.shape}")
+    stack = bottleneck_maps(model, local)
+    out = {}
+    for roi in rois:
+        if roi not in names:
+            raise KeyError(f"ROI {roi!r} not among {list(names)}")
+        sel = labels == list(names).index(roi)
+        if sel.sum() < n_components + 1:
+            continue
+        fmap = layer_weighted_map(stack, maps.layer_weights[sel].mean(axis=0))
+        out[roi] = top_channel_image(maps.readout[sel], fmap, n_components=n_components)
+    return out
