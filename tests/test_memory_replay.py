@@ -9,14 +9,13 @@ import pytest
 
 from brainnet.analysis.memory_replay import (
     control_at_chance,
-    estimate_peak,
-    lag_design,
+    group_sums,
     lag_products,
     lag_profile,
-    peak_of,
     per_trial_products,
-    period_of,
 )
+from brainnet.analysis.replay_design import lag_design
+from brainnet.analysis.replay_peak import estimate_peak, peak_of, period_of
 
 N_SLOTS = 33
 
@@ -125,6 +124,17 @@ def test_per_trial_products_mean_is_mean_pearson_r(rng):
     assert per_trial_products(pred, obs).mean() == pytest.approx(np.mean(r), abs=1e-12)
     with pytest.raises(ValueError, match="same shape"):
         per_trial_products(pred, obs[:, :3])
+
+
+def test_group_sums_pool_finite_products_per_image():
+    products = np.array([[1.0, 2.0, np.nan, 4.0], [np.nan, 1.0, 1.0, 1.0]])
+    sums, counts = group_sums(products, groups=np.array([7, 3, 7, 3]))  # groups in sorted order: 3, 7
+    np.testing.assert_array_equal(sums, [[6.0, 1.0], [2.0, 1.0]])
+    np.testing.assert_array_equal(counts, [[2, 1], [2, 1]])
+    sums, counts = group_sums(products, None)  # each trial alone
+    np.testing.assert_array_equal(counts, np.isfinite(products))
+    with pytest.raises(ValueError, match="groups must have shape"):
+        group_sums(products, np.zeros(3))
 
 
 def test_lag_profile_per_roi(rng):
