@@ -28,6 +28,7 @@ __all__ = [
     "chance_table",
     "focus_group",
     "group_profiles",
+    "group_sizes",
     "peak_estimates",
     "peak_table",
     "planted_comparison",
@@ -125,6 +126,11 @@ def vertex_groups(dataset: PreparedDataset, subject: str, truth_file=None, atlas
 
 
 # --------------------------------------------------------------------------- tables
+
+
+def group_sizes(groups: Mapping[str, Mapping[str, np.ndarray]]) -> pd.DataFrame:
+    """Vertices per group (rows) and subject (columns)."""
+    return pd.DataFrame({s: {g: len(v) for g, v in gr.items()} for s, gr in groups.items()})
 
 
 def group_profiles(result: ReplayResult, groups: Mapping[str, Mapping[str, np.ndarray]]) -> pd.DataFrame:
