@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from himalaya.ridge import RidgeCV  # imported with the module: its BLAS is loaded before a cell limits threads
+from himalaya.scoring import correlation_score
+from sklearn.model_selection import GroupKFold
 
 from brainnet.data.layout import SPLIT_CODES
 
@@ -83,7 +86,7 @@ class ReplayConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "ReplayConfig":
+    def from_dict(cls, data: Mapping) -> ReplayConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -121,7 +124,7 @@ class ReplayFeatures:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ReplayFeatures":
+    def load(cls, path: str | os.PathLike) -> ReplayFeatures:
         with np.load(path) as z:
             return cls(z["vectors"].astype(np.float32), tuple(int(w) for w in z["widths"]),
                        tuple(str(n) for n in z["layer_names"]), str(z["backbone"]))
@@ -160,8 +163,6 @@ def replay_features(data, backbone="brainnet-tiny", layers: Sequence | None = No
 def inner_folds(groups: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train rows, held-out rows) of ``GroupKFold`` (shuffled with ``seed``) over ``groups`` (n,):
     each group's rows (an image's repeats) fall in one fold."""
-    from sklearn.model_selection import GroupKFold
-
     groups = np.asarray(groups)
     n_groups = len(np.unique(groups))
     if n_groups < n_folds:
@@ -184,13 +185,11 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: Sequence[float], groups: np.
     A fitted ``himalaya.ridge.RidgeCV`` (with intercept): ``.predict(x) -> (n, V)``,
     ``.best_alphas_`` (V,) — each vertex's penalty, the best mean inner-fold Pearson r.
     """
-    from himalaya.ridge import RidgeCV
-    from himalaya.scoring import correlation_score
-
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) < 3:
         raise ValueError(f"x (n, D) and y (n, V) need the same n >= 3 rows, got {x.shape} and {y.shape}")
     model = RidgeCV(alphas=np.asarray(alphas, dtype=np.float64), fit_intercept=True,
-                    cv=inner_folds(groups, n_folds, seed), solver_params={"score_func": correlation_score})
+                    cv=inner_folds(groups, n_folds, seed),
+                    solver_params={"score_func": correlation_score, "warn": False})
     return model.fit(x, y)
