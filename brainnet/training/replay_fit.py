@@ -177,7 +177,7 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: Sequence[float], groups: np.
 
     Parameters
     ----------
-    x : (n, D) features; y : (n, V) responses; groups : (n,) image per row.
+    x : (n, D) features; y : (n, V) responses (both fitted in float32); groups : (n,) image per row.
     alphas : penalties tried; n_folds, seed : the inner ``GroupKFold`` (see :func:`inner_folds`).
 
     Returns
@@ -185,11 +185,11 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: Sequence[float], groups: np.
     A fitted ``himalaya.ridge.RidgeCV`` (with intercept): ``.predict(x) -> (n, V)``,
     ``.best_alphas_`` (V,) — each vertex's penalty, the best mean inner-fold Pearson r.
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float32)  # float32: the features and responses are stored at (or below)
+    y = np.asarray(y, dtype=np.float32)  # that precision, and himalaya runs ~1.6x faster than in float64
     if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) < 3:
         raise ValueError(f"x (n, D) and y (n, V) need the same n >= 3 rows, got {x.shape} and {y.shape}")
-    model = RidgeCV(alphas=np.asarray(alphas, dtype=np.float64), fit_intercept=True,
+    model = RidgeCV(alphas=np.asarray(alphas, dtype=np.float32), fit_intercept=True,
                     cv=inner_folds(groups, n_folds, seed),
                     solver_params={"score_func": correlation_score, "warn": False})
     return model.fit(x, y)

@@ -106,7 +106,7 @@ def _replay_cell(config: Mapping) -> dict:
     alpha = np.full(y_fit.shape[1], np.nan)
     if cfg.model == "ridge":
         ridge = fit_ridge(features.vectors[rows[fit]], y_fit, cfg.alphas, rows[fit], cfg.inner_folds, seed)
-        pred = np.asarray(ridge.predict(np.asarray(features.vectors[rows[score]], np.float64)))
+        pred = np.asarray(ridge.predict(features.vectors[rows[score]]), dtype=np.float64)
         alpha = np.asarray(ridge.best_alphas_)
     else:
         from .replay_mlp import fit_mlp
