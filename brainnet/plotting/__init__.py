@@ -41,8 +41,10 @@ from brainnet.plotting.maps import (
     plot_scale_map,
     plot_space_map,
 )
+from brainnet.plotting.network import plot_backbones_side_by_side, plot_layer_vs_hierarchy, plot_top_channels
 from brainnet.plotting.placement import check_selection, to_mesh_values
 from brainnet.plotting.render import save_figure
+from brainnet.plotting.replay import plot_lag_profiles, plot_peak_bootstrap, plot_planted_vs_recovered, plot_replay_maps
 from brainnet.plotting.surfaces import HemiMesh, Mesh, flatten_occipital_cap, load_mesh
 from brainnet.plotting.training import plot_learning_curves, plot_positions, plot_score_bars
 
@@ -61,16 +63,23 @@ __all__ = [
     "layer_legend_image",
     "load_mesh",
     "normalised_entropy",
+    "plot_backbones_side_by_side",
     "plot_channel_map",
     "plot_four_panel",
+    "plot_lag_profiles",
     "plot_layer_map",
+    "plot_layer_vs_hierarchy",
     "plot_learning_curves",
     "plot_memory_index",
+    "plot_peak_bootstrap",
+    "plot_planted_vs_recovered",
     "plot_positions",
+    "plot_replay_maps",
     "plot_scalar_map",
     "plot_scale_map",
     "plot_score_bars",
     "plot_space_map",
+    "plot_top_channels",
     "save_figure",
     "scalar_colors",
     "scale_colors",

@@ -11,7 +11,6 @@ Each returns the matplotlib Figure and saves it to ``output_file`` when given.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -20,14 +19,10 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from brainnet.plotting.maps import SAVE_DPI, plot_layer_map, plot_space_map
+from brainnet.plotting.maps import plot_layer_map, plot_space_map
+from brainnet.plotting.render import save_figure
 
 __all__ = ["plot_backbones_side_by_side", "plot_layer_vs_hierarchy", "plot_top_channels"]
-
-
-def _save(fig: Figure, output_file) -> None:
-    if output_file is not None:
-        fig.savefig(os.fspath(output_file), dpi=SAVE_DPI, bbox_inches="tight", facecolor="white")
 
 
 def plot_top_channels(image: np.ndarray, tops: Mapping[str, Mapping[str, np.ndarray]], rois: Sequence[str],
@@ -59,7 +54,7 @@ def plot_top_channels(image: np.ndarray, tops: Mapping[str, Mapping[str, np.ndar
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
-    _save(fig, output_file)
+    save_figure(fig, output_file)
     return fig
 
 
@@ -81,7 +76,7 @@ def plot_layer_vs_hierarchy(hierarchy: np.ndarray, expected: np.ndarray, n_layer
              ylim=(-0.1, n_layers - 0.9), title=title)
     axes.set_yticks(range(n_layers))
     axes.legend(fontsize=8, loc="upper left")
-    _save(fig, output_file)
+    save_figure(fig, output_file)
     return fig
 
 
@@ -112,5 +107,5 @@ def plot_backbones_side_by_side(maps: Mapping, hemi: np.ndarray, index: np.ndarr
             plot_layer_vs_hierarchy(np.asarray(hierarchy)[sel], m.expected_layer[sel], len(m.layer_names),
                                     (profiles or {}).get(name), axes=row[2], title=f"{name}: layer vs hierarchy")
     fig.tight_layout()
-    _save(fig, output_file)
+    save_figure(fig, output_file)
     return fig
