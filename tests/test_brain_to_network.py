@@ -9,20 +9,14 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from brainnet.analysis.brain_to_network import (
-    NETWORK_MODEL_OPTIONS,
-    NETWORK_TRAINING,
     NetworkMaps,
     channel_labels,
     expected_layer,
     hierarchy_correlation,
     hierarchy_profile,
-    image_tokens,
-    network_features,
     network_maps,
-    network_train_config,
     planted_checks,
     run_summary,
-    standardize_tokens,
     trained_clearer,
 )
 from brainnet.analysis.truth import vertex_truth
@@ -33,6 +27,14 @@ from brainnet.plotting import plot_channel_map
 from brainnet.plotting.network import plot_backbones_side_by_side, plot_layer_vs_hierarchy, plot_top_channels
 from brainnet.training.batches import FeatureSet, subject_vertices
 from brainnet.training.config import TrainConfig
+from brainnet.training.network import (
+    NETWORK_MODEL_OPTIONS,
+    NETWORK_TRAINING,
+    image_tokens,
+    network_features,
+    network_train_config,
+    standardize_tokens,
+)
 from brainnet.training.fit import fit_encoder
 from brainnet.training.metrics import pearson_r
 from tests._mini_cache import mini_tree, prepared_tiny

@@ -4,20 +4,14 @@ A FactorTopy model (:class:`brainnet.models.FactorTopy`) chooses, per vertex, a 
 (softmax weights), an image position (x, y) and a local / global mix, then reads the
 bottleneck feature out with its own weight vector. This module turns a trained model into
 those maps and the derived numbers of the Brain Decodes Deep Nets figures (the figures
-themselves are in :mod:`brainnet.plotting.network`):
+themselves are in :mod:`brainnet.plotting.network`; the training run, standardised tokens
+included, is set up by :mod:`brainnet.training.network`):
 
 * :func:`network_maps` — layer weights, positions, scale and readout weights per vertex;
 * :func:`expected_layer` / :func:`hierarchy_correlation` / :func:`hierarchy_profile` — the
   preferred layer ``sum_l l w_l``, its Spearman correlation with a hierarchy (nsd-mini's
   planted one) and its mean per hierarchy bin;
 * :func:`channel_labels` — the channel map (:mod:`brainnet.analysis.channels`);
-* :func:`network_features` / :func:`standardize_tokens` / :func:`image_tokens` — a backbone's
-  cached tokens z-scored per channel, so backbones whose activation scale differs between
-  layers (an untrained CNN's shrinks ~2.6x per stage) are compared on an equal footing, and one
-  image's tokens standardised the same way;
-* :func:`network_train_config` — the notebook-scale FactorTopy run as a
-  :class:`~brainnet.training.config.TrainConfig` (train it with
-  :func:`brainnet.training.fit.fit_encoder`, the one training path);
 * :func:`planted_checks` / :func:`run_summary` / :func:`trained_clearer` — layer hierarchy and
   RF recovery against nsd-mini's planted truth, one summary row per backbone.
 """
@@ -25,9 +19,7 @@ themselves are in :mod:`brainnet.plotting.network`):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
-from types import MappingProxyType
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -35,27 +27,17 @@ import torch
 from scipy import stats
 
 from brainnet.analysis.channels import cluster_channels
-from brainnet.data.layout import subject_name
-from brainnet.data.prepared import PreparedDataset
-from brainnet.training.config import TrainConfig
 
 __all__ = [
-    "NETWORK_MODEL_OPTIONS",
-    "NETWORK_TRAINING",
     "HierarchyCorrelation",
     "NetworkMaps",
-    "TokenStats",
     "channel_labels",
     "expected_layer",
     "hierarchy_correlation",
     "hierarchy_profile",
-    "image_tokens",
-    "network_features",
     "network_maps",
-    "network_train_config",
     "planted_checks",
     "run_summary",
-    "standardize_tokens",
     "trained_clearer",
 ]
 
@@ -193,140 +175,6 @@ def channel_labels(maps: NetworkMaps | np.ndarray, n_clusters: int = 20, n_kmean
     labels = np.full(len(w), -1, dtype=np.int64)
     labels[m] = cluster_channels(w[m], n_clusters=n_clusters, n_kmeans=min(n_kmeans, int(m.sum())), seed=seed)
     return labels
-
-
-# --------------------------------------------------------------------------- tokens
-
-
-@dataclass(frozen=True)
-class TokenStats:
-    """Per-channel mean / sd of cached tokens (layer -> float32 (C,)), for :func:`standardize_tokens`."""
-
-    local_mean: dict
-    local_std: dict
-    global_mean: dict
-    global_std: dict
-
-    def apply(self, local: Mapping, glob: Mapping) -> tuple[dict, dict]:
-        """Standardise token dicts (layer -> (B, C, h, w) / (B, C) arrays or tensors); float32 tensors."""
-        out_l, out_g = {}, {}
-        for name, x in local.items():
-            x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).float()
-            m, s = (torch.from_numpy(a[name]).view(1, -1, 1, 1) for a in (self.local_mean, self.local_std))
-            out_l[name] = (x - m) / s
-        for name, x in glob.items():
-            x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).float()
-            out_g[name] = (x - torch.from_numpy(self.global_mean[name])) / torch.from_numpy(self.global_std[name])
-        return out_l, out_g
-
-
-def standardize_tokens(features):
-    """z-score every channel of a :class:`~brainnet.training.batches.FeatureSet`'s tokens.
-
-    Local maps are standardised over images and positions, global tokens over images (sd floor
-    1e-6). Returns ``(new FeatureSet (fp16 tokens), TokenStats)``; the memory vectors are kept.
-    """
-    local, glob = {}, {}
-    lm, ls, gm, gs = {}, {}, {}, {}
-    for name, a in features.local.items():
-        x = np.asarray(a, dtype=np.float32)
-        lm[name] = x.mean(axis=(0, 2, 3)).astype(np.float32)
-        ls[name] = np.maximum(x.std(axis=(0, 2, 3)), 1e-6).astype(np.float32)
-        local[name] = ((x - lm[name][None, :, None, None]) / ls[name][None, :, None, None]).astype(np.float16)
-    for name, a in features.global_.items():
-        x = np.asarray(a, dtype=np.float32)
-        gm[name] = x.mean(axis=0).astype(np.float32)
-        gs[name] = np.maximum(x.std(axis=0), 1e-6).astype(np.float32)
-        glob[name] = ((x - gm[name]) / gs[name]).astype(np.float16)
-    new = replace(features, local=local, global_=glob)
-    return new, TokenStats(lm, ls, gm, gs)
-
-
-def _root(data: str | Path | PreparedDataset) -> Path:
-    return data.root if isinstance(data, PreparedDataset) else Path(data)
-
-
-def network_features(data, backbone, pool: int | None = 8, standardize: bool = True):
-    """A backbone's cached tokens of every image (:func:`brainnet.training.features.build_features`),
-    z-scored per channel when ``standardize`` (:func:`standardize_tokens`).
-
-    Parameters
-    ----------
-    data : prepared dataset (path or :class:`~brainnet.data.PreparedDataset`).
-    backbone : registered name or a Backbone object (pass the object to reuse it for
-        :func:`image_tokens`).
-
-    Returns
-    -------
-    (FeatureSet, TokenStats or None)
-    """
-    from brainnet.training.features import build_features
-
-    features = build_features(_root(data), backbone, pool=pool)
-    if not standardize:
-        return features, None
-    return standardize_tokens(features)
-
-
-def image_tokens(backbone, image: np.ndarray, token_stats: TokenStats | None = None) -> tuple[dict, dict]:
-    """Unpooled tokens of one image, standardised like the training tokens when ``token_stats`` is given.
-
-    Parameters
-    ----------
-    backbone : a Backbone (``get_tokens``); run in eval mode, its mode is restored.
-    image : uint8 (S, S, 3), e.g. a row of :attr:`PreparedDataset.images`.
-
-    Returns
-    -------
-    (local, global): layer -> float32 tensors (1, C, h, w) / (1, C).
-    """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must have shape (S, S, 3), got {image.shape}")
-    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255.0
-    was_training = backbone.training
-    backbone.eval()
-    try:
-        with torch.no_grad():
-            local, glob = backbone.get_tokens(pixels)
-    finally:
-        backbone.train(was_training)
-    if token_stats is not None:
-        return token_stats.apply(local, glob)
-    return ({k: v.float() for k, v in local.items()}, {k: v.float() for k, v in glob.items()})
-
-
-# --------------------------------------------------------------------------- training
-
-#: TrainConfig settings of a notebook-scale FactorTopy run (override any in :func:`network_train_config`).
-#: Few epochs, no early stopping, a random vertex subset per step (the selectors are shared MLPs over
-#: the sphere, so a subset per step trains them), smooth L1 with beta 0.1, no weight decay.
-NETWORK_TRAINING = MappingProxyType({
-    "model": "factortopy", "pool": 8, "max_epochs": 6, "max_steps": -1, "patience": None, "vertices_per_step": 512,
-    "lr": 2e-3, "batch_size": 32, "beta": 0.1, "weight_decay": 0.0, "resume": False, "seed": 0, "eval_split": "test"})
-
-#: FactorTopyConfig options of that run. ``readout_init_std`` is small (0.05) so that after a short run the
-#: readout directions are the learned ones, not the random start: the channel map clusters those directions
-#: (with std 1 and a few hundred steps it is salt-and-pepper).
-NETWORK_MODEL_OPTIONS = MappingProxyType({
-    "bottleneck": 32, "mlp_hidden": 64, "reg_decay_steps": 100, "readout_init_std": 0.05, "chunk_size": None})
-
-
-def network_train_config(data, subject, backbone: str, out_dir: str | Path, **changes) -> TrainConfig:
-    """The :class:`TrainConfig` of FactorTopy for one subject on one backbone, notebook scale.
-
-    :data:`NETWORK_TRAINING` with ``changes`` (TrainConfig fields) on top; ``model_options`` in
-    ``changes`` update :data:`NETWORK_MODEL_OPTIONS`. Train it with
-    ``brainnet.training.fit.fit_encoder(config, features=network_features(...)[0])``.
-
-    Parameters
-    ----------
-    data : prepared dataset (path or :class:`~brainnet.data.PreparedDataset`); subject : "subj01" or 1.
-    """
-    options = {**NETWORK_MODEL_OPTIONS, **dict(changes.pop("model_options", None) or {})}
-    settings = {**NETWORK_TRAINING, **changes}
-    return TrainConfig(data_dir=str(_root(data)), subjects=(subject_name(subject),),
-                       backbone=backbone, out_dir=str(out_dir), model_options=options, **settings)
 
 
 # --------------------------------------------------------------------------- planted truth

@@ -20,6 +20,9 @@ from brainnet.data.mini.truth import (  # noqa: F401  (KIND_* re-exported for an
 from brainnet.data.prepared import PreparedDataset
 from brainnet.data.surface import HEMIS
 
+__all__ = ["KIND_ANSWER", "KIND_MEMORY", "KIND_NAMES", "KIND_NONE", "KIND_VISUAL", "early_visual_mask", "kind_mask",
+           "kind_summary", "position_recovery", "vertex_truth"]
+
 
 def vertex_truth(truth: str | Path | dict, prepared: str | Path | PreparedDataset, subject) -> pd.DataFrame:
     """Planted values of a prepared subject's vertices.
