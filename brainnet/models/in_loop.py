@@ -29,6 +29,7 @@ from brainnet.cache import pool_map
 from brainnet.data.layout import N_BEHAVIOUR
 
 from .configs import DictConfig
+from .protocol import EncodingModel, check_encoding_model
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,9 @@ class BackboneInLoop(nn.Module):
     config : AdaptConfig (at least one adapter on)
     """
 
-    def __init__(self, backbone, model: nn.Module, config: AdaptConfig):
+    def __init__(self, backbone, model: EncodingModel, config: AdaptConfig):
         super().__init__()
+        check_encoding_model(model)
         if not config.enabled:
             raise ValueError("BackboneInLoop needs lora_rank > 0 or adaln_zero=True (else train on cached tokens)")
         backbone.freeze()

@@ -73,9 +73,11 @@ def register_model(name: str, model_class: type[nn.Module], config_class: type[D
     return entry
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style ``pattern``, sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+def list_models(pattern: str = "*", configurable: bool = False) -> list[str]:
+    """Registered model names matching a shell-style ``pattern``, sorted; ``configurable=True``:
+    only those with a ``configure`` (what ``TrainConfig.model`` / ``fit_encoder`` can train)."""
+    return sorted(n for n, e in _REGISTRY.items()
+                  if fnmatch.fnmatch(n, pattern) and (e.configure is not None or not configurable))
 
 
 def describe_models() -> dict[str, str]:
