@@ -245,7 +245,7 @@ def _config(root, out, **kw):
 
 
 def test_in_loop_model_matches_the_cached_model_at_init(root):
-    from brainnet.models import AdaptConfig, BackboneInLoop
+    from brainnet.models import AdaptConfig, BackboneInLoop, EncodingModel
     from brainnet.training.batches import EncodingDataset, ImagePixels, pixels_for
     from brainnet.training.fit import build_model, model_config
     from brainnet.training.features import build_features
@@ -275,8 +275,16 @@ def test_in_loop_model_matches_the_cached_model_at_init(root):
     # analyses take the wrapper as the model: selector outputs and config are the wrapped model's
     assert torch.equal(wrapped.positions("subj01"), model.positions("subj01"))
     assert wrapped.config is model.config and wrapped.adapt_config.lora_rank == 2
+    assert torch.equal(wrapped.layer_weights("subj01"), model.layer_weights("subj01"))
+    torch.testing.assert_close(wrapped.scale("subj01"), model.scale("subj01"), equal_nan=True)  # NaN: no scale selector
+    assert torch.equal(wrapped.regularizer("subj01"), model.regularizer("subj01"))
+    assert wrapped.regularizer_weight(5) == model.regularizer_weight(5)
+    assert list(wrapped.subjects) == ["subj01"] and wrapped.n_vertices("subj01") == model.n_vertices("subj01")
+    assert isinstance(wrapped, EncodingModel)
     with pytest.raises(AttributeError):
         wrapped.no_such_attribute
+    with pytest.raises(AttributeError):
+        wrapped.vertices  # only the EncodingModel members are passed on, not every attribute
     # checkpoints hold adapters and model, not the frozen backbone
     state = wrapped.state_dict()
     assert not any(k.endswith(".base.weight") or k.startswith("backbone.net.stages.0.down.1") for k in state)

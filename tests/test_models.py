@@ -481,3 +481,109 @@ def test_lag_model_shapes_subset_valid_and_fit():
     assert LagConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError):
         model({"vectors": [x[0], x[0]], "subject": "subj01"})
+
+
+# ---------------------------------------------------------------- interface, registry, configs
+#: MemConfig / FactorTopyConfig dicts as saved (checkpoint "model_config") before SelectorConfig existed.
+OLD_MEM_DICT = {
+    "in_channels": [4, 8], "layer_names": [], "width": 8, "conv_kernel": 3, "conv_blocks": 1, "grid_size": 8,
+    "n_freqs": 4, "span": 100.0, "sphere_radius": None, "mlp_hidden": 16, "mlp_layers": 2, "jitter": 0.0,
+    "align_corners": False, "use_memory_images": True, "n_memory_frames": 5, "memory_dim": 6, "separate_t1": True,
+    "frame_dim": 4, "time_dim": 4, "memory_hidden": 16, "memory_out": 8, "t1_dim": 4, "use_answer": True,
+    "use_memory_c": True, "use_time": False, "behaviour_hidden": 8, "behaviour_out": 4, "dropout": 0.1,
+    "chunk_size": 25600, "readout_init_std": 1.0, "reg_weight": 0.0001, "reg_decay_steps": 0,
+    "lora_rank": 0, "adaln_zero": False}
+OLD_FACTORTOPY_DICT = {
+    "in_channels": [8, 16], "layer_names": ["a", "b"], "bottleneck": 16, "grid_size": 8, "n_freqs": 8, "span": 100.0,
+    "sphere_radius": None, "mlp_hidden": 16, "mlp_layers": 2, "jitter": 0.0, "align_corners": False,
+    "use_scale": True, "chunk_size": 25600, "readout_init_std": 1.0, "reg_weight": 0.1, "reg_decay_steps": 2000}
+
+
+def test_selector_config_is_shared_and_old_flat_dicts_load():
+    import dataclasses
+
+    from brainnet.models import SelectorConfig
+
+    shared = {f.name for f in dataclasses.fields(SelectorConfig)}
+    for cls in (FactorTopyConfig, MemConfig):
+        assert issubclass(cls, SelectorConfig) and shared <= {f.name for f in dataclasses.fields(cls)}
+    mem = MemConfig.from_dict(OLD_MEM_DICT)
+    assert mem.width == 8 and mem.in_channels == (4, 8) and not mem.use_time and mem.reg_decay_steps == 0
+    assert mem.selector == SelectorConfig(in_channels=(4, 8), n_freqs=4, mlp_hidden=16, reg_weight=1e-4,
+                                          reg_decay_steps=0)
+    ft = FactorTopyConfig.from_dict(OLD_FACTORTOPY_DICT)
+    assert ft.layer_names == ("a", "b") and ft.bottleneck == 16
+    assert ft.to_dict() == OLD_FACTORTOPY_DICT  # the saved form is unchanged
+    # each model keeps its own defaults of the shared fields
+    assert (MemConfig().reg_weight, MemConfig().n_layers) == (1e-4, 4)
+    assert (FactorTopyConfig().reg_weight, FactorTopyConfig().n_layers) == (0.1, 12)
+    with pytest.raises(ValueError, match="grid_size"):
+        MemConfig(grid_size=0)  # validated once, in SelectorConfig
+    with pytest.raises(ValueError, match="unknown config keys"):
+        MemConfig.from_dict({**OLD_MEM_DICT, "adaln_zero": True})
+
+
+def _lag():
+    return LagModel(LagConfig(in_dims=(5, 3), hidden=16, out_dim=8, dropout=0.0), {"subj01": 30})
+
+
+def test_every_model_is_an_encoding_model():
+    from torch import nn
+
+    from brainnet.models import EncodingModel, check_encoding_model, missing_members
+
+    ft, mem, lag = _factortopy(), _mem(MemConfig(**MEM_SMALL)), _lag()
+    for model in (ft, mem, lag):
+        assert isinstance(model, EncodingModel) and missing_members(model) == []
+        v = model.n_vertices("subj01")
+        assert list(model.subjects) == ["subj01"]
+        assert model.positions("subj01").shape == (v, 2) and model.scale("subj01").shape == (v,)
+        assert model.layer_weights("subj01").shape[0] == v
+        assert model.regularizer("subj01").ndim == 0
+    # what a model lacks is NaN (maps) or zero (regulariser), never silently made up
+    assert torch.isnan(mem.scale("subj01")).all() and not torch.isnan(ft.scale("subj01")).any()
+    assert torch.isnan(lag.positions("subj01")).all() and torch.isnan(lag.layer_weights("subj01")).all()
+    assert lag.layer_weights("subj01").shape == (30, 2)
+    assert lag.regularizer("subj01").item() == 0.0 and lag.regularizer_weight(0) == 0.0
+    assert mem.regularizer_weight(10_000) == pytest.approx(1e-4)  # constant (reg_decay_steps = 0)
+    assert ft.regularizer_weight(0) == pytest.approx(0.1) and ft.regularizer_weight(2000) == 0.0
+    assert not isinstance(nn.Linear(2, 2), EncodingModel)
+    with pytest.raises(TypeError, match="positions"):
+        check_encoding_model(nn.Linear(2, 2))
+
+
+def test_model_registry_builds_the_same_models():
+    from brainnet.models import create_model, list_models, model_entry, register_model
+
+    assert {"mem", "factortopy", "lag"} <= set(list_models())
+    assert list_models("fac*") == ["factortopy"]
+    assert {"factortopy", "mem"} <= set(list_models(configurable=True)) and "lag" not in list_models(configurable=True)
+    coords, hemi, _ = sphere(40)
+    cfg = ablation_config("no_time", MemConfig(**MEM_SMALL))
+    torch.manual_seed(3)
+    direct = MemModel(cfg, {"subj01": coords}, {"subj01": hemi}).eval()
+    torch.manual_seed(3)
+    made = create_model("mem", cfg.to_dict(), {"subj01": coords}, {"subj01": hemi}).eval()  # a dict works too
+    assert isinstance(made, MemModel) and made.config == cfg
+    batch = _mem_batch()
+    assert torch.equal(made(batch), direct(batch))  # same seed -> same model
+    lag = create_model("lag", LagConfig(in_dims=(3,)), {"subj01": coords}, {"subj01": hemi})
+    assert lag.n_vertices("subj01") == 40
+    assert isinstance(create_model("factortopy", None, {"s": coords}, {"s": hemi}).config, FactorTopyConfig)
+    with pytest.raises(ValueError, match="factortopy"):
+        create_model("factortop", None, {"s": coords}, {"s": hemi})
+    with pytest.raises(TypeError, match="MemConfig"):
+        create_model("mem", FactorTopyConfig(), {"s": coords}, {"s": hemi})
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("mem", FactorTopy, FactorTopyConfig)
+
+    class Features:
+        in_channels, layer_names, memory_dim = (6, 5), ("a", "b"), 7
+
+    got = model_entry("mem").configure(Features(), {"width": 8}, "baseline")
+    assert got.layer_names == ("a", "b") and got.memory_dim == 7 and got.width == 8 and not got.use_memory_images
+    with pytest.raises(ValueError, match="ablations"):
+        model_entry("factortopy").configure(Features(), {}, "no_time")
+    assert model_entry("lag").configure is None
+    assert model_entry("mem").config_default("n_memory_frames") == 32
+    assert model_entry("factortopy").config_default("n_memory_frames") is None

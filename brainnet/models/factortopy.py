@@ -22,75 +22,36 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .configs import DictConfig
+from .configs import SelectorConfig
 from .posenc import SphereEncoder, VertexEncodings
 from .readout import SubjectReadouts, check_vertex_idx, map_vertex_chunks, subject_key
-from .selectors import (LayerSelector, RetinaMapper, ScaleSelector, SelectorMaps, linear_decay,
-                        selector_regularizer)
+from .registry import register_model
+from .selectors import LayerSelector, RetinaMapper, ScaleSelector, SelectorMaps, selector_regularizer
 from .tokens import as_layer_list, resize_map, sample_mixed_maps
 
 
 @dataclass(frozen=True)
-class FactorTopyConfig(DictConfig):
+class FactorTopyConfig(SelectorConfig):
     """Hyper-parameters of :class:`FactorTopy`.
+
+    The fields of :class:`SelectorConfig` (token inputs, vertex encoding, selector MLPs,
+    chunking, readout init, regulariser: weight 0.1 decaying to 0 over 2000 steps) plus:
 
     Attributes
     ----------
-    in_channels : tuple of int
-        Channels C_l of each backbone layer, in network order.
-    layer_names : tuple of str
-        Keys of the layers when tokens come as dicts; empty = use the dict's order.
     bottleneck : int
         D, the common feature size after the per-layer projections.
-    grid_size : int or None
-        Local maps are resized to ``grid_size x grid_size`` (None: used as given).
-    n_freqs, span : vertex encoding (see :mod:`brainnet.models.posenc`).
-    sphere_radius : float or None
-        Fixed sphere radius for the encoding (None: the largest vertex norm over subjects).
-    mlp_hidden, mlp_layers : width and number of hidden layers of the selector MLPs.
-    jitter : float
-        Std of the training-time noise on retina positions (0: none).
-    align_corners : bool
-        ``grid_sample`` convention for positions (False: -1 / +1 are the image edges).
     use_scale : bool
         False drops the global tokens and the ScaleSelector (local features only).
-    chunk_size : int or None
-        Vertices per chunk in the forward pass (None: all at once).
-    readout_init_std : float
-        Std of the readout weight initialisation.
-    reg_weight, reg_decay_steps : selector regulariser weight and its linear decay length.
     """
 
-    in_channels: tuple[int, ...] = (768,) * 12
-    layer_names: tuple[str, ...] = ()
     bottleneck: int = 128
-    grid_size: int | None = 8
-    n_freqs: int = 32
-    span: float = 100.0
-    sphere_radius: float | None = None
-    mlp_hidden: int = 128
-    mlp_layers: int = 2
-    jitter: float = 0.0
-    align_corners: bool = False
     use_scale: bool = True
-    chunk_size: int | None = 25600
-    readout_init_std: float = 1.0
-    reg_weight: float = 0.1
-    reg_decay_steps: int = 2000
 
     def __post_init__(self):
-        if not self.in_channels or min(self.in_channels) < 1:
-            raise ValueError(f"in_channels must be a non-empty tuple of positive ints, got {self.in_channels}")
-        if self.layer_names and len(self.layer_names) != len(self.in_channels):
-            raise ValueError("layer_names and in_channels must have the same length")
-        if self.bottleneck < 1 or self.n_freqs < 1 or self.mlp_hidden < 1 or self.mlp_layers < 0:
-            raise ValueError("bottleneck, n_freqs, mlp_hidden must be >= 1 and mlp_layers >= 0")
-        if self.grid_size is not None and self.grid_size < 1:
-            raise ValueError(f"grid_size must be >= 1 or None, got {self.grid_size}")
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.in_channels)
+        super().__post_init__()
+        if self.bottleneck < 1:
+            raise ValueError(f"bottleneck must be >= 1, got {self.bottleneck}")
 
 
 class FactorTopy(SelectorMaps, nn.Module):
@@ -195,6 +156,13 @@ class FactorTopy(SelectorMaps, nn.Module):
         s = self.scale_selector(pe) if self.config.use_scale else None
         return selector_regularizer(self.layer_selector(pe), s)
 
-    def regularizer_weight(self, step: int) -> float:
-        """Weight of :meth:`regularizer` at a training step (linear decay to 0)."""
-        return linear_decay(step, self.config.reg_weight, self.config.reg_decay_steps)
+
+def _configure(features, options, variant: str) -> FactorTopyConfig:
+    """FactorTopyConfig for cached tokens (layer widths / names), ``options`` overriding fields."""
+    if variant != "full":
+        raise ValueError("ablations apply to the memory model only (model='mem')")
+    return FactorTopyConfig(**{"in_channels": features.in_channels, "layer_names": features.layer_names, **options})
+
+
+register_model("factortopy", FactorTopy, FactorTopyConfig, configure=_configure,
+               description="network-to-brain model with per-vertex layer / space / scale selectors")

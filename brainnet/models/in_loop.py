@@ -26,9 +26,10 @@ from torch import nn
 
 from brainnet.backbones.adapters import AdaLNZero, add_lora
 from brainnet.cache import pool_map
+from brainnet.data.layout import N_BEHAVIOUR
 
 from .configs import DictConfig
-from brainnet.data.layout import N_BEHAVIOUR
+from .protocol import EncodingModel, check_encoding_model
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,15 @@ class BackboneInLoop(nn.Module):
     Parameters
     ----------
     backbone : a :class:`~brainnet.backbones.Backbone`; frozen here, then adapted in place
-    model : an encoding model reading ``batch["local"]`` / ``batch["global"]``
-        (:class:`MemModel`, :class:`FactorTopy`)
+    model : an :class:`~brainnet.models.EncodingModel` reading ``batch["local"]`` /
+        ``batch["global"]`` (:class:`MemModel`, :class:`FactorTopy`); its members (``config``,
+        ``positions``, ``layer_weights``, ``scale``, ``regularizer`` ...) are this wrapper's too
     config : AdaptConfig (at least one adapter on)
     """
 
-    def __init__(self, backbone, model: nn.Module, config: AdaptConfig):
+    def __init__(self, backbone, model: EncodingModel, config: AdaptConfig):
         super().__init__()
+        check_encoding_model(model)
         if not config.enabled:
             raise ValueError("BackboneInLoop needs lora_rank > 0 or adaln_zero=True (else train on cached tokens)")
         backbone.freeze()
@@ -124,13 +127,37 @@ class BackboneInLoop(nn.Module):
         local, glob = self.tokens(batch)
         return self.model({**batch, "local": local, "global": glob}, vertex_idx)
 
-    def __getattr__(self, name: str):
-        """Anything else (selector outputs such as ``positions``, ``regularizer``, ``config`` of the
-        encoding model...) is the wrapped model's, so analyses take either."""
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(super().__getattr__("model"), name)
+    # ---- EncodingModel members: the wrapped model's ----
+    @property
+    def config(self):
+        """The wrapped model's config (this wrapper's own settings are :attr:`adapt_config`)."""
+        return self.model.config
+
+    @property
+    def subjects(self):
+        return self.model.subjects
+
+    def n_vertices(self, subject: str) -> int:
+        return self.model.n_vertices(subject)
+
+    def positions(self, subject: str) -> torch.Tensor:
+        """The wrapped model's retina positions (V_s, 2)."""
+        return self.model.positions(subject)
+
+    def layer_weights(self, subject: str) -> torch.Tensor:
+        """The wrapped model's layer weights (V_s, L)."""
+        return self.model.layer_weights(subject)
+
+    def scale(self, subject: str) -> torch.Tensor:
+        """The wrapped model's local / global mix (V_s,)."""
+        return self.model.scale(subject)
+
+    def regularizer(self, subject: str, vertex_idx=None) -> torch.Tensor:
+        """The wrapped model's regulariser (the adapters have none)."""
+        return self.model.regularizer(subject, vertex_idx)
+
+    def regularizer_weight(self, step: int) -> float:
+        return self.model.regularizer_weight(step)
 
     # ---- checkpoints without the frozen backbone ----
     def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):

@@ -35,184 +35,22 @@ adaln_zero=True)``), and this model reads the tokens that wrapper computes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
-from brainnet.data.layout import BEHAVIOUR_GROUPS, N_BEHAVIOUR
+from brainnet.data.layout import N_BEHAVIOUR
 
-from .configs import DictConfig
+from .mem_config import (ABLATIONS, ANSWER_COLUMNS, MEMORY_COLUMNS, TIME_COLUMNS, MemConfig, ablation_config,
+                         behaviour_mask)
 from .posenc import SphereEncoder, VertexEncodings
 from .readout import SubjectReadouts, check_vertex_idx, map_vertex_chunks, subject_key
-from .selectors import SelectorMaps, LayerSelector, RetinaMapper, linear_decay, selector_regularizer
+from .registry import register_model
+from .selectors import LayerSelector, RetinaMapper, SelectorMaps, selector_regularizer
 from .tokens import as_layer_list, resize_map, sample_mixed_maps
 
-ANSWER_COLUMNS: tuple[int, ...] = BEHAVIOUR_GROUPS["B"]
-MEMORY_COLUMNS: tuple[int, ...] = BEHAVIOUR_GROUPS["M"]
-TIME_COLUMNS: tuple[int, ...] = BEHAVIOUR_GROUPS["T"]
-ABLATIONS: tuple[str, ...] = ("full", "no_time", "no_answer", "no_memory_c",
-                              "no_memory_images", "baseline")
-
-
-@dataclass(frozen=True)
-class MemConfig(DictConfig):
-    """Hyper-parameters and input switches of :class:`MemModel`.
-
-    Attributes
-    ----------
-    in_channels : tuple of int
-        Channels of each current-image layer (local and global tokens).
-    layer_names : tuple of str
-        Layer keys for dict inputs; empty = the dict's order.
-    width : int
-        Channels of the conv heads (192 in the reference).
-    conv_kernel, conv_blocks : kernel size and number of residual blocks per conv head.
-    grid_size : int or None
-        Local maps are resized to this size (None: as given).
-    n_freqs, span, sphere_radius, mlp_hidden, mlp_layers, jitter, align_corners :
-        vertex encoding and selector MLPs (as in :class:`FactorTopyConfig`).
-    use_memory_images : bool
-        Use the memory image vectors (T = -1 .. -n_memory_frames).
-    n_memory_frames : int
-        How many frames back (1 .. 32).
-    memory_dim : int
-        Size of one cached memory image vector.
-    separate_t1 : bool
-        T = -1 gets its own MLP path (``t1_dim``) instead of joining the frame stack.
-    frame_dim, time_dim, memory_hidden, memory_out, t1_dim : memory branch sizes.
-    use_answer, use_memory_c, use_time : bool
-        Behaviour groups B (answer), M (memory), T (time).
-    behaviour_hidden, behaviour_out : behaviour embedding sizes (``behaviour_out`` per
-        passthrough slot).
-    dropout : float
-        Dropout in the behaviour and memory MLPs.
-    chunk_size : int or None
-        Vertices per chunk (None: all at once).
-    readout_init_std : float
-    reg_weight, reg_decay_steps : layer-selector regulariser weight (constant when
-        ``reg_decay_steps <= 0``).
-    """
-
-    in_channels: tuple[int, ...] = (768,) * 4
-    layer_names: tuple[str, ...] = ()
-    width: int = 192
-    conv_kernel: int = 3
-    conv_blocks: int = 2
-    grid_size: int | None = 8
-    n_freqs: int = 32
-    span: float = 100.0
-    sphere_radius: float | None = None
-    mlp_hidden: int = 128
-    mlp_layers: int = 2
-    jitter: float = 0.0
-    align_corners: bool = False
-    use_memory_images: bool = True
-    n_memory_frames: int = 32
-    memory_dim: int = 1024
-    separate_t1: bool = True
-    frame_dim: int = 64
-    time_dim: int = 16
-    memory_hidden: int = 256
-    memory_out: int = 64
-    t1_dim: int = 64
-    use_answer: bool = True
-    use_memory_c: bool = True
-    use_time: bool = True
-    behaviour_hidden: int = 64
-    behaviour_out: int = 32
-    dropout: float = 0.1
-    chunk_size: int | None = 25600
-    readout_init_std: float = 1.0
-    reg_weight: float = 1e-4
-    reg_decay_steps: int = 0
-
-    def __post_init__(self):
-        if not self.in_channels or min(self.in_channels) < 1:
-            raise ValueError(f"in_channels must be a non-empty tuple of positive ints, got {self.in_channels}")
-        if self.layer_names and len(self.layer_names) != len(self.in_channels):
-            raise ValueError("layer_names and in_channels must have the same length")
-        if not 1 <= self.n_memory_frames <= 32:
-            raise ValueError(f"n_memory_frames must be in 1..32, got {self.n_memory_frames}")
-        if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
-            raise ValueError(f"conv_kernel must be odd and >= 1, got {self.conv_kernel}")
-        sizes = (self.width, self.memory_dim, self.frame_dim, self.time_dim, self.memory_hidden,
-                 self.memory_out, self.t1_dim, self.behaviour_hidden, self.behaviour_out,
-                 self.n_freqs, self.mlp_hidden)
-        if min(sizes) < 1 or self.conv_blocks < 0 or self.mlp_layers < 0:
-            raise ValueError("layer sizes must be >= 1 and block counts >= 0")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "MemConfig":
-        """As :meth:`DictConfig.from_dict`; also reads configs saved when ``lora_rank`` / ``adaln_zero``
-        were (always off) fields here; backbone adaptation now lives on the TrainConfig."""
-        data = {k: v for k, v in data.items() if not (k in ("lora_rank", "adaln_zero") and not v)}
-        return super().from_dict(data)
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.in_channels)
-
-    @property
-    def use_behaviour(self) -> bool:
-        """True when any behaviour group is on."""
-        return self.use_answer or self.use_memory_c or self.use_time
-
-    @property
-    def n_stack_frames(self) -> int:
-        """Frames in the flattened memory stack (0 when memory images are off)."""
-        if not self.use_memory_images:
-            return 0
-        return self.n_memory_frames - 1 if self.separate_t1 else self.n_memory_frames
-
-    @property
-    def readout_dim(self) -> int:
-        """Size of the concatenated per-vertex feature fed to the readout."""
-        d = self.width
-        if self.use_memory_images and self.separate_t1:
-            d += self.t1_dim
-        if self.n_stack_frames > 0:
-            d += self.memory_out
-        if self.use_behaviour:
-            d += 2 * self.behaviour_out
-        return d
-
-
-def ablation_config(name: str, base: MemConfig | None = None) -> MemConfig:
-    """Config of one row of the ablation table.
-
-    Parameters
-    ----------
-    name : one of ``ABLATIONS``: "full", "no_time" (w/o T), "no_answer" (w/o B),
-        "no_memory_c" (w/o M), "no_memory_images", "baseline" (current image only).
-    base : MemConfig, optional
-        Config to start from (default ``MemConfig()``); its switches are overridden.
-    """
-    base = MemConfig() if base is None else base
-    on = dict(use_memory_images=True, use_answer=True, use_memory_c=True, use_time=True)
-    changes = {
-        "full": {},
-        "no_time": {"use_time": False},
-        "no_answer": {"use_answer": False},
-        "no_memory_c": {"use_memory_c": False},
-        "no_memory_images": {"use_memory_images": False},
-        "baseline": {k: False for k in on},
-    }
-    if name not in changes:
-        raise ValueError(f"unknown ablation {name!r}; choose from {ABLATIONS}")
-    return replace(base, **{**on, **changes[name]})
-
-
-def behaviour_mask(config: MemConfig) -> torch.Tensor:
-    """Float mask (35,): 1 for the columns of the behaviour groups that are on, else 0."""
-    mask = torch.zeros(N_BEHAVIOUR)
-    for flag, cols in ((config.use_answer, ANSWER_COLUMNS), (config.use_memory_c, MEMORY_COLUMNS),
-                       (config.use_time, TIME_COLUMNS)):
-        if flag:
-            mask[list(cols)] = 1.0
-    return mask
+__all__ = ["ABLATIONS", "ANSWER_COLUMNS", "MEMORY_COLUMNS", "TIME_COLUMNS", "MemConfig", "MemModel",
+           "ablation_config", "behaviour_mask", "gather_memory"]
 
 
 def gather_memory(vectors: torch.Tensor, memory_index, n_frames: int = 32
@@ -446,12 +284,26 @@ class MemModel(SelectorMaps, nn.Module):
         return map_vertex_chunks(predict, idx, c.chunk_size)
 
     # ---- per-vertex selector outputs (for maps) ----
+    @torch.no_grad()
+    def scale(self, subject: str) -> torch.Tensor:
+        """NaN per vertex (V_s,): this model has no scale selector (the local maps and global
+        tokens are summed, not mixed), so there is no local / global mix to map."""
+        pe = self.vertices.get(subject_key(subject))
+        return torch.full((pe.shape[0],), float("nan"), device=pe.device)
+
     def regularizer(self, subject: str, vertex_idx=None) -> torch.Tensor:
         """Layer-selector regulariser (negative normalised entropy, unweighted scalar)."""
         pe_all = self.vertices.get(subject_key(subject))
         pe = pe_all[check_vertex_idx(vertex_idx, pe_all.shape[0], device=pe_all.device)]
         return selector_regularizer(self.layer_selector(pe))
 
-    def regularizer_weight(self, step: int) -> float:
-        """Weight of :meth:`regularizer` at a training step."""
-        return linear_decay(step, self.config.reg_weight, self.config.reg_decay_steps)
+
+def _configure(features, options, variant: str) -> MemConfig:
+    """MemConfig for cached tokens (layer widths / names, memory vector size), ``options``
+    overriding fields, then the switches of ablation row ``variant``."""
+    base = dict(in_channels=features.in_channels, layer_names=features.layer_names, memory_dim=features.memory_dim)
+    return ablation_config(variant, MemConfig(**{**base, **options}))
+
+
+register_model("mem", MemModel, MemConfig, configure=_configure,
+               description="memory encoding model: current image, memory images, behaviour, time")

@@ -15,6 +15,7 @@ from torch import nn
 
 from .configs import DictConfig
 from .readout import SubjectReadouts, check_vertex_idx, subject_key
+from .registry import register_model
 from .tokens import as_layer_list
 
 
@@ -89,3 +90,43 @@ class LagModel(nn.Module):
         idx = None if vertex_idx is None else check_vertex_idx(
             vertex_idx, readout.n_vertices, device=readout.weight.device)
         return readout(self.features(batch), idx)
+
+    # ---- EncodingModel members: no selectors, no regulariser ----
+    @property
+    def subjects(self) -> list[str]:
+        return list(self.readouts.subjects)
+
+    def n_vertices(self, subject: str) -> int:
+        return self.readouts[subject_key(subject)].n_vertices
+
+    def _nan_map(self, subject: str, *shape: int) -> torch.Tensor:
+        readout = self.readouts[subject_key(subject)]
+        return torch.full((readout.n_vertices, *shape), float("nan"), device=readout.weight.device)
+
+    def positions(self, subject: str) -> torch.Tensor:
+        """NaN (V_s, 2): every vertex reads the whole image's vectors (no retina selector)."""
+        return self._nan_map(subject, 2)
+
+    def layer_weights(self, subject: str) -> torch.Tensor:
+        """NaN (V_s, L), L = ``len(in_dims)``: the layer vectors are concatenated (no layer selector)."""
+        return self._nan_map(subject, len(self.config.in_dims))
+
+    def scale(self, subject: str) -> torch.Tensor:
+        """NaN (V_s,): no scale selector."""
+        return self._nan_map(subject)
+
+    def regularizer(self, subject: str, vertex_idx=None) -> torch.Tensor:
+        """No regulariser: a zero scalar."""
+        return self.readouts[subject_key(subject)].weight.new_zeros(())
+
+    def regularizer_weight(self, step: int) -> float:
+        return 0.0
+
+
+def _build(config: LagConfig, coords: Mapping, hemi: Mapping) -> LagModel:
+    """A LagModel with a readout for each subject's ``len(coords[subject])`` vertices."""
+    return LagModel(config, {s: len(c) for s, c in coords.items()})
+
+
+register_model("lag", LagModel, LagConfig, build=_build,
+               description="one image's layer vectors -> MLP -> per-vertex readout (memory-replay grid)")

@@ -189,7 +189,13 @@ def linear_decay(step: int, initial: float, decay_steps: int) -> float:
 
 class SelectorMaps:
     """Per-vertex selector outputs for the maps, for models with ``vertices`` (VertexEncodings),
-    ``retina`` (RetinaMapper) and ``layer_selector`` (LayerSelector)."""
+    ``retina`` (RetinaMapper), ``layer_selector`` (LayerSelector) and a ``config`` with the
+    :class:`~brainnet.models.SelectorConfig` fields ``reg_weight`` / ``reg_decay_steps``."""
+
+    def regularizer_weight(self, step: int) -> float:
+        """Weight of the model's ``regularizer`` at a training step (linear decay to 0 over
+        ``config.reg_decay_steps``; constant when that is <= 0)."""
+        return linear_decay(step, self.config.reg_weight, self.config.reg_decay_steps)
 
     @property
     def subjects(self) -> list[str]:

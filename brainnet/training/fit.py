@@ -22,8 +22,8 @@ import pytorch_lightning as pl
 import torch
 
 from brainnet.data.layout import split_mask
-from brainnet.models import FactorTopy, FactorTopyConfig, MemConfig, MemModel, ablation_config
-from brainnet.models.in_loop import AdaptConfig, BackboneInLoop
+from brainnet.data.prepared import PreparedDataset
+from brainnet.models import AdaptConfig, BackboneInLoop, create_model, model_entry
 
 from .batches import EncodingDataset, FeatureSet, ImagePixels, SubjectTrials, make_loader, subject_vertices
 from .config import TrainConfig
@@ -33,22 +33,20 @@ from .module import EncoderModule
 
 
 def model_config(config: TrainConfig, features: FeatureSet):
-    """The model's config dataclass for a TrainConfig and the cached feature shapes."""
-    opts = dict(config.model_options)
-    base = dict(in_channels=features.in_channels, layer_names=features.layer_names)
-    if config.model == "mem":
-        base["memory_dim"] = features.memory_dim
-        return ablation_config(config.ablation, MemConfig(**{**base, **opts}))
-    if config.ablation != "full":
-        raise ValueError("ablations apply to the memory model only (model='mem')")
-    return FactorTopyConfig(**{**base, **opts})
+    """The model's config dataclass for a TrainConfig and the cached feature shapes (the registered
+    model's ``configure``: ``config.model_options`` override fields, ``config.ablation`` picks the variant)."""
+    entry = model_entry(config.model)
+    if entry.configure is None:
+        raise ValueError(f"model {config.model!r} cannot be configured from cached tokens; "
+                         "build it with brainnet.models.create_model")
+    return entry.configure(features, dict(config.model_options), config.ablation)
 
 
 def build_model(kind: str, cfg, data_dir: str | Path, subjects) -> torch.nn.Module:
-    """Instantiate ``MemModel`` / ``FactorTopy`` for the subjects' vertices of a prepared dataset."""
+    """The registered model ``kind`` (``"mem"``, ``"factortopy"``, see :func:`brainnet.models.list_models`)
+    for the subjects' vertices of a prepared dataset."""
     coords, hemi = subject_vertices(data_dir, subjects)
-    cls = {"mem": MemModel, "factortopy": FactorTopy}[kind]
-    return cls(cfg, coords, hemi)
+    return create_model(kind, cfg, coords, hemi)
 
 
 def in_loop_backbone(config: TrainConfig):
@@ -72,8 +70,9 @@ def load_model(checkpoint: str | Path, data_dir: str | Path | None = None) -> to
     backbone is rebuilt from the config and must have the weights it was trained on."""
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     tc = TrainConfig.from_dict(ckpt["train_config"])
-    cfg_cls = MemConfig if tc.model == "mem" else FactorTopyConfig
-    model = build_model(tc.model, cfg_cls.from_dict(ckpt["model_config"]), data_dir or tc.data_dir, tc.subjects)
+    kind = ckpt.get("model_kind", tc.model)
+    model = build_model(kind, model_entry(kind).config_class.from_dict(ckpt["model_config"]),
+                        data_dir or tc.data_dir, tc.subjects)
     if "adapt_config" in ckpt:
         backbone = in_loop_backbone(tc)
         want = ckpt.get("backbone_fingerprint")
@@ -212,7 +211,9 @@ def eval_dataset(config: TrainConfig, features: FeatureSet, split: str,
 
 
 def _frames(config: TrainConfig) -> int:
-    return int(config.model_options.get("n_memory_frames", 32)) if config.model == "mem" else 1
+    """Memory frames a batch carries: the model config's ``n_memory_frames`` (1 for models without it)."""
+    default = model_entry(config.model).config_default("n_memory_frames")
+    return 1 if default is None else int(config.model_options.get("n_memory_frames", default))
 
 
 def evaluate_model(model: torch.nn.Module, dataset: EncodingDataset, batch_size: int = 64,
@@ -243,9 +244,10 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
     """
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
-    if not config.data_dir or not (Path(config.data_dir) / "manifest.json").is_file():
-        raise FileNotFoundError(f"data_dir {config.data_dir!r} is not a finished prepared dataset "
-                                "(see brainnet.data.prep.pipeline or brainnet.data.mini.ensure_mini)")
+    if not config.data_dir:
+        raise FileNotFoundError("TrainConfig.data_dir is empty: give a prepared dataset "
+                                "(brainnet.data.prepare or brainnet.data.ensure_mini)")
+    PreparedDataset(config.data_dir)  # checks every file before anything is written
     out = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     config = config.replace(out_dir=str(out))
     _check_resumable(out, config)

@@ -10,6 +10,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from brainnet.models import EncodingModel, check_encoding_model
+
 from .config import TrainConfig
 from .metrics import PearsonAccumulator
 from .optim import blend_targets, encoding_loss, param_groups, warmup_cosine
@@ -17,15 +19,17 @@ from .vertex_weights import VertexWeightState, update_ema, weights_from_ema
 
 
 class EncoderModule(pl.LightningModule):
-    """Train an encoding model ``model(batch, vertex_idx) -> (B, N)`` on batches from
-    :class:`brainnet.training.batches.EncodingDataset`.
+    """Train an :class:`~brainnet.models.EncodingModel` ``model(batch, vertex_idx) -> (B, N)`` on batches
+    from :class:`brainnet.training.batches.EncodingDataset`; the loss adds
+    ``model.regularizer_weight(step) * model.regularizer(subject, vertex_idx)`` when that weight is > 0.
 
     Logged: ``train_loss`` (per step), ``val_r`` (mean over vertices and subjects of the per-vertex
     Pearson r on the validation split; early stopping and checkpoints follow it).
     """
 
-    def __init__(self, model: torch.nn.Module, config: TrainConfig):
+    def __init__(self, model: EncodingModel, config: TrainConfig):
         super().__init__()
+        check_encoding_model(model)
         self.model = model
         self.config = config
         self._val: dict[str, PearsonAccumulator] = {}
@@ -52,7 +56,7 @@ class EncoderModule(pl.LightningModule):
             target = target[:, idx]
         loss = encoding_loss(pred, target, self.config.loss, self.config.beta,
                              self._loss_weights(batch["subject"], idx, target.device))
-        reg_w = self.model.regularizer_weight(int(self.global_step)) if hasattr(self.model, "regularizer") else 0.0
+        reg_w = self.model.regularizer_weight(int(self.global_step))
         if reg_w > 0:
             loss = loss + reg_w * self.model.regularizer(batch["subject"], idx)
         self.log("train_loss", loss.detach(), prog_bar=True, batch_size=target.shape[0])

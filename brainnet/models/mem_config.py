@@ -1,0 +1,154 @@
+"""Config of the memory encoding model: :class:`MemConfig`, the ablation table's rows and the
+behaviour-column switches (see :mod:`brainnet.models.mem` for the model itself)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from brainnet.data.layout import BEHAVIOUR_GROUPS, N_BEHAVIOUR
+
+from .configs import SelectorConfig
+
+ANSWER_COLUMNS: tuple[int, ...] = BEHAVIOUR_GROUPS["B"]
+MEMORY_COLUMNS: tuple[int, ...] = BEHAVIOUR_GROUPS["M"]
+TIME_COLUMNS: tuple[int, ...] = BEHAVIOUR_GROUPS["T"]
+ABLATIONS: tuple[str, ...] = ("full", "no_time", "no_answer", "no_memory_c",
+                              "no_memory_images", "baseline")
+
+#: Keys of MemConfig dicts saved before backbone adaptation moved to the TrainConfig (read while off).
+RETIRED_ADAPT_KEYS: tuple[str, ...] = ("lora_rank", "adaln_zero")
+
+
+@dataclass(frozen=True)
+class MemConfig(SelectorConfig):
+    """Hyper-parameters and input switches of :class:`~brainnet.models.MemModel`.
+
+    The fields of :class:`~brainnet.models.SelectorConfig` (token inputs ``in_channels`` (default
+    four layers of 768), ``layer_names``, ``grid_size``; vertex encoding and selector MLPs;
+    ``chunk_size``, ``readout_init_std``; layer-selector regulariser ``reg_weight`` = 1e-4, constant
+    (``reg_decay_steps`` = 0)) plus:
+
+    Attributes
+    ----------
+    width : int
+        Channels of the conv heads (192 in the reference).
+    conv_kernel, conv_blocks : kernel size and number of residual blocks per conv head.
+    use_memory_images : bool
+        Use the memory image vectors (T = -1 .. -n_memory_frames).
+    n_memory_frames : int
+        How many frames back (1 .. 32).
+    memory_dim : int
+        Size of one cached memory image vector.
+    separate_t1 : bool
+        T = -1 gets its own MLP path (``t1_dim``) instead of joining the frame stack.
+    frame_dim, time_dim, memory_hidden, memory_out, t1_dim : memory branch sizes.
+    use_answer, use_memory_c, use_time : bool
+        Behaviour groups B (answer), M (memory), T (time).
+    behaviour_hidden, behaviour_out : behaviour embedding sizes (``behaviour_out`` per
+        passthrough slot).
+    dropout : float
+        Dropout in the behaviour and memory MLPs.
+    """
+
+    in_channels: tuple[int, ...] = (768,) * 4
+    reg_weight: float = 1e-4
+    reg_decay_steps: int = 0
+    width: int = 192
+    conv_kernel: int = 3
+    conv_blocks: int = 2
+    use_memory_images: bool = True
+    n_memory_frames: int = 32
+    memory_dim: int = 1024
+    separate_t1: bool = True
+    frame_dim: int = 64
+    time_dim: int = 16
+    memory_hidden: int = 256
+    memory_out: int = 64
+    t1_dim: int = 64
+    use_answer: bool = True
+    use_memory_c: bool = True
+    use_time: bool = True
+    behaviour_hidden: int = 64
+    behaviour_out: int = 32
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 1 <= self.n_memory_frames <= 32:
+            raise ValueError(f"n_memory_frames must be in 1..32, got {self.n_memory_frames}")
+        if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
+            raise ValueError(f"conv_kernel must be odd and >= 1, got {self.conv_kernel}")
+        sizes = (self.width, self.memory_dim, self.frame_dim, self.time_dim, self.memory_hidden,
+                 self.memory_out, self.t1_dim, self.behaviour_hidden, self.behaviour_out)
+        if min(sizes) < 1 or self.conv_blocks < 0:
+            raise ValueError("layer sizes must be >= 1 and block counts >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @classmethod
+    def upgrade_dict(cls, data: dict) -> dict:
+        """Drop :data:`RETIRED_ADAPT_KEYS` when off (configs saved when they were fields here;
+        backbone adaptation now lives on the TrainConfig); a retired key that is on stays and is
+        refused as unknown."""
+        return {k: v for k, v in data.items() if not (k in RETIRED_ADAPT_KEYS and not v)}
+
+    @property
+    def use_behaviour(self) -> bool:
+        """True when any behaviour group is on."""
+        return self.use_answer or self.use_memory_c or self.use_time
+
+    @property
+    def n_stack_frames(self) -> int:
+        """Frames in the flattened memory stack (0 when memory images are off)."""
+        if not self.use_memory_images:
+            return 0
+        return self.n_memory_frames - 1 if self.separate_t1 else self.n_memory_frames
+
+    @property
+    def readout_dim(self) -> int:
+        """Size of the concatenated per-vertex feature fed to the readout."""
+        d = self.width
+        if self.use_memory_images and self.separate_t1:
+            d += self.t1_dim
+        if self.n_stack_frames > 0:
+            d += self.memory_out
+        if self.use_behaviour:
+            d += 2 * self.behaviour_out
+        return d
+
+
+def ablation_config(name: str, base: MemConfig | None = None) -> MemConfig:
+    """Config of one row of the ablation table.
+
+    Parameters
+    ----------
+    name : one of ``ABLATIONS``: "full", "no_time" (w/o T), "no_answer" (w/o B),
+        "no_memory_c" (w/o M), "no_memory_images", "baseline" (current image only).
+    base : MemConfig, optional
+        Config to start from (default ``MemConfig()``); its switches are overridden.
+    """
+    base = MemConfig() if base is None else base
+    on = dict(use_memory_images=True, use_answer=True, use_memory_c=True, use_time=True)
+    changes = {
+        "full": {},
+        "no_time": {"use_time": False},
+        "no_answer": {"use_answer": False},
+        "no_memory_c": {"use_memory_c": False},
+        "no_memory_images": {"use_memory_images": False},
+        "baseline": {k: False for k in on},
+    }
+    if name not in changes:
+        raise ValueError(f"unknown ablation {name!r}; choose from {ABLATIONS}")
+    return replace(base, **{**on, **changes[name]})
+
+
+def behaviour_mask(config: MemConfig) -> torch.Tensor:
+    """Float mask (35,): 1 for the columns of the behaviour groups that are on, else 0."""
+    mask = torch.zeros(N_BEHAVIOUR)
+    for flag, cols in ((config.use_answer, ANSWER_COLUMNS), (config.use_memory_c, MEMORY_COLUMNS),
+                       (config.use_time, TIME_COLUMNS)):
+        if flag:
+            mask[list(cols)] = 1.0
+    return mask
