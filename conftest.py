@@ -5,13 +5,17 @@ notebooks run under nbval form one unit (a notebook's cells run in order in one 
 notebooks share one nsd-mini data home, one after the other), and the acceptance test of the ablations
 is a unit of its own, so the two halves of the acceptance fits (tests/test_acceptance.py) run on two
 workers at once. The units in :data:`FIRST` are queued first, in that order; everything else fills in
-beside them. Test fixtures live in ``tests/conftest.py``.
+beside them. Each worker gets its share of the cores for torch, BLAS and the notebooks' kernels (one
+thread each on 2 cores: two processes with two threads each on two cores run several times slower).
+Test fixtures live in ``tests/conftest.py``.
 
 pytest-xdist's own ``xdist_group`` marks do not group on pytest 9.2 (pytest-xdist issue #1386), so the
 units are defined here from the test ids, for ``--dist loadgroup``.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -27,6 +31,28 @@ def scope_of(nodeid: str) -> str:
     if path.rsplit("/", 1)[-1] == "test_acceptance.py":
         return "acceptance-ablations" if name.startswith("test_ablations") else "acceptance"
     return path
+
+
+def _worker_threads() -> int | None:
+    """Threads per pytest-xdist worker (None outside a worker)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if not os.environ.get("PYTEST_XDIST_WORKER") or workers < 1:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // workers)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    threads = _worker_threads()
+    if threads is None:
+        return
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)  # libraries loaded later and subprocesses (notebook kernels)
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)  # BLAS pools already loaded (numpy)
 
 
 @pytest.hookimpl(tryfirst=True)
