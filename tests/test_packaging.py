@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import logging
 import re
@@ -55,9 +56,15 @@ def _sources(*folders: str) -> dict[str, str]:
     return out
 
 
+@functools.cache
 def _distribution(module: str) -> str:
-    dists = packages_distributions().get(module) or [module]
+    dists = _installed().get(module) or [module]
     return dists[0].lower().replace("_", "-")
+
+
+@functools.cache
+def _installed() -> dict[str, list[str]]:
+    return packages_distributions()
 
 
 def test_environment_yaml_lists_every_dependency():
