@@ -26,7 +26,7 @@ FIRST = ("acceptance", "acceptance-ablations", "notebooks")
 def scope_of(nodeid: str) -> str:
     """The work unit of the test ``nodeid``."""
     path, _, name = nodeid.partition("::")
-    if path.endswith(".ipynb"):
+    if path.endswith(".ipynb") or name.startswith("ipynb::"):  # nbval cells (pytest 9.2 ids: "nb/01_x::ipynb::Cell 0")
         return "notebooks"
     if path.rsplit("/", 1)[-1] == "test_acceptance.py":
         return "acceptance-ablations" if name.startswith("test_ablations") else "acceptance"
