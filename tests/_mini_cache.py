@@ -1,41 +1,93 @@
-"""One generated nsd-mini tree (and one prepared dataset) per pytest session, shared by modules.
+"""Expensive test inputs built once per pytest run and shared by modules and pytest-xdist workers.
 
-Module-scoped fixtures call these helpers; the results live under the session's base temp
-folder, so the second module to ask reuses them. Nothing here may be modified by a test: tests
-that corrupt inputs work on :func:`clone_tree` copies.
+One generated nsd-mini tree per preset, one prepared tiny dataset, and any other result a fixture
+registers with :func:`shared_result` (the acceptance fits). They live in :func:`shared_dir`: the
+session's base temp folder, or under pytest-xdist the run's folder above the workers' own ones, so
+a second module or a second worker reuses them. A file lock per item makes the first caller build
+it while the others wait. Nothing here may be modified by a test: tests that corrupt inputs work on
+:func:`clone_tree` copies.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
-from brainnet.data.prep import prepare
+from filelock import FileLock
+
 from brainnet.data.mini.generate import MiniNSDConfig, MiniNSDPaths, make_mini_nsd
+from brainnet.data.prep import prepare
+
+T = TypeVar("T")
 
 #: Parameters of the shared prepared dataset (image_size = the tiny preset's 32 px: no resize).
 PREPARE_KW = dict(image_size=32, progress=False)
 
 
+def shared_dir(tmp_path_factory) -> Path:
+    """The folder shared by every module of this pytest run, and by its xdist workers.
+
+    pytest-xdist gives each worker its own base temp ``<run>/popen-gwN``; ``<run>`` is common to them.
+    """
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold the lock of ``path`` (``<path>.lock``; blocks while another process holds it)."""
+    with FileLock(str(path) + ".lock"):
+        yield
+
+
 def mini_tree(tmp_path_factory, preset: str = "tiny") -> MiniNSDPaths:
-    """The generated tree of ``preset`` (generated once per pytest session)."""
-    root = tmp_path_factory.getbasetemp() / f"nsd-mini-{preset}"
+    """The generated tree of ``preset`` (generated once per pytest run)."""
+    root = shared_dir(tmp_path_factory) / f"nsd-mini-{preset}"
     done = root / ".generated"
-    if not done.is_file():
-        if root.exists():
-            shutil.rmtree(root)
-        make_mini_nsd(root, MiniNSDConfig.preset(preset), progress=False)
-        done.write_text("ok\n")
+    with exclusive(root):
+        if not done.is_file():
+            if root.exists():
+                shutil.rmtree(root)
+            make_mini_nsd(root, MiniNSDConfig.preset(preset), progress=False)
+            done.write_text("ok\n")
     return MiniNSDPaths.under(root)
 
 
+def prepared_mini(tmp_path_factory, preset: str = "tiny", name: str | None = None, **prepare_kw) -> Path:
+    """The tree of ``preset`` prepared with ``prepare_kw`` into ``name`` (default ``prepared-<preset>``),
+    prepared once per pytest run."""
+    tree = mini_tree(tmp_path_factory, preset)
+    out = shared_dir(tmp_path_factory) / (name or f"prepared-{preset}")
+    with exclusive(out):
+        return prepare(tree.nsd, tree.algonauts, out, **{"progress": False, **prepare_kw})
+
+
 def prepared_tiny(tmp_path_factory) -> Path:
-    """The tiny tree prepared with :data:`PREPARE_KW` (prepared once per pytest session)."""
-    tree = mini_tree(tmp_path_factory)
-    out = tmp_path_factory.getbasetemp() / "prepared-tiny"
-    return prepare(tree.nsd, tree.algonauts, out, **PREPARE_KW)
+    """The tiny tree prepared with :data:`PREPARE_KW` (prepared once per pytest run)."""
+    return prepared_mini(tmp_path_factory, "tiny", **PREPARE_KW)
+
+
+def shared_result(tmp_path_factory, name: str, compute: Callable[[], T]) -> T:
+    """``compute()`` once per pytest run: the first caller computes and pickles it, later callers
+    (other modules, other xdist workers) wait for it and load the pickle."""
+    path = shared_dir(tmp_path_factory) / "results" / f"{name}.pkl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(path):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                return pickle.load(fh)
+        value = compute()
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+        return value
 
 
 def clone_tree(src: Path, dst: Path) -> Path:
@@ -43,7 +95,7 @@ def clone_tree(src: Path, dst: Path) -> Path:
 
     Unlink a file before writing it (never write through the link), so the original is never touched.
     """
-    for folder, dirs, files in os.walk(src):
+    for folder, _dirs, files in os.walk(src):
         rel = Path(folder).relative_to(src)
         (dst / rel).mkdir(parents=True, exist_ok=True)
         for name in files:

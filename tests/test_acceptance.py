@@ -1,9 +1,10 @@
 """Acceptance on nsd-mini (default preset): the memory encoding model against the planted truth.
 
-One module-scoped fixture generates + prepares nsd-mini, caches brainnet-tiny tokens, fits the ridge
-baseline and three memory models (full, without memory images, without answers) once; the tests
-then check the criteria. Scores are on the "heldout" trials (predict-split trials of images shown
-in no other split: ~1650 trials of subj01), since the 2 % test split holds only ~40 trials.
+The fixtures generate + prepare nsd-mini, cache brainnet-tiny tokens, fit the ridge baseline and
+three memory models (full, without memory images, without answers) once per test run (under
+pytest-xdist two workers share the fits: see ``_fit``); the tests then check the criteria. Scores
+are on the "heldout" trials (predict-split trials of images shown in no other split: ~1650 trials of
+subj01), since the 2 % test split holds only ~40 trials.
 
 Criteria:
 * Mem mean noise-normalised score >= 1.2x ridge over all vertices and >= 3x on memory vertices;
@@ -26,7 +27,7 @@ import pytest
 from brainnet.analysis.truth import early_visual_mask, kind_mask, kind_summary, position_recovery, vertex_truth
 from brainnet.training.config import TrainConfig
 
-pytestmark = pytest.mark.slow  # ~20 min on 2 CPU cores (one module-scoped training fixture)
+pytestmark = pytest.mark.slow  # ~20 min on 2 CPU cores in one process, ~12 min on two xdist workers
 pytest.importorskip("himalaya")
 
 SUBJECT = "subj01"
@@ -40,40 +41,81 @@ MEM_OPTIONS = dict(width=64, conv_blocks=2, mlp_hidden=64, memory_hidden=64, fra
 EPOCHS = 24  # every model (full and ablations) trains for as long
 
 
+# The fits are shared results (tests/_mini_cache.py): under pytest-xdist the ablations test (the two
+# ablated models) and the other tests (ridge, the full model) are two work units (conftest.py) that run on
+# two workers at once; each fit is computed once, by the first worker that asks, and loaded by the other.
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    import torch
-
-    from brainnet.data.mini.home import ensure_mini
-    from brainnet.training.baselines import fit_ridge
+def inputs(tmp_path_factory):
+    """nsd-mini (default preset, generated and prepared once per run), brainnet-tiny tokens, subj01's truth."""
+    from brainnet.data.mini.config import MiniNSDConfig
     from brainnet.training.features import build_features
-    from brainnet.training.fit import fit_encoder
 
-    home = tmp_path_factory.getbasetemp() / "acceptance-home"
-    mini = ensure_mini(home=home, preset="default", progress=False)
+    from _mini_cache import mini_tree, prepared_mini
+
+    tree = mini_tree(tmp_path_factory, "default")  # the tree ensure_mini(preset="default") generates
+    prepared = prepared_mini(tmp_path_factory, "default", image_size=MiniNSDConfig.preset("default").image_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        features = build_features(mini.prepared, "brainnet-tiny", pool=8, num_workers=0)
-    truth = vertex_truth(mini.ground_truth, mini.prepared, SUBJECT)
-    ridge = fit_ridge(mini.prepared, SUBJECT, features, eval_split="heldout", pool=2)
-    out = home / "runs"
-    fits = {}
-    for ablation in ("full", "no_memory_images", "no_answer"):
-        cfg = TrainConfig(data_dir=str(mini.prepared), subjects=(SUBJECT,), out_dir=str(out / ablation),
+        features = build_features(prepared, "brainnet-tiny", pool=8, num_workers=0)
+    truth = vertex_truth(tree.ground_truth, prepared, SUBJECT)
+    return {"prepared": prepared, "algonauts": tree.algonauts, "features": features, "truth": truth}
+
+
+def _ridge(tmp_path_factory, inputs):
+    from brainnet.training.baselines import fit_ridge
+
+    from _mini_cache import shared_result
+
+    return shared_result(tmp_path_factory, "acceptance-ridge", lambda: fit_ridge(
+        inputs["prepared"], SUBJECT, inputs["features"], eval_split="heldout", pool=2))
+
+
+def _fit(tmp_path_factory, inputs, ablation: str):
+    """The memory model with ``ablation``, trained once per run."""
+    import torch
+
+    from brainnet.training.fit import fit_encoder
+
+    from _mini_cache import shared_dir, shared_result
+
+    def train():
+        cfg = TrainConfig(data_dir=str(inputs["prepared"]), subjects=(SUBJECT,),
+                          out_dir=str(shared_dir(tmp_path_factory) / "acceptance-runs" / ablation),
                           ablation=ablation, model_options=MEM_OPTIONS, lr=3e-3,
                           max_epochs=EPOCHS, loss="mse",
                           vertices_per_step=None, patience=None, top_k=3, eval_split="heldout", seed=0)
         torch.manual_seed(0)
-        fits[ablation] = fit_encoder(cfg, features=features)
-    scores = {k: f.evaluation[SUBJECT].per_vertex for k, f in fits.items()}
+        return fit_encoder(cfg, features=inputs["features"])
+
+    return shared_result(tmp_path_factory, f"acceptance-fit-{ablation}", train)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, inputs):
+    """Ridge and the full memory model."""
+    fits = {"full": _fit(tmp_path_factory, inputs, "full")}
+    return {**inputs, "ridge": _ridge(tmp_path_factory, inputs), "fits": fits}
+
+
+@pytest.fixture(scope="module")
+def ablations(tmp_path_factory, inputs):
+    """The full model and both ablations (the ablations first: the other group trains the full one);
+    writes every number of the acceptance to acceptance_numbers.json."""
+    from _mini_cache import shared_dir
+
+    fits = {k: _fit(tmp_path_factory, inputs, k) for k in ("no_memory_images", "no_answer", "full")}
+    ridge, truth = _ridge(tmp_path_factory, inputs), inputs["truth"]
     numbers = {"ridge": {"score": kind_summary(ridge.evaluation.per_vertex["score"], truth),
                          "r": kind_summary(ridge.evaluation.per_vertex["r"], truth)}}
-    for k, pv in scores.items():
+    for k in ("full", "no_memory_images", "no_answer"):
+        pv = fits[k].evaluation[SUBJECT].per_vertex
         numbers[k] = {"score": kind_summary(pv["score"], truth), "r": kind_summary(pv["r"], truth)}
     numbers["positions"] = position_recovery(fits["full"].model.positions(SUBJECT).numpy(), truth)
-    (home / "acceptance_numbers.json").write_text(json.dumps(numbers, indent=2))
+    (shared_dir(tmp_path_factory) / "acceptance_numbers.json").write_text(json.dumps(numbers, indent=2))
     print(json.dumps(numbers, indent=2))
-    return {"mini": mini, "features": features, "truth": truth, "ridge": ridge, "fits": fits, "numbers": numbers}
+    return {**inputs, "fits": fits}
 
 
 def _score(pv, mask=None):
@@ -101,10 +143,10 @@ def test_retina_positions_recover_planted_rf_centres(runs):
     assert rec["r_x"] >= 0.8 and rec["r_y"] >= 0.8, rec
 
 
-def test_ablations_move_the_right_way(runs):
+def test_ablations_move_the_right_way(ablations):
     """Each ablation is checked against the full model and against the other ablation (which
     still has the input the first one lacks); all train for the same number of steps."""
-    truth, fits = runs["truth"], runs["fits"]
+    truth, fits = ablations["truth"], ablations["fits"]
     pv = {k: f.evaluation[SUBJECT].per_vertex for k, f in fits.items()}
     mem_v, ans_v = kind_mask(truth, "memory"), kind_mask(truth, "answer")
     no_mem = _score(pv["no_memory_images"], mem_v)
@@ -123,20 +165,25 @@ def test_resume_soup_and_submission(runs, tmp_path):
     from brainnet.training.batches import EncodingDataset
     from brainnet.training.fit import build_model, fit_encoder, model_config
     from brainnet.training.soup import greedy_soup, validation_scorer
-    from brainnet.training.submission import (algonauts_test_ids, challenge_columns, load_submission,
-                                              predict_images, write_submission)
+    from brainnet.training.submission import (
+        algonauts_test_ids,
+        challenge_columns,
+        load_submission,
+        predict_images,
+        write_submission,
+    )
 
-    full, features, mini = runs["fits"]["full"], runs["features"], runs["mini"]
+    full, features, prepared = runs["fits"]["full"], runs["features"], runs["prepared"]
     # soup over the kept checkpoints, scored on val
-    val = EncodingDataset(mini.prepared, [SUBJECT], "val", features)
-    model = build_model("mem", model_config(full.config, features), mini.prepared, [SUBJECT])
+    val = EncodingDataset(prepared, [SUBJECT], "val", features)
+    model = build_model("mem", model_config(full.config, features), prepared, [SUBJECT])
     soup = greedy_soup(model, list(full.checkpoints["path"]), validation_scorer(val))
     assert soup.score >= max(soup.member_scores.values())
     # submission from the soup
-    ids = algonauts_test_ids(mini.algonauts, SUBJECT)
-    pred = predict_images(soup.model, mini.prepared, SUBJECT, features, ids)
-    write_submission({SUBJECT: pred}, mini.prepared, tmp_path / "submission")
-    cols = challenge_columns(mini.prepared, SUBJECT)
+    ids = algonauts_test_ids(runs["algonauts"], SUBJECT)
+    pred = predict_images(soup.model, prepared, SUBJECT, features, ids)
+    write_submission({SUBJECT: pred}, prepared, tmp_path / "submission")
+    cols = challenge_columns(prepared, SUBJECT)
     back = load_submission(tmp_path / "submission",
                            {SUBJECT: {"n_images": len(ids), "lh": cols["lh"].size, "rh": cols["rh"].size}})
     assert np.isfinite(back[SUBJECT]["lh"]).all()

@@ -13,14 +13,13 @@ Trainable adapters inside a frozen backbone: :func:`add_lora`, :class:`AdaLNZero
 (:mod:`.adapters`).
 """
 
+# the adapter modules register their backbones on import
+from . import hub_backbone, module_backbone, open_clip_backbone, sam_backbone, timm_backbone, tiny  # noqa: F401
+from .adapters import AdaLNZero, LoRAConv2d, LoRALinear, add_lora
 from .base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, InputConfig, resolve_layer_indices
+from .module_backbone import ModuleBackbone, wrap_module
 from .registry import create_backbone, describe_backbones, list_backbones, register_backbone
-
-# adapters register themselves on import
-from . import timm_backbone, open_clip_backbone, hub_backbone, sam_backbone, module_backbone, tiny  # noqa: E402,F401
-from .adapters import AdaLNZero, LoRAConv2d, LoRALinear, add_lora  # noqa: E402
-from .module_backbone import ModuleBackbone, wrap_module  # noqa: E402
-from .tiny import TinyCNN, tiny_record  # noqa: E402
+from .tiny import TinyCNN, tiny_record
 
 __all__ = [
     "AdaLNZero",

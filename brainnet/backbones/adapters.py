@@ -190,7 +190,7 @@ class _Modulate:
     """Forward hook of one norm layer (an object, not a closure, so that copies and pickles of the
     network point at the copied :class:`AdaLNZero`)."""
 
-    def __init__(self, owner: "AdaLNZero", key: str, channels_last: bool):
+    def __init__(self, owner: AdaLNZero, key: str, channels_last: bool):
         self.owner, self.key, self.channels_last = owner, key, channels_last
 
     def __call__(self, _module, _inputs, out):

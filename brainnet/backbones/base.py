@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -165,7 +165,7 @@ class Backbone(nn.Module):
         return self._fingerprint
 
     # ----------------------------------------------------------------- freezing
-    def freeze(self) -> "Backbone":
+    def freeze(self) -> Backbone:
         """No gradients, eval mode (the default state after creation)."""
         for p in self.parameters():
             p.requires_grad_(False)
@@ -173,7 +173,7 @@ class Backbone(nn.Module):
         self._fingerprint = None
         return self.train(False)
 
-    def unfreeze(self) -> "Backbone":
+    def unfreeze(self) -> Backbone:
         """Allow gradients and train mode; the fingerprint is recomputed on next access."""
         for p in self.parameters():
             p.requires_grad_(True)
@@ -181,7 +181,7 @@ class Backbone(nn.Module):
         self._fingerprint = None
         return self
 
-    def train(self, mode: bool = True) -> "Backbone":
+    def train(self, mode: bool = True) -> Backbone:
         # a frozen backbone stays in eval mode even inside a module put into train mode
         return super().train(bool(mode) and not getattr(self, "frozen", False))
 
@@ -214,7 +214,8 @@ class Backbone(nn.Module):
             mode = self.input_config.interpolation
             kw = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
             shrink = x.shape[-1] > size or x.shape[-2] > size
-            x = F.interpolate(x, size=(size, size), mode=mode, antialias=shrink and mode in ("bilinear", "bicubic"), **kw)
+            antialias = shrink and mode in ("bilinear", "bicubic")
+            x = F.interpolate(x, size=(size, size), mode=mode, antialias=antialias, **kw)
         return (x - self._mean) / self._std
 
     def get_tokens(self, images: torch.Tensor, layers: Sequence[str | int] | None = None) -> TokenDicts:

@@ -10,8 +10,8 @@ directory holding a ``hubconf.py``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -57,7 +57,8 @@ class HubViTBackbone(Backbone):
         self.norm = bool(norm)
 
     def _forward_taps(self, x, take):
-        outs = self.model.get_intermediate_layers(x, n=list(take), reshape=True, return_class_token=True, norm=self.norm)
+        outs = self.model.get_intermediate_layers(x, n=list(take), reshape=True, return_class_token=True,
+                                                  norm=self.norm)
         return [(local, cls) for local, cls in outs]
 
 
@@ -111,7 +112,8 @@ def build_hub_backbone(
             if not network_available("github.com"):
                 raise WeightsUnavailableError(
                     f"torch hub repository {repo!r} is not in {torch.hub.get_dir()} and GitHub cannot be reached. "
-                    f"Clone it elsewhere, copy it there, and pass repo='/path/to/clone', source='local'. " + how_to_provide()
+                    f"Clone it elsewhere, copy it there, and pass repo='/path/to/clone', source='local'. "
+                    + how_to_provide()
                 )
             repo_dir = None
     load_pretrained = bool(pretrained) and weights is None
@@ -119,34 +121,41 @@ def build_hub_backbone(
         stem = model_name.replace("_reg", "_reg4")
         if not any(torch_hub_checkpoints_dir().glob(f"{stem}*.pth")):
             raise WeightsUnavailableError(
-                f"pretrained weights of {model_name!r} are not in {torch_hub_checkpoints_dir()} and cannot be downloaded. "
+                f"pretrained weights of {model_name!r} are not in {torch_hub_checkpoints_dir()} "
+                "and cannot be downloaded. "
                 + how_to_provide()
             )
     try:
         if repo_dir is not None:
             model = torch.hub.load(repo_dir, model_name, source="local", pretrained=load_pretrained, **hub_kwargs)
         else:
-            model = torch.hub.load(repo, model_name, source="github", pretrained=load_pretrained, trust_repo=True, **hub_kwargs)
+            model = torch.hub.load(repo, model_name, source="github", pretrained=load_pretrained, trust_repo=True,
+                                   **hub_kwargs)
     except (OSError, RuntimeError) as exc:
         if load_pretrained:
-            raise WeightsUnavailableError(f"torch.hub could not load {repo}:{model_name}: {exc}. " + how_to_provide()) from exc
+            raise WeightsUnavailableError(
+                f"torch.hub could not load {repo}:{model_name}: {exc}. " + how_to_provide()) from exc
         raise
     if weights is not None:
         load_into(model, load_state_dict_file(weights), weights)
     size = int(image_size) if image_size is not None else int(default_size)
     where = os.path.abspath(repo) if source == "local" else repo
     arch = {"name": f"hub:{where}:{model_name}", "hub_kwargs": hub_kwargs}
-    return HubViTBackbone(model, arch, InputConfig(size=size, mean=tuple(mean), std=tuple(std), interpolation="bicubic"), layers, norm)
+    input_config = InputConfig(size=size, mean=tuple(mean), std=tuple(std), interpolation="bicubic")
+    return HubViTBackbone(model, arch, input_config, layers, norm)
 
 
-@register_backbone("torch-hub", prefix=True, description="DINOv2-like torch.hub model: 'torch-hub:<entry>' with repo=, source=")
+@register_backbone("torch-hub", prefix=True,
+                   description="DINOv2-like torch.hub model: 'torch-hub:<entry>' with repo=, source=")
 def _torch_hub(model_name: str, pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
-    return build_hub_backbone(model_name, pretrained=pretrained, weights=weights, layers=layers, image_size=image_size, **kwargs)
+    return build_hub_backbone(model_name, pretrained=pretrained, weights=weights, layers=layers,
+                              image_size=image_size, **kwargs)
 
 
 def _dinov2(entry: str, description: str):
     def factory(pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
-        return build_hub_backbone(entry, pretrained=pretrained, weights=weights, layers=layers, image_size=image_size, **kwargs)
+        return build_hub_backbone(entry, pretrained=pretrained, weights=weights, layers=layers,
+                                  image_size=image_size, **kwargs)
 
     register_backbone(entry.replace("_", "-"), description=description)(factory)
 

@@ -19,8 +19,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -128,15 +129,14 @@ class ModuleBackbone(Backbone):
         try:
             for i in wanted:
                 handles.append(modules[hook_layers[i]].register_forward_hook(make_hook(i)))
-            try:
+            with contextlib.suppress(_StopForward):  # raised by the last hook: the rest of forward is not needed
                 module(x)
-            except _StopForward:
-                pass
         finally:
             for h in handles:
                 h.remove()
         if len(got) != len(wanted):
-            raise RuntimeError(f"hooked modules {[hook_layers[i] for i in wanted if i not in got]} never ran in forward")
+            missing = [hook_layers[i] for i in wanted if i not in got]
+            raise RuntimeError(f"hooked modules {missing} never ran in forward")
         return [got[i] for i in wanted]
 
     def _forward_taps(self, x, take):

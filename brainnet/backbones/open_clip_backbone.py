@@ -9,7 +9,7 @@ Normalisation is CLIP's own mean / std, not ImageNet's.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -34,7 +34,8 @@ class OpenClipBackbone(Backbone):
         needed = ("conv1", "class_embedding", "positional_embedding", "transformer")
         if not all(hasattr(visual, a) for a in needed):
             raise TypeError(
-                f"{type(visual).__name__} is not an open_clip VisionTransformer (timm-trunk towers: use the timm adapter)"
+                f"{type(visual).__name__} is not an open_clip VisionTransformer "
+                "(timm-trunk towers: use the timm adapter)"
             )
         blocks = visual.transformer.resblocks
         n_taps = len(blocks)
@@ -86,7 +87,8 @@ def _vision_tower(model_name: str, vision_cfg: dict | None, image_size: int | No
         embed_dim, vcfg = cfg["embed_dim"], dict(cfg["vision_cfg"])
         quick_gelu = quick_gelu or bool(cfg.get("quick_gelu", False))
     else:
-        embed_dim, vcfg = int(vision_cfg.get("embed_dim", 64)), {k: v for k, v in vision_cfg.items() if k != "embed_dim"}
+        embed_dim = int(vision_cfg.get("embed_dim", 64))
+        vcfg = {k: v for k, v in vision_cfg.items() if k != "embed_dim"}
     if image_size is not None:
         vcfg["image_size"] = int(image_size)
     try:
@@ -133,7 +135,8 @@ def build_open_clip_backbone(
         cached = False
         if pcfg.get("hf_hub"):
             repo = pcfg["hf_hub"].strip("/").split("/")
-            cached = bool(hf_cached_file("/".join(repo[:2]), ("open_clip_pytorch_model.bin", "open_clip_model.safetensors")))
+            files = ("open_clip_pytorch_model.bin", "open_clip_model.safetensors")
+            cached = bool(hf_cached_file("/".join(repo[:2]), files))
         if not cached and pcfg.get("url"):
             root = cache_dir or os.path.expanduser("~/.cache/clip")
             cached = os.path.exists(os.path.join(root, os.path.basename(pcfg["url"])))
@@ -146,7 +149,8 @@ def build_open_clip_backbone(
         try:
             full = open_clip.create_model(model_name, pretrained=tag, cache_dir=cache_dir, force_image_size=image_size)
         except Exception as exc:  # download or checkpoint failure
-            raise WeightsUnavailableError(f"loading open_clip {model_name}/{tag} failed: {exc}. " + how_to_provide()) from exc
+            raise WeightsUnavailableError(
+                f"loading open_clip {model_name}/{tag} failed: {exc}. " + how_to_provide()) from exc
         visual = full.visual
     elif weights is not None:
         load_into(visual, strip_prefix(load_state_dict_file(weights), "visual."), weights)
@@ -155,8 +159,10 @@ def build_open_clip_backbone(
     if isinstance(pre, dict) and pre.get("mean") and pre.get("std"):
         mean, std = tuple(pre["mean"]), tuple(pre["std"])
     size = vcfg["image_size"] if isinstance(vcfg["image_size"], int) else vcfg["image_size"][0]
-    arch = {"name": f"open_clip:{model_name if vision_cfg is None else 'custom'}", "vision_cfg": vcfg, "quick_gelu": quick_gelu, "tag": tag}
-    return OpenClipBackbone(visual, arch, InputConfig(size=int(size), mean=mean, std=std, interpolation="bicubic"), layers)
+    arch = {"name": f"open_clip:{model_name if vision_cfg is None else 'custom'}", "vision_cfg": vcfg,
+            "quick_gelu": quick_gelu, "tag": tag}
+    input_config = InputConfig(size=int(size), mean=mean, std=std, interpolation="bicubic")
+    return OpenClipBackbone(visual, arch, input_config, layers)
 
 
 @register_backbone("open_clip", prefix=True, description="open_clip vision tower: 'open_clip:<config name>'")
@@ -164,11 +170,13 @@ def _open_clip(model_name: str, pretrained=False, weights=None, layers=None, ima
     return build_open_clip_backbone(model_name, pretrained, weights, layers, image_size, **kwargs)
 
 
-@register_backbone("clip-vit-b-16", description="OpenCLIP ViT-B-16 vision tower (12 blocks, 224 px, CLIP normalisation)")
+@register_backbone("clip-vit-b-16",
+                   description="OpenCLIP ViT-B-16 vision tower (12 blocks, 224 px, CLIP normalisation)")
 def _clip_b16(pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
     return build_open_clip_backbone("ViT-B-16", pretrained, weights, layers, image_size, **kwargs)
 
 
-@register_backbone("clip-vit-l-14", description="OpenCLIP ViT-L-14 vision tower (24 blocks, 224 px, CLIP normalisation)")
+@register_backbone("clip-vit-l-14",
+                   description="OpenCLIP ViT-L-14 vision tower (24 blocks, 224 px, CLIP normalisation)")
 def _clip_l14(pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
     return build_open_clip_backbone("ViT-L-14", pretrained, weights, layers, image_size, **kwargs)

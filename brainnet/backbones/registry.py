@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from .base import Backbone
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,4 +95,6 @@ def create_backbone(
     if weights is not None:
         weights = str(weights)
     bb = entry.factory(pretrained=bool(pretrained), weights=weights, layers=layers, image_size=image_size, **kwargs)
+    log.debug("backbone %s: %s weights, %d px input, layers %s", name,
+              weights or ("pretrained" if pretrained else "initial"), bb.input_config.size, list(bb.layer_names))
     return bb.freeze()

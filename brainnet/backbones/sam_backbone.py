@@ -6,8 +6,8 @@ work on channels-last grids [B, H, W, C]; the neck is never run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -16,7 +16,14 @@ from brainnet.errors import WeightsUnavailableError
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone, InputConfig, resolve_layer_indices
 from .registry import register_backbone
-from .weights import how_to_provide, load_into, load_state_dict_file, network_available, strip_prefix, torch_hub_checkpoints_dir
+from .weights import (
+    how_to_provide,
+    load_into,
+    load_state_dict_file,
+    network_available,
+    strip_prefix,
+    torch_hub_checkpoints_dir,
+)
 
 SAM_CONFIGS: dict[str, dict] = {
     "vit_b": dict(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
@@ -98,7 +105,8 @@ def build_sam_backbone(
         raise ValueError("SAM's published weights are for image_size=1024; pass image_size=None or 1024")
     ckpt = torch_hub_checkpoints_dir() / SAM_URLS[variant].split("/")[-1]
     if load_pretrained and not ckpt.exists() and not network_available("dl.fbaipublicfiles.com"):
-        raise WeightsUnavailableError(f"SAM {variant} weights are not at {ckpt} and cannot be downloaded. " + how_to_provide())
+        raise WeightsUnavailableError(
+            f"SAM {variant} weights are not at {ckpt} and cannot be downloaded. " + how_to_provide())
     encoder = ImageEncoderViT(
         img_size=size, patch_size=16, embed_dim=cfg["embed_dim"], depth=cfg["depth"], num_heads=cfg["num_heads"],
         mlp_ratio=4, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), qkv_bias=True, use_rel_pos=True,
@@ -117,7 +125,8 @@ def _sam(variant: str):
     def factory(pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
         return build_sam_backbone(variant, pretrained, weights, layers, image_size, **kwargs)
 
-    register_backbone(f"sam-{variant.replace('_', '-')}", description=f"SAM {variant} image encoder (global = spatial mean)")(factory)
+    register_backbone(f"sam-{variant.replace('_', '-')}",
+                      description=f"SAM {variant} image encoder (global = spatial mean)")(factory)
 
 
 for _v in SAM_CONFIGS:

@@ -10,14 +10,20 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
-import torch
+from brainnet.errors import WeightsUnavailableError
 
 from .base import Backbone, InputConfig, resolve_layer_indices
 from .registry import register_backbone
-from .weights import hf_cached_file, how_to_provide, load_into, load_state_dict_file, require_download, torch_hub_checkpoints_dir
-from brainnet.errors import WeightsUnavailableError
+from .weights import (
+    hf_cached_file,
+    how_to_provide,
+    load_into,
+    load_state_dict_file,
+    require_download,
+    torch_hub_checkpoints_dir,
+)
 
 
 def _pretrained_available(model_name: str) -> bool:
@@ -31,13 +37,11 @@ def _pretrained_available(model_name: str) -> bool:
         return True
     if cfg.hf_hub_id:
         repo = cfg.hf_hub_id.split("@")[0]
-        names = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+        names = ((cfg.hf_hub_filename,) if cfg.hf_hub_filename
+                 else ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"))
         if hf_cached_file(repo, names):
             return True
-    if cfg.url:
-        if (torch_hub_checkpoints_dir() / cfg.url.split("/")[-1].split("?")[0]).exists():
-            return True
-    return False
+    return bool(cfg.url) and (torch_hub_checkpoints_dir() / cfg.url.split("/")[-1].split("?")[0]).exists()
 
 
 class TimmBackbone(Backbone):
@@ -53,7 +57,8 @@ class TimmBackbone(Backbone):
 
     def __init__(self, model, arch: dict, input_config: InputConfig, layers=None, norm: bool = False):
         if not hasattr(model, "forward_intermediates"):
-            raise TypeError(f"timm model {arch.get('name')} has no forward_intermediates; it cannot be used as a backbone")
+            raise TypeError(
+                f"timm model {arch.get('name')} has no forward_intermediates; it cannot be used as a backbone")
         info = list(model.feature_info)
         n_taps = len(info)
         indices = resolve_layer_indices(n_taps, layers)
@@ -83,7 +88,8 @@ class TimmBackbone(Backbone):
             outs = self.model.forward_intermediates(x, return_prefix_tokens=True, **kw)
             res = []
             for spatial, prefix in outs:
-                glob = prefix[:, 0] if (self.has_cls and prefix is not None and prefix.shape[1] > 0) else spatial.mean((2, 3))
+                has_cls = self.has_cls and prefix is not None and prefix.shape[1] > 0
+                glob = prefix[:, 0] if has_cls else spatial.mean((2, 3))
                 res.append((spatial, glob))
             return res
         outs = self.model.forward_intermediates(x, **kw)
@@ -125,7 +131,8 @@ def build_timm_backbone(
         model = timm.create_model(model_name, pretrained=load_pretrained, **kw)
     except (OSError, RuntimeError) as exc:
         if load_pretrained:
-            raise WeightsUnavailableError(f"loading timm weights for {model_name!r} failed: {exc}. " + how_to_provide()) from exc
+            raise WeightsUnavailableError(
+                f"loading timm weights for {model_name!r} failed: {exc}. " + how_to_provide()) from exc
         raise
     if weights is not None:
         load_into(model, load_state_dict_file(weights), weights)

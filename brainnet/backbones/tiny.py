@@ -14,8 +14,8 @@ is the same architecture with a seeded random initialisation.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -38,7 +38,8 @@ class TinyStage(nn.Module):
 
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
-        self.down = nn.Sequential(nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+        self.down = nn.Sequential(nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.BatchNorm2d(c_out),
+                                  nn.ReLU(inplace=True))
         self.res = nn.Sequential(
             nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
             nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out),
@@ -82,7 +83,8 @@ class TinyBackbone(Backbone):
             s = (s + 1) // 2  # 3x3, stride 2, padding 1
             sizes.append(s)
         grids = [(sizes[i], sizes[i]) for i in indices]
-        super().__init__(arch=arch, input_config=input_config, n_taps=n_taps, indices=indices, widths=widths, grid_sizes=grids)
+        super().__init__(arch=arch, input_config=input_config, n_taps=n_taps, indices=indices, widths=widths,
+                         grid_sizes=grids)
         net.stages = net.stages[: max(indices) + 1]
         self.net = net
 
@@ -111,7 +113,8 @@ def brainnet_tiny_random(pretrained=False, weights=None, layers=None, image_size
     return TinyBackbone(net, arch, _input(image_size), layers)
 
 
-@register_backbone("brainnet-tiny", description="4-stage CNN (1.1 M params) trained on synthetic scenes; ships with brainnet")
+@register_backbone("brainnet-tiny",
+                   description="4-stage CNN (1.1 M params) trained on synthetic scenes; ships with brainnet")
 def brainnet_tiny(pretrained=True, weights=None, layers=None, image_size=None):
     """The shipped weights are part of the package, so they load whatever ``pretrained`` says."""
     path = weights if weights is not None else TINY_WEIGHTS

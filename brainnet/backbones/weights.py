@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
 import socket
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import nn
 
 from brainnet.errors import WeightsUnavailableError
+
+log = logging.getLogger(__name__)
 
 _OFFLINE_VARS = ("BRAINNET_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
@@ -59,6 +61,7 @@ def network_available(host: str = "huggingface.co", port: int = 443, timeout: fl
     t = threading.Thread(target=probe, daemon=True)
     t.start()
     t.join(timeout + 0.5)
+    log.debug("network probe %s:%d: %s", host, port, "reachable" if result and result[0] else "unreachable")
     return bool(result and result[0])
 
 
@@ -90,6 +93,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
         raise WeightsUnavailableError(f"weights file {p} does not exist. " + how_to_provide())
+    log.debug("loading weights from %s", p)
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -117,7 +121,8 @@ def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch
     return dict(sd)
 
 
-def load_into(module: nn.Module, sd: Mapping[str, torch.Tensor], source: str, ignore_prefixes: tuple[str, ...] = ()) -> None:
+def load_into(module: nn.Module, sd: Mapping[str, torch.Tensor], source: str,
+              ignore_prefixes: tuple[str, ...] = ()) -> None:
     """``module.load_state_dict(sd)`` with a readable error naming missing / unexpected keys.
 
     Keys of ``sd`` starting with any of ``ignore_prefixes`` (e.g. a classifier head) are dropped first.
@@ -126,7 +131,8 @@ def load_into(module: nn.Module, sd: Mapping[str, torch.Tensor], source: str, ig
     own = module.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
-    shape = [f"{k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
+    shape = [f"{k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)}"
+             for k in own if k in sd and sd[k].shape != own[k].shape]
     if missing or unexpected or shape:
         raise WeightsUnavailableError(
             f"weights from {source} do not fit this architecture: missing {missing[:5]}"

@@ -43,8 +43,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from brainnet.data.layout import BASE_NAMES, CARRIED, N_BEHAVIOUR
-
+from brainnet.data.layout import CARRIED
 
 UNSEEN_MINUTES = 500.0
 UNSEEN_TRIALS = 15000.0

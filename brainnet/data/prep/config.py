@@ -8,7 +8,6 @@ from typing import Any
 from brainnet.data.formats.algonauts import ROI_CLASSES
 
 
-
 @dataclass(frozen=True)
 class PrepareConfig:
     """Everything that decides the content of a prepared dataset.
@@ -64,7 +63,8 @@ class PrepareConfig:
             raise ValueError(f"image_source must be 'auto', 'hdf5' or 'png', got {self.image_source!r}")
         fractions = tuple(float(f) for f in self.split_fractions)
         if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
-            raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1, got {self.split_fractions!r}")
+            raise ValueError(
+                f"split_fractions must be 3 non-negative numbers summing to 1, got {self.split_fractions!r}")
         object.__setattr__(self, "split_fractions", fractions)
         if not isinstance(self.n_heldout_sessions, int) or self.n_heldout_sessions < 0:
             raise ValueError(f"n_heldout_sessions must be an int >= 0, got {self.n_heldout_sessions!r}")

@@ -22,6 +22,7 @@ are only read.
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import shutil
 from importlib import metadata
@@ -30,8 +31,15 @@ from pathlib import Path
 import numpy as np
 
 from brainnet.data.io import npy_header, remove_tmp_files, save_json, save_text, sha256_file
-from brainnet.data.layout import (BEHAVIOUR_COLUMNS, BEHAVIOUR_GROUPS, FORMAT_NAME, FORMAT_VERSION, MANIFEST,
-                                   SPLIT_CODES, VERTEX_VALID)
+from brainnet.data.layout import (
+    BEHAVIOUR_COLUMNS,
+    BEHAVIOUR_GROUPS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    SPLIT_CODES,
+    VERTEX_VALID,
+)
 from brainnet.data.prep.config import PrepareConfig
 from brainnet.data.prep.plan import DatasetPlan, make_plan
 from brainnet.data.prep.write import (
@@ -42,6 +50,8 @@ from brainnet.data.prep.write import (
     write_surfaces,
 )
 from brainnet.errors import DataFormatError
+
+log = logging.getLogger(__name__)
 
 WORK_DIR = ".prepare-work"
 _VERSIONED = ("numpy", "scipy", "pandas", "nibabel", "h5py", "pillow", "brainnet")
@@ -77,13 +87,17 @@ def prepare(nsd_dir: str | Path, alg_dir: str | Path, out_dir: str | Path, subje
     plan = make_plan(nsd_dir, alg_dir, cfg)
     fingerprint = plan.fingerprint()
     if is_finished(out, fingerprint, verify=verify):
+        log.info("%s already holds this dataset (fingerprint %s): nothing to do", out, fingerprint[:12])
         return out
+    log.info("preparing %s (%d subjects, %d images) into %s", ", ".join(s.name for s in plan.subjects),
+             len(plan.subjects), plan.image_ids.size, out)
     created = not out.exists()
     work = out / WORK_DIR
     try:
         _start(out, work, fingerprint)
         _build(plan, out, work, fingerprint, progress, on_session_done)
-    except DataFormatError:
+    except DataFormatError as exc:
+        log.debug("bad input while streaming (%s): removing %s", exc, work)
         shutil.rmtree(work, ignore_errors=True)
         remove_tmp_files(out)
         if created and out.is_dir() and not any(out.iterdir()):
@@ -122,12 +136,16 @@ def _start(out: Path, work: Path, fingerprint: str) -> None:
             listed = json.loads(old.read_text()).get("files", {})
         except (OSError, ValueError):
             listed = {}
+        log.info("%s holds a dataset of other inputs or settings: replacing its %d files", out, len(listed))
         old.unlink()
         for rel in listed:
             (out / rel).unlink(missing_ok=True)
     stamp = work / "fingerprint.txt"
     if work.is_dir() and (not stamp.is_file() or stamp.read_text().strip() != fingerprint):
+        log.info("discarding %s: an interrupted run of other inputs", work)
         shutil.rmtree(work)
+    elif work.is_dir():
+        log.info("resuming the interrupted run in %s", work)
     work.mkdir(parents=True, exist_ok=True)
     remove_tmp_files(work)
     save_text(stamp, fingerprint + "\n")
@@ -155,6 +173,7 @@ def _build(plan: DatasetPlan, out: Path, work: Path, fingerprint: str, progress:
         (stage / rel).replace(target)
     save_json(out / MANIFEST, manifest)
     shutil.rmtree(work)
+    log.info("prepared %s: %d files, %.1f MB", out, len(files), sum(e["bytes"] for e in files.values()) / 1e6)
 
 
 def _versions() -> dict[str, str]:

@@ -9,6 +9,7 @@ pixels, which are streamed later. A bad input therefore fails here, before any o
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from brainnet.data.prep.behaviour import behaviour_features
 from brainnet.data.prep.config import PrepareConfig
 from brainnet.data.prep.tables import assign_splits, memory_index, noise_ceiling, select_vertices, trial_table
 from brainnet.errors import DataFormatError
+
+log = logging.getLogger(__name__)
 
 SURFACES: tuple[str, ...] = ("sphere", "inflated", "white")
 
@@ -205,8 +208,9 @@ def _subject_plan(name: str, cfg: PrepareConfig, layout: nsd.NSDLayout, alayout:
     late_only = np.setdiff1d(trials["nsd_id"][heldout], early)
     tdir = alayout.image_dir(name, "train")
     if not np.array_equal(np.sort(train.nsd_ids), early):
+        differing = np.setxor1d(train.nsd_ids, early).size
         raise DataFormatError(tdir, f"the {early.size} images of sessions 1..{n_sessions - cfg.n_heldout_sessions} "
-                                    f"({resp_path.name})", f"{len(train)} images, {np.setxor1d(train.nsd_ids, early).size} differing")
+                                    f"({resp_path.name})", f"{len(train)} images, {differing} differing")
     if not np.array_equal(np.sort(test.nsd_ids), late_only):
         raise DataFormatError(alayout.image_dir(name, "test"),
                               f"the {late_only.size} images shown only in the last {cfg.n_heldout_sessions} sessions",
@@ -267,6 +271,7 @@ def make_plan(nsd_dir: str | Path, alg_dir: str | Path, cfg: PrepareConfig) -> D
     source = cfg.image_source
     if source == "auto":
         source = "hdf5" if layout.stimuli.is_file() else "png"
+        log.debug("image source: %s", source)
     image_paths: dict[int, Path] = {}
     if source == "hdf5":
         with nsd.NSDStimuli(layout.stimuli) as stimuli:
@@ -294,6 +299,8 @@ def make_plan(nsd_dir: str | Path, alg_dir: str | Path, cfg: PrepareConfig) -> D
         trials = {**trials, "image": image.astype(np.int64), "split": split}
         mem = memory_index(trials["session"], trials["run"], trials["slot"], image, n_slots)
         plans.append(SubjectPlan(trials=trials, memory_index=mem, **first))
+    log.debug("plan: %s; %d images; %d source files checked", ", ".join(f"{p.name} {p.n_trials} trials x "
+              f"{p.n_vertices} vertices" for p in plans), image_ids.size, len(sources))
     return DatasetPlan(config=cfg, nsd_root=layout.root, alg_root=alayout.root, subjects=plans,
                        image_ids=image_ids.astype(np.int64), image_source=source, image_paths=image_paths,
                        surfaces=surfaces, sources=sources)
