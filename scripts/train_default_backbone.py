@@ -33,7 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from brainnet.backbones.base import IMAGENET_MEAN, IMAGENET_STD
-from brainnet.backbones.tiny import TINY_INPUT_SIZE, TINY_WIDTHS, TinyCNN, WEIGHTS_DIR
+from brainnet.backbones.tiny import TINY_INPUT_SIZE, TINY_WIDTHS, WEIGHTS_DIR, TinyCNN
 from brainnet.data.mini.scenes import CATEGORIES, category_maps, draw_scene
 
 MAP_GRID = 4

@@ -116,9 +116,8 @@ def test_adaln_zero_is_identity_at_init_and_per_sample_after(kind):
     torch.testing.assert_close(out[:1], alone, atol=1e-5, rtol=1e-4)  # each sample sees its own condition
     with pytest.raises(RuntimeError, match="condition"):
         _tokens(bb, x)
-    with pytest.raises(ValueError, match=r"\(B, 5\)"):
-        with adaln.condition(torch.zeros(3, 4)):
-            pass
+    with pytest.raises(ValueError, match=r"\(B, 5\)"), adaln.condition(torch.zeros(3, 4)):
+        pass
     adaln.remove()
     assert torch.equal(_tokens(bb, x), base)
 
@@ -247,8 +246,8 @@ def _config(root, out, **kw):
 def test_in_loop_model_matches_the_cached_model_at_init(root):
     from brainnet.models import AdaptConfig, BackboneInLoop, EncodingModel
     from brainnet.training.batches import EncodingDataset, ImagePixels, pixels_for
-    from brainnet.training.fit import build_model, model_config
     from brainnet.training.features import build_features
+    from brainnet.training.fit import build_model, model_config
 
     torch.manual_seed(0)
     bb = create_backbone("brainnet-tiny-random")
@@ -314,7 +313,7 @@ def test_fit_in_the_loop_trains_adapters_only_saves_small_checkpoints_and_reload
     from brainnet.training.batches import EncodingDataset, ImagePixels
     from brainnet.training.evaluate import predict_dataset
     from brainnet.training.features import build_features
-    from brainnet.training.fit import fit_encoder, load_model
+    from brainnet.training.fit import load_model
 
     result = fits
     model = result.model

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from brainnet.analysis.truth import kind_mask, vertex_truth
-from brainnet.training.batches import FeatureSet
 from brainnet.training.baselines import fit_pca_linear, fit_ridge, pooled_features
+from brainnet.training.batches import FeatureSet
 
 from _mini_cache import mini_tree, prepared_tiny
 

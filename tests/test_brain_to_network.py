@@ -27,6 +27,8 @@ from brainnet.plotting import plot_channel_map
 from brainnet.plotting.network import plot_backbones_side_by_side, plot_layer_vs_hierarchy, plot_top_channels
 from brainnet.training.batches import FeatureSet, subject_vertices
 from brainnet.training.config import TrainConfig
+from brainnet.training.fit import fit_encoder
+from brainnet.training.metrics import pearson_r
 from brainnet.training.network import (
     NETWORK_MODEL_OPTIONS,
     NETWORK_TRAINING,
@@ -35,8 +37,7 @@ from brainnet.training.network import (
     network_train_config,
     standardize_tokens,
 )
-from brainnet.training.fit import fit_encoder
-from brainnet.training.metrics import pearson_r
+
 from tests._mini_cache import mini_tree, prepared_tiny
 
 WIDTHS = (6, 8, 10)

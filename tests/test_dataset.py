@@ -36,7 +36,7 @@ def test_items_hold_the_prepared_arrays(root):
         assert set(item) == set(INPUTS) | {"subject", "trial"} and item["subject"] == 1
         assert split[trial] == 0 and item["image_index"] == image[trial]
         assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 32, 32)
-        assert 0.0 <= item["image"].min() and item["image"].max() <= 1.0
+        assert item["image"].min() >= 0.0 and item["image"].max() <= 1.0
         np.testing.assert_allclose(item["image"].permute(1, 2, 0).numpy() * 255, images[image[trial]], atol=1e-3)
         assert item["memory_index"].dtype == torch.int64 and item["memory_index"].shape == (33,)
         np.testing.assert_array_equal(item["memory_index"].numpy(), mem[trial])

@@ -7,9 +7,17 @@ import pytest
 import torch
 from scipy.stats import pearsonr
 
-from brainnet.training.metrics import (PearsonAccumulator, algonauts_score, correlation_matrix,
-                                       identification_accuracy, identification_ranks,
-                                       noise_normalized_score, pearson_r, roi_means, summarize)
+from brainnet.training.metrics import (
+    PearsonAccumulator,
+    algonauts_score,
+    correlation_matrix,
+    identification_accuracy,
+    identification_ranks,
+    noise_normalized_score,
+    pearson_r,
+    roi_means,
+    summarize,
+)
 
 
 def _correlated(rng, n=50, v=20):

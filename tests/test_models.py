@@ -9,13 +9,20 @@ import torch
 import torch.nn.functional as F
 
 from brainnet.models.factortopy import FactorTopy, FactorTopyConfig
-from brainnet.models.mem import (ABLATIONS, ANSWER_COLUMNS, MEMORY_COLUMNS, TIME_COLUMNS,
-                                 MemConfig, MemModel, ablation_config, gather_memory)
+from brainnet.models.mem import (
+    ABLATIONS,
+    ANSWER_COLUMNS,
+    MEMORY_COLUMNS,
+    TIME_COLUMNS,
+    MemConfig,
+    MemModel,
+    ablation_config,
+    gather_memory,
+)
 from brainnet.models.posenc import normalize_sphere_coords, sinusoidal_encoding
 from brainnet.models.readout import SubjectReadouts, VertexReadout, subject_key
 from brainnet.models.replay import LagConfig, LagModel
-from brainnet.models.selectors import (LayerSelector, RetinaMapper, ScaleSelector, linear_decay,
-                                       selector_regularizer)
+from brainnet.models.selectors import LayerSelector, RetinaMapper, ScaleSelector, linear_decay, selector_regularizer
 from brainnet.models.tokens import sample_maps
 
 

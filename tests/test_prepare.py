@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from brainnet.data.formats import algonauts as alg
-from brainnet.data.prep.behaviour import CARRIED, showing_links
-from brainnet.data.io import sha256_file
 from brainnet.data.formats.nsd import read_responses
+from brainnet.data.io import sha256_file
+from brainnet.data.prep.behaviour import CARRIED, showing_links
 from brainnet.data.prep.pipeline import WORK_DIR, is_finished, prepare
 
 from _mini_cache import PREPARE_KW, mini_tree, output_digests, prepared_tiny, tree_digest

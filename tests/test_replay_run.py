@@ -23,6 +23,7 @@ from brainnet.data import PreparedDataset
 from brainnet.training.replay_fit import ReplayConfig, ReplayFeatures, fit_ridge, inner_folds, replay_features
 from brainnet.training.replay_grid import run_replay
 from brainnet.training.replay_mlp import fit_mlp
+
 from tests._mini_cache import mini_tree, prepared_tiny
 
 LAGS = range(0, 13)

@@ -354,8 +354,8 @@ def test_category_patches_prefer_their_category(mini, truth):
 
 def test_early_vertices_follow_energy_in_their_rf(mini, truth):
     """Early visual responses are explained by edge energy at the planted RF, not elsewhere."""
-    from brainnet.data.mini.scenes import energy_map
     from brainnet.data.mini.response import rf_weights
+    from brainnet.data.mini.scenes import energy_map
 
     fmri, verts, ids = _train_matrix(mini, truth, "subj01", "lh")
     with h5py.File(mini.nsd / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5", "r") as f:

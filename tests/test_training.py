@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from brainnet.training.batches import (EncodingDataset, FeatureSet, SubjectBatchSampler, SubjectTrials,
-                                       trial_memory_index)
+from brainnet.training.batches import (
+    EncodingDataset,
+    FeatureSet,
+    SubjectBatchSampler,
+    SubjectTrials,
+    trial_memory_index,
+)
 from brainnet.training.config import TrainConfig
 from brainnet.training.optim import blend_targets, encoding_loss, param_groups, warmup_cosine
 
@@ -311,8 +316,14 @@ class _ImageEcho(torch.nn.Module):
 
 
 def test_submission_order_shapes_and_round_trip(root, features, tmp_path_factory, tmp_path):
-    from brainnet.training.submission import (algonauts_test_ids, challenge_columns, image_rows, load_submission,
-                                              predict_images, write_submission)
+    from brainnet.training.submission import (
+        algonauts_test_ids,
+        challenge_columns,
+        image_rows,
+        load_submission,
+        predict_images,
+        write_submission,
+    )
 
     tree = mini_tree(tmp_path_factory)
     info = json.loads((root / "manifest.json").read_text())["subjects"]["subj01"]

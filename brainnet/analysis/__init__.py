@@ -7,7 +7,16 @@
 * :mod:`.truth`, :mod:`.planted` - nsd-mini's planted truth looked up for a prepared dataset.
 """
 
-from brainnet.analysis import brain_to_network, channels, memory_replay, planted, replay_design, replay_peak, replay_results, truth
+from brainnet.analysis import (
+                                      brain_to_network,
+                                      channels,
+                                      memory_replay,
+                                      planted,
+                                      replay_design,
+                                      replay_peak,
+                                      replay_results,
+                                      truth,
+)
 from brainnet.analysis.brain_to_network import *  # noqa: F403
 from brainnet.analysis.channels import *  # noqa: F403
 from brainnet.analysis.memory_replay import *  # noqa: F403

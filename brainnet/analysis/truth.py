@@ -15,7 +15,14 @@ import numpy as np
 import pandas as pd
 
 from brainnet.data.mini.truth import (  # noqa: F401  (KIND_* re-exported for analyses and notebooks)
-    KIND_ANSWER, KIND_MEMORY, KIND_NAMES, KIND_NONE, KIND_VISUAL, MESH_KEYS, SUBJECT_KEYS, read_truth,
+    KIND_ANSWER,
+    KIND_MEMORY,
+    KIND_NAMES,
+    KIND_NONE,
+    KIND_VISUAL,
+    MESH_KEYS,
+    SUBJECT_KEYS,
+    read_truth,
 )
 from brainnet.data.prepared import PreparedDataset
 from brainnet.data.surface import HEMIS

@@ -8,7 +8,7 @@ Images are decoded and resized in DataLoader workers while the backbone runs in 
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from tqdm import tqdm
@@ -87,7 +87,7 @@ class TokenCache(TokenStore):
         num_workers: int = 2,
         progress: bool = True,
         forward: str = "auto",
-    ) -> "TokenCache":
+    ) -> TokenCache:
         """Compute and store tokens for every id not cached yet.
 
         Args:

@@ -11,9 +11,10 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -13,8 +13,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T", bound="DictConfig")
 
@@ -115,7 +116,7 @@ class SelectorConfig(DictConfig):
         return len(self.in_channels)
 
     @property
-    def selector(self) -> "SelectorConfig":
+    def selector(self) -> SelectorConfig:
         """The shared fields alone, as a :class:`SelectorConfig`."""
         names = {f.name for f in dataclasses.fields(SelectorConfig)}
         return SelectorConfig(**{k: getattr(self, k) for k in names})

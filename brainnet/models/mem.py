@@ -41,8 +41,15 @@ from torch import nn
 
 from brainnet.data.layout import N_BEHAVIOUR
 
-from .mem_config import (ABLATIONS, ANSWER_COLUMNS, MEMORY_COLUMNS, TIME_COLUMNS, MemConfig, ablation_config,
-                         behaviour_mask)
+from .mem_config import (
+    ABLATIONS,
+    ANSWER_COLUMNS,
+    MEMORY_COLUMNS,
+    TIME_COLUMNS,
+    MemConfig,
+    ablation_config,
+    behaviour_mask,
+)
 from .posenc import SphereEncoder, VertexEncodings
 from .readout import SubjectReadouts, check_vertex_idx, map_vertex_chunks, subject_key
 from .registry import register_model

@@ -31,9 +31,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from brainnet.data.layout import split_codes, subject_name
-from brainnet.data.prepared import PreparedDataset
 from brainnet.data.prep.tables import memory_index
-
+from brainnet.data.prepared import PreparedDataset
 
 
 def trial_memory_index(trials: Mapping[str, np.ndarray], n_frames: int = 33) -> np.ndarray:
@@ -125,7 +124,7 @@ class ImagePixels:
         self.images, self.size = images, int(size)
 
     @classmethod
-    def load(cls, root: str | Path | PreparedDataset, size: int) -> "ImagePixels":
+    def load(cls, root: str | Path | PreparedDataset, size: int) -> ImagePixels:
         return cls((root if isinstance(root, PreparedDataset) else PreparedDataset(root)).images, size)
 
     def __len__(self) -> int:
@@ -169,7 +168,7 @@ class SubjectTrials:
     split: np.ndarray
 
     @classmethod
-    def load(cls, root: str | Path | PreparedDataset, subject: int | str) -> "SubjectTrials":
+    def load(cls, root: str | Path | PreparedDataset, subject: int | str) -> SubjectTrials:
         data = root if isinstance(root, PreparedDataset) else PreparedDataset(root)
         subj = data.subject(subject)
         return cls(

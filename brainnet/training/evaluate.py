@@ -30,12 +30,12 @@ class SubjectMeta:
     challenge: np.ndarray
 
     @classmethod
-    def from_subject(cls, subject: PreparedSubject) -> "SubjectMeta":
+    def from_subject(cls, subject: PreparedSubject) -> SubjectMeta:
         nc = np.clip(subject.noise_ceiling.astype(np.float64), 0.0, 1.0)
         return cls(subject.name, nc, dict(subject.rois), subject.hemi.astype(np.int64), subject.challenge)
 
     @classmethod
-    def load(cls, root: str | Path | PreparedDataset, subject) -> "SubjectMeta":
+    def load(cls, root: str | Path | PreparedDataset, subject) -> SubjectMeta:
         """The metadata of ``subject`` ("subj01" or 1) of a prepared dataset (or its directory)."""
         dataset = root if isinstance(root, PreparedDataset) else PreparedDataset(root)
         return cls.from_subject(dataset.subject(subject))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from brainnet.data.prepared import PreparedDataset
 from brainnet.errors import WeightsUnavailableError

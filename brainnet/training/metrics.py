@@ -78,7 +78,7 @@ class PearsonAccumulator:
         self._my = self._my + dy * nb / n
         self.n = n
 
-    def merge(self, other: "PearsonAccumulator") -> None:
+    def merge(self, other: PearsonAccumulator) -> None:
         """Add the batches seen by ``other``."""
         if other._mx is not None:
             self._merge_stats(other.n, other._mx, other._my, other._sxx, other._syy, other._sxy)

@@ -31,7 +31,7 @@ class VertexWeightState:
         return {"last_r": self.last_r.cpu(), "ema": self.ema.cpu(), "steps": int(self.steps)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "VertexWeightState":
+    def from_dict(cls, d: dict) -> VertexWeightState:
         return cls(d["last_r"].float(), d["ema"].float(), int(d["steps"]))
 
 

@@ -18,7 +18,11 @@ import numpy as np
 import pandas as pd
 
 from brainnet.data.formats.freesurfer import (
-    MGH_DATA_OFFSET, mgh_info, read_mgh_data, read_surface_values, require_file,
+    MGH_DATA_OFFSET,
+    mgh_info,
+    read_mgh_data,
+    read_surface_values,
+    require_file,
 )
 from brainnet.data.layout import subject_name, subject_number  # noqa: F401  (re-exported)
 from brainnet.errors import DataFormatError

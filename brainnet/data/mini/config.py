@@ -128,7 +128,7 @@ class MiniNSDConfig:
         return MESH_VERTICES[self.mesh]
 
     @staticmethod
-    def preset(name: str, **overrides) -> "MiniNSDConfig":
+    def preset(name: str, **overrides) -> MiniNSDConfig:
         """A named configuration, optionally with fields overridden.
 
         * ``"default"``: 2 subjects (6 and 5 sessions), fsaverage5, 64 px images.
@@ -173,6 +173,6 @@ class MiniNSDPaths:
     ground_truth_json: Path
 
     @classmethod
-    def under(cls, root) -> "MiniNSDPaths":
+    def under(cls, root) -> MiniNSDPaths:
         root = Path(root)
         return cls(root, root / "nsd", root / "algonauts2023", root / "ground_truth.npz", root / "ground_truth.json")

@@ -24,15 +24,21 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .scenes import CATEGORIES, category_maps, draw_scene, energy_map
-from .config import MiniNSDConfig, MiniNSDPaths, TRIALS_PER_SESSION
+from .config import TRIALS_PER_SESSION, MiniNSDConfig, MiniNSDPaths
 from .cortex import FLOC_CLASS_OF_CATEGORY, ROI_NAMES, plant_cortex
 from .design import ANSWER_COLUMNS, make_design, simulate_behaviour, stim_info_table, trial_table
 from .mesh import HEMIS, load_mesh, write_surfaces
 from .response import (
-    answer_drive, memory_lag_profile, memory_trace, ncsnr_from_repeats, session_betas, visual_drive,
-    vertex_sigmas, zscore_session,
+    answer_drive,
+    memory_lag_profile,
+    memory_trace,
+    ncsnr_from_repeats,
+    session_betas,
+    vertex_sigmas,
+    visual_drive,
+    zscore_session,
 )
+from .scenes import CATEGORIES, category_maps, draw_scene, energy_map
 from .truth import GROUND_TRUTH_KEYS
 from .writers import write_ctab, write_hdf5_images, write_mat, write_mgh, write_mgz, write_npy, write_png
 

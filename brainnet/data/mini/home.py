@@ -60,8 +60,8 @@ def ensure_mini(
     Generation writes into a temporary folder renamed when complete, so an interrupted run
     never leaves a half-written tree that looks finished; ``prepare`` resumes by itself.
     """
-    from brainnet.data.prep import prepare
     from brainnet.data.mini.generate import MiniNSDConfig, make_mini_nsd
+    from brainnet.data.prep import prepare
 
     root = data_home(home)
     config = dataclasses.replace(MiniNSDConfig.preset(preset), seed=seed)
