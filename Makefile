@@ -17,7 +17,7 @@ NBVAL_PRESET ?= tiny
 NBVAL_PARAMS ?= EPOCHS=2
 XDIST := -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
 
-.PHONY: venv demo test test-fast notebooks-for-nbval lint bench clean
+.PHONY: venv demo test test-fast notebooks-for-nbval lint bench device-wheels clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ notebooks-for-nbval: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
+
+# wheels the GPU machine lacks (no registry there), into .whl/ for benchmarks/device_check.py --wheels .whl
+device-wheels: $(VENV)/.installed
+	PYTHON=$(PY) scripts/device_wheels.sh
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_cache.py

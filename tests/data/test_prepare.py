@@ -24,7 +24,7 @@ from brainnet.data.prep.pipeline import WORK_DIR, is_finished, prepare
 
 from _mini_cache import PREPARE_KW, mini_tree, output_digests, prepared_tiny, tree_digest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUBJECTS = ("subj01", "subj02")
 
 
