@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from brainnet.data.layout import SPLITS, subject_name
-
-MODEL_KINDS = ("mem", "factortopy")
+from brainnet.models.configs import DictConfig
+from brainnet.models.registry import list_models
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(DictConfig):
     """Settings of :func:`brainnet.training.fit.fit_encoder`.
 
     Data
@@ -96,8 +96,8 @@ class TrainConfig:
     progress_bar: bool = False
 
     def __post_init__(self):
-        if self.model not in MODEL_KINDS:
-            raise ValueError(f"model must be one of {MODEL_KINDS}, got {self.model!r}")
+        if self.model not in list_models(configurable=True):
+            raise ValueError(f"model must be one of {list_models(configurable=True)}, got {self.model!r}")
         if self.eval_split not in SPLITS:
             raise ValueError(f"eval_split must be one of {SPLITS}, got {self.eval_split!r}")
         if self.loss not in ("smooth_l1", "mse"):
@@ -131,31 +131,15 @@ class TrainConfig:
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (tuples become lists)."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
-
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build from :meth:`to_dict` output or a Ray Tune config; unknown keys raise ValueError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown keys {unknown}; known: {sorted(names)}")
-        kw = {}
-        for k, v in data.items():
-            if k in ("subjects", "layers", "lora_targets") and isinstance(v, list):
-                v = tuple(v)
-            if k == "subjects" and isinstance(v, (str, int)):
-                v = (v,)
-            kw[k] = v
-        if "subjects" in kw:
-            kw["subjects"] = tuple(subject_name(s) for s in kw["subjects"])
-        return cls(**kw)
+    def upgrade_dict(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Accept a Ray Tune config's loose spellings: one subject as a str / int, numbers for names."""
+        subjects = data.get("subjects")
+        if isinstance(subjects, (str, int)):
+            subjects = (subjects,)
+        if subjects is not None:
+            data["subjects"] = tuple(subject_name(s) for s in subjects)
+        return data
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

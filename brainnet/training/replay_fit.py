@@ -16,10 +16,9 @@ The image vectors come from the shared token cache (:func:`brainnet.training.fea
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from himalaya.scoring import correlation_score
 from sklearn.model_selection import GroupKFold
 
 from brainnet.data.layout import SPLIT_CODES
+from brainnet.models.configs import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ MODELS = ("ridge", "mlp")
 
 
 @dataclass(frozen=True)
-class ReplayConfig:
+class ReplayConfig(DictConfig):
     """Settings of one lag model (shared by every cell of a grid).
 
     Attributes
@@ -81,17 +81,6 @@ class ReplayConfig:
             raise ValueError(f"fit_splits {self.fit_splits} and score_splits {self.score_splits} overlap")
         if min(self.hidden, self.out_dim, self.epochs, self.batch_size) < 1 or self.lr <= 0:
             raise ValueError("hidden, out_dim, epochs, batch_size must be >= 1 and lr > 0")
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> ReplayConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"ReplayConfig: unknown keys {unknown}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 # --------------------------------------------------------------------------- features

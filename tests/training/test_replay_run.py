@@ -118,7 +118,7 @@ def test_config_rejects_bad_values():
         ReplayConfig(fit_splits=("train", "val"), score_splits=("val",))
     with pytest.raises(ValueError, match="inner_folds"):
         ReplayConfig(inner_folds=1)
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown config keys"):
         ReplayConfig.from_dict({"alpha": 1})
     assert ReplayConfig.from_dict(ReplayConfig(alphas=(2.0,)).to_dict()) == ReplayConfig(alphas=(2.0,))
 

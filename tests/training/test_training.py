@@ -168,7 +168,7 @@ def test_train_config_validation_and_round_trip(tmp_path):
     cfg = TrainConfig(data_dir="x", subjects=("subj01", "subj02"), model_options={"width": 8})
     assert TrainConfig.load(cfg.save(tmp_path / "c.json")) == cfg
     assert TrainConfig.from_dict({"subjects": [1]}).subjects == ("subj01",)
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown config keys"):
         TrainConfig.from_dict({"learning_rate": 1})
     with pytest.raises(ValueError):
         TrainConfig(model="transformer")
