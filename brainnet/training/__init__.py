@@ -1,6 +1,7 @@
 """brainnet.training: fit encoding models and score them.
 
-Modules (imported on demand; nothing heavy is imported with the package):
+Modules (imported on first use of a name: ``brainnet.training.TrainConfig`` imports only
+:mod:`.config`):
 
 * :mod:`.config` - :class:`TrainConfig`, every setting of a run (saved as config.json).
 * :mod:`.features` - :func:`build_features`: cached backbone tokens + memory vectors per image.
@@ -14,4 +15,46 @@ Modules (imported on demand; nothing heavy is imported with the package):
 * :mod:`.submission` - Algonauts 2023 submission files.
 * :mod:`.report` - tables comparing models (notebook 02; the figures are in :mod:`brainnet.plotting`).
 * :mod:`.metrics` - metric functions; :mod:`.grid` - Ray Tune grids.
+* :mod:`.network` - the FactorTopy run of the brain-to-network maps (standardised tokens).
+* :mod:`.replay_fit`, :mod:`.replay_mlp`, :mod:`.replay_grid` - the memory-replay lag models and grid.
 """
+
+from __future__ import annotations
+
+import importlib
+
+#: public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "TrainConfig": "config",
+    "build_features": "features", "resolve_backbone": "features",
+    "EncodingDataset": "batches", "FeatureSet": "batches", "ImagePixels": "batches", "SubjectTrials": "batches",
+    "make_loader": "batches", "subject_vertices": "batches",
+    "EncoderModule": "module",
+    "FitResult": "fit", "fit_encoder": "fit", "load_model": "fit", "run_key": "fit", "train_trial": "fit",
+    "EvalResult": "evaluate", "Predictions": "evaluate", "SubjectMeta": "evaluate", "evaluate_predictions": "evaluate",
+    "predict_dataset": "evaluate",
+    "BaselineResult": "baselines", "fit_pca_linear": "baselines", "fit_ridge": "baselines",
+    "SoupResult": "soup", "greedy_soup": "soup",
+    "distill": "distill", "ensemble_predictions": "distill",
+    "write_submission": "submission",
+    "ablation_table": "report", "roi_score_table": "report",
+    "PearsonAccumulator": "metrics", "algonauts_score": "metrics", "noise_normalized_score": "metrics",
+    "pearson_r": "metrics", "roi_means": "metrics",
+    "run_grid": "grid", "grid_search": "grid",
+    "network_features": "network", "network_train_config": "network", "standardize_tokens": "network",
+    "ReplayConfig": "replay_fit", "replay_features": "replay_fit", "run_replay": "replay_grid",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'brainnet.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
