@@ -28,7 +28,8 @@ RUNS = {"cached": {}, "lora4+adaln": dict(lora_rank=4, adaln_zero=True), "lora4"
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="default", help="nsd-mini preset")
-    ap.add_argument("--data-home", default=None, help="where nsd-mini lives (default: $BRAINNET_DATA or ~/brainnet_data)")
+    ap.add_argument("--data-home", default=None,
+                    help="where nsd-mini lives (default: $BRAINNET_DATA or ~/brainnet_data)")
     ap.add_argument("--runs", default="lora4+adaln", help=f"comma-separated, from {list(RUNS)[1:]}")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--backbone", default="brainnet-tiny")

@@ -42,7 +42,10 @@ def reference_fill(backbone, images: np.ndarray, pool: int) -> dict:
             local, glob = backbone.get_tokens(x)
             local = {k: F.interpolate(v, size=(pool, pool), mode="bilinear", align_corners=False) if v.shape[-1] > pool
                      else v for k, v in local.items()}
-        store[float(x.sum())] = ({k: v[0].clone() for k, v in local.items()}, {k: v[0].clone() for k, v in glob.items()})
+        store[float(x.sum())] = (
+            {k: v[0].clone() for k, v in local.items()},
+            {k: v[0].clone() for k, v in glob.items()},
+        )
     return store
 
 
@@ -74,7 +77,8 @@ def make_images(n: int, size: int, seed: int) -> np.ndarray:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description="token cache vs reference (batch 1, fp32 dict)")
-    ap.add_argument("--model", default="vit_base_patch16_224", help="timm model name (random weights) or a brainnet backbone name")
+    ap.add_argument("--model", default="vit_base_patch16_224",
+                    help="timm model name (random weights) or a brainnet backbone name")
     ap.add_argument("--n-images", type=int, default=48)
     ap.add_argument("--source-size", type=int, default=425, help="side of the stored images (NSD stimuli are 425 px)")
     ap.add_argument("--pool", type=int, default=8)
@@ -91,7 +95,10 @@ def main(argv=None) -> dict:
     name = args.model if args.model.startswith("brainnet") or ":" in args.model else f"timm:{args.model}"
     bb = create_backbone(name).to(args.device)
     images = make_images(args.n_images, args.source_size, seed=0)
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} torch threads, {args.num_workers} workers)"
+    if args.device.startswith("cuda"):
+        device = torch.cuda.get_device_name()
+    else:
+        device = f"cpu ({torch.get_num_threads()} torch threads, {args.num_workers} workers)"
     print(f"backbone {name}: {len(bb.layer_names)} layers, input {bb.input_size}px; {args.n_images} images "
           f"{args.source_size}px; pool {args.pool}; device {device}")
     with torch.no_grad():  # warm-up outside the timings
@@ -104,7 +111,8 @@ def main(argv=None) -> dict:
         t_ref.append(time.perf_counter() - t0)
         cache = TokenCache(bb, pool=args.pool)
         t0 = time.perf_counter()
-        cache.fill(images, batch_size=args.batch_size, num_workers=args.num_workers, forward=args.forward, progress=False)
+        cache.fill(images, batch_size=args.batch_size, num_workers=args.num_workers, forward=args.forward,
+                   progress=False)
         t_new.append(time.perf_counter() - t0)
 
     # same numbers? (reference resizes with bilinear interpolation; compare the unpooled global tokens)
@@ -118,15 +126,17 @@ def main(argv=None) -> dict:
     b_new = cache_bytes(cache) / args.n_images
     raw = cache.bytes_per_image
     best_ref, best_new = args.n_images / min(t_ref), args.n_images / min(t_new)
-    print(f"fill throughput   reference {ips_ref:8.2f} img/s | brainnet {ips_new:8.2f} img/s | ratio {ips_new / ips_ref:5.2f}x  "
-          f"(medians of {args.repeats})  [{device}]")
+    print(f"fill throughput   reference {ips_ref:8.2f} img/s | brainnet {ips_new:8.2f} img/s | "
+          f"ratio {ips_new / ips_ref:5.2f}x  (medians of {args.repeats})  [{device}]")
     if args.repeats > 1:
-        print(f"  best runs       reference {best_ref:8.2f} img/s | brainnet {best_new:8.2f} img/s | ratio {best_new / best_ref:5.2f}x")
+        print(f"  best runs       reference {best_ref:8.2f} img/s | brainnet {best_new:8.2f} img/s | "
+              f"ratio {best_new / best_ref:5.2f}x")
     print(f"bytes per image   reference {b_ref:10.0f} | brainnet {b_new:10.0f} | ratio {b_new / b_ref:5.3f}x "
           f"(raw fp16 {raw} B, brainnet/raw {b_new / raw:5.3f})")
     print(f"max |global token difference| brainnet fp16 vs reference fp32: {err:.2e}")
     print(f"runs (s): reference {[round(t, 1) for t in t_ref]}, brainnet {[round(t, 1) for t in t_new]}")
-    return {"ips_ref": ips_ref, "ips_new": ips_new, "bytes_ref": b_ref, "bytes_new": b_new, "raw": raw, "device": device}
+    return {"ips_ref": ips_ref, "ips_new": ips_new, "bytes_ref": b_ref, "bytes_new": b_new, "raw": raw,
+            "device": device}
 
 
 if __name__ == "__main__":

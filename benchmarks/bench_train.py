@@ -137,7 +137,8 @@ def main(argv=None) -> dict:
     print(f"cached tokens:                   {cached:8.2f} samples/s")
     print(f"ratio cached / uncached: {ratio:.1f}x   device: {name}")
     if adapted is not None:
-        print(f"LoRA + AdaLN-zero in the loop:   {adapted:8.2f} samples/s   (cached / adapted: {cached / adapted:.1f}x)")
+        print(f"LoRA + AdaLN-zero in the loop:   {adapted:8.2f} samples/s   "
+              f"(cached / adapted: {cached / adapted:.1f}x)")
     print(f"one-off cache fill: {fill_per_image * 1000:.1f} ms/image; pays for itself after "
           f"{fill_per_image / max(1e-12, 1 / uncached - 1 / cached):.2f} epochs over the images")
     return {"cached": cached, "uncached": uncached, "ratio": ratio, "adapted": adapted, "device": name}

@@ -193,7 +193,8 @@ def main(argv=None) -> dict:
     mode.add_argument("--dry-run", action="store_true", help="every stage on tiny inputs on the CPU")
     ap.add_argument("--wheels", default=None, help="install these wheels (scripts/device_wheels.sh) first")
     ap.add_argument("--site", default="/tmp/brainnet-site", help="where --wheels installs")
-    ap.add_argument("--work", default=None, help="scratch folder for generated data (default: /tmp/device_check_work/<mode>)")
+    ap.add_argument("--work", default=None,
+                    help="scratch folder for generated data (default: /tmp/device_check_work/<mode>)")
     ap.add_argument("--sessions", type=int, default=None, help="sessions of the generated subject")
     ap.add_argument("--epochs", type=int, default=None, help="training epochs of the end-to-end stage")
     ap.add_argument("--label", default="", help="free text stored in the JSON (e.g. the commit checked)")

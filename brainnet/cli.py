@@ -19,7 +19,7 @@ def _parse_subjects(text: str | None) -> list[int] | None:
     try:
         return [int(s) for s in text.replace(" ", "").split(",") if s]
     except ValueError:
-        raise SystemExit(f"--subjects: expected comma-separated integers like '1,2', got {text!r}")
+        raise SystemExit(f"--subjects: expected comma-separated integers like '1,2', got {text!r}") from None
 
 
 def _cmd_make_mini_nsd(args: argparse.Namespace) -> int:
@@ -56,7 +56,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         try:
             nc = float(nc)
         except ValueError:
-            raise SystemExit(f"--nc-threshold: expected a number or 'auto', got {nc!r}")
+            raise SystemExit(f"--nc-threshold: expected a number or 'auto', got {nc!r}") from None
     from brainnet.data.prep import prepare
 
     out = prepare(

@@ -155,7 +155,9 @@ def train(cfg: TrainConfig, argv: list[str]) -> dict:
         else:
             tgt_maps = torch.from_numpy(tr[2][idx])
         p, m = heads(net(x))
-        loss = F.binary_cross_entropy_with_logits(p, torch.from_numpy(tr[1][idx])) + cfg.map_weight * F.binary_cross_entropy_with_logits(m, tgt_maps)
+        presence_loss = F.binary_cross_entropy_with_logits(p, torch.from_numpy(tr[1][idx]))
+        map_loss = F.binary_cross_entropy_with_logits(m, tgt_maps)
+        loss = presence_loss + cfg.map_weight * map_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -170,16 +170,19 @@ class TokenStore:
     def _open_existing(self) -> None:
         head = json.loads((self.path / "header.json").read_text())
         if head.get("spec") != json.loads(json.dumps(asdict(self.spec))):
-            raise BrainnetError(f"{self.path} holds a cache made with other settings (stale); delete it or use another cache_dir")
+            raise BrainnetError(f"{self.path} holds a cache made with other settings (stale); "
+                                "delete it or use another cache_dir")
         self._capacity = int(head["capacity"])
         self._ids = [i for i in head["ids"]]
         self._index = {i: r for r, i in enumerate(self._ids)}
         self._map_files(mode="r+")
 
     def _map_files(self, mode: str) -> None:
-        for kind, shapes, target in (("local", self.local_shapes, self._local), ("global", self.global_shapes, self._global)):
+        kinds = (("local", self.local_shapes, self._local), ("global", self.global_shapes, self._global))
+        for kind, shapes, target in kinds:
             for name, shape in shapes.items():
-                target[name] = np.memmap(self._file(kind, name), dtype=np.float16, mode=mode, shape=(self._capacity, *shape))
+                target[name] = np.memmap(self._file(kind, name), dtype=np.float16, mode=mode,
+                                         shape=(self._capacity, *shape))
 
     def _check_budget(self, capacity: int) -> None:
         need = capacity * self.bytes_per_image
@@ -197,7 +200,8 @@ class TokenStore:
             free = shutil.disk_usage(self.path.parent if not self.path.exists() else self.path).free
             extra = need - self.nbytes
             if extra > free:
-                raise CacheBudgetError(f"memmap cache needs {extra / 2**30:.2f} GiB more disk in {self.path}, {free / 2**30:.2f} GiB free")
+                raise CacheBudgetError(f"memmap cache needs {extra / 2**30:.2f} GiB more disk in {self.path}, "
+                                       f"{free / 2**30:.2f} GiB free")
 
     def _grow(self, capacity: int) -> None:
         """Make room for ``capacity`` rows (budget checked first; existing rows kept)."""
@@ -214,7 +218,8 @@ class TokenStore:
             self._capacity = capacity
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        for kind, shapes, target in (("local", self.local_shapes, self._local), ("global", self.global_shapes, self._global)):
+        kinds = (("local", self.local_shapes, self._local), ("global", self.global_shapes, self._global))
+        for kind, shapes, target in kinds:
             for name, shape in shapes.items():
                 target.pop(name, None)  # drop the old map before resizing its file
                 with open(self._file(kind, name), "ab") as f:
@@ -254,7 +259,10 @@ class TokenStore:
             global: dict layer -> fp16 [b, C].
         """
         r = self.rows(ids)
-        return ({n: self._take(a, r) for n, a in self._local.items()}, {n: self._take(a, r) for n, a in self._global.items()})
+        return (
+            {n: self._take(a, r) for n, a in self._local.items()},
+            {n: self._take(a, r) for n, a in self._global.items()},
+        )
 
     def arrays(self, ids: Sequence[int | str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Tokens of ``ids`` as numpy arrays, without copying when their rows are one ascending run.

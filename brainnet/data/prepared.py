@@ -149,8 +149,9 @@ class PreparedSubject:
             if "__" in key:
                 continue
             if f"{key}__names" not in table or table[key].shape != (self.n_vertices,):
+                names_state = "present" if f"{key}__names" in table else "missing"
                 raise DataFormatError(self.path(L.ROIS), f"atlas {key!r}: {self.n_vertices} labels and {key}__names",
-                                      f"shape {table[key].shape}, names {'present' if f'{key}__names' in table else 'missing'}")
+                                      f"shape {table[key].shape}, names {names_state}")
             out[key] = (table[key].astype(np.int64), [str(n) for n in table[f"{key}__names"]])
         return out
 

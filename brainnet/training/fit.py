@@ -177,8 +177,9 @@ def _check_resumable(out: Path, config: TrainConfig) -> None:
     diff = sorted(k for k in new if k not in RESUMABLE_FIELDS and old.get(k) != new[k])
     if diff:
         raise ValueError(f"{out} holds a run with other settings ({', '.join(diff)}); it cannot be resumed with "
-                         "this config. Use another out_dir (e.g. one named with brainnet.training.fit.run_key(config)), "
-                         "delete that folder, or set resume=False to train over it.")
+                         "this config. Use another out_dir (e.g. one named with "
+                         "brainnet.training.fit.run_key(config)), delete that folder, or set resume=False to train "
+                         "over it.")
 
 
 def default_out_dir(config: TrainConfig) -> Path:
@@ -199,8 +200,8 @@ def _precision(config: TrainConfig, accelerator: str) -> str:
 
 def eval_dataset(config: TrainConfig, features: FeatureSet, split: str,
                  trials: dict[str, SubjectTrials] | None = None, images: ImagePixels | None = None) -> EncodingDataset:
-    """Dataset of a split name or ``"heldout"`` (see :func:`brainnet.data.layout.split_mask`); ``images`` for a model with its
-    backbone in the loop (see :func:`.batches.pixels_for`)."""
+    """Dataset of a split name or ``"heldout"`` (see :func:`brainnet.data.layout.split_mask`); ``images`` for a
+    model with its backbone in the loop (see :func:`.batches.pixels_for`)."""
     trials = trials or {s: SubjectTrials.load(config.data_dir, s) for s in config.subjects}
     if split == "heldout":
         filt = {s: split_mask(t.split, t.image, "heldout") for s, t in trials.items()}
@@ -229,8 +230,9 @@ def _check_in_loop_features(backbone, features: FeatureSet, name: str) -> None:
     widths = dict(zip(backbone.layer_names, backbone.widths))
     got = tuple(widths.get(n, -1) for n in features.layer_names)
     if got != features.in_channels:
-        raise ValueError(f"the features passed were not made by backbone {name!r} (layers {list(features.layer_names)}, "
-                         f"channels {list(features.in_channels)}; it has {widths}); build them with that backbone")
+        raise ValueError(f"the features passed were not made by backbone {name!r} "
+                         f"(layers {list(features.layer_names)}, channels {list(features.in_channels)}; "
+                         f"it has {widths}); build them with that backbone")
 
 
 def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) -> FitResult:

@@ -281,9 +281,9 @@ def test_in_loop_model_matches_the_cached_model_at_init(root):
     assert list(wrapped.subjects) == ["subj01"] and wrapped.n_vertices("subj01") == model.n_vertices("subj01")
     assert isinstance(wrapped, EncodingModel)
     with pytest.raises(AttributeError):
-        wrapped.no_such_attribute
+        _ = wrapped.no_such_attribute
     with pytest.raises(AttributeError):
-        wrapped.vertices  # only the EncodingModel members are passed on, not every attribute
+        _ = wrapped.vertices  # only the EncodingModel members are passed on, not every attribute
     # checkpoints hold adapters and model, not the frozen backbone
     state = wrapped.state_dict()
     assert not any(k.endswith(".base.weight") or k.startswith("backbone.net.stages.0.down.1") for k in state)

@@ -183,7 +183,9 @@ def test_global_token_is_cls_for_vits_and_mean_for_cnns_and_sam(images):
     vit = create_backbone("timm:vit_tiny_patch16_224", image_size=64, layers=[3])
     local, glob = vit.get_tokens(images)
     assert not torch.allclose(glob["3"], local["3"].mean((2, 3)), atol=1e-3)
-    for bb in (create_backbone("timm:resnet18", image_size=64, layers=[-1]), create_backbone("sam-vit-b", layers=[-1], **SAM_SMALL)):
+    cnn_and_sam = (create_backbone("timm:resnet18", image_size=64, layers=[-1]),
+                   create_backbone("sam-vit-b", layers=[-1], **SAM_SMALL))
+    for bb in cnn_and_sam:
         local, glob = bb.get_tokens(images)
         name = bb.layer_names[-1]
         torch.testing.assert_close(glob[name], local[name].mean((2, 3)))
@@ -232,9 +234,12 @@ def test_weights_path_round_trip(case, hub_dir, tmp_path, images):
         sd = getattr(full, inner).state_dict()
         if case == "sam":
             sd = {"image_encoder." + k: v for k, v in sd.items()} | {
-                "image_encoder.neck.0.weight": torch.zeros(256, 32, 1, 1), "image_encoder.neck.1.weight": torch.ones(256),
-                "image_encoder.neck.1.bias": torch.zeros(256), "image_encoder.neck.2.weight": torch.zeros(256, 256, 3, 3),
-                "image_encoder.neck.3.weight": torch.ones(256), "image_encoder.neck.3.bias": torch.zeros(256),
+                "image_encoder.neck.0.weight": torch.zeros(256, 32, 1, 1),
+                "image_encoder.neck.1.weight": torch.ones(256),
+                "image_encoder.neck.1.bias": torch.zeros(256),
+                "image_encoder.neck.2.weight": torch.zeros(256, 256, 3, 3),
+                "image_encoder.neck.3.weight": torch.ones(256),
+                "image_encoder.neck.3.bias": torch.zeros(256),
             }
     path = tmp_path / "w.pt"
     torch.save(sd, path)
@@ -291,7 +296,9 @@ def test_local_hub_pretrained_offline_fails_clearly(hub_dir, tmp_path, monkeypat
 
 def test_registry_and_layer_rules():
     names = list_backbones()
-    for n in ("brainnet-tiny", "brainnet-tiny-random", "clip-vit-b-16", "clip-vit-l-14", "sam-vit-b", "dinov2-vitb14", "timm:<model>"):
+    expected_names = ("brainnet-tiny", "brainnet-tiny-random", "clip-vit-b-16", "clip-vit-l-14", "sam-vit-b",
+                      "dinov2-vitb14", "timm:<model>")
+    for n in expected_names:
         assert n in names
     assert list_backbones("sam-*") == ["sam-vit-b", "sam-vit-h", "sam-vit-l"]
     with pytest.raises(ValueError, match="brainnet-tiny"):
@@ -337,7 +344,7 @@ def test_module_wrapper_tokens_fn_and_hooks_agree(images):
     fn = wrap_module(net, tokens_fn=tokens_fn, input_size=32)
     lh, gh = hooked.get_tokens(images)
     lf, gf = fn.get_tokens(images)
-    for (kh, vh), (kf, vf) in zip(lh.items(), lf.items()):
+    for (_kh, vh), (_kf, vf) in zip(lh.items(), lf.items()):
         torch.testing.assert_close(vh, vf)
     with pytest.raises(ValueError, match="not found"):
         wrap_module(net, hook_layers=["nope"], input_size=32)

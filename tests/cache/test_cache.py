@@ -29,14 +29,16 @@ def fresh_tokens(bb, images, idx, pool):
     with torch.inference_mode():
         local, glob = bb.get_tokens(x)
     if pool is not None:
-        local = {k: F.adaptive_avg_pool2d(v, (min(pool, v.shape[-2]), min(pool, v.shape[-1]))) for k, v in local.items()}
+        local = {k: F.adaptive_avg_pool2d(v, (min(pool, v.shape[-2]), min(pool, v.shape[-1])))
+                 for k, v in local.items()}
     return local, glob
 
 
 @pytest.mark.parametrize("pool,workers,forward", [(8, 2, "workers"), (8, 1, "main"), (None, 0, "main")])
 def test_cached_tokens_equal_fresh_ones(bb, images, pool, workers, forward):
     ids = [f"img{i}" for i in range(len(images))]
-    cache = TokenCache(bb, pool=pool).fill(images, ids, batch_size=5, num_workers=workers, forward=forward, progress=False)
+    cache = TokenCache(bb, pool=pool).fill(images, ids, batch_size=5, num_workers=workers, forward=forward,
+                                           progress=False)
     pick = [7, 0, 23, 7]
     local, glob = cache.get([ids[i] for i in pick])
     want_l, want_g = fresh_tokens(bb, images, pick, pool)

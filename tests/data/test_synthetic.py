@@ -147,7 +147,8 @@ def test_responses_tsv(mini, expdesign, s):
     ok = df["MISSINGDATA"] == 0
     pressed = ok & df["BUTTON"].notna()
     d = df[pressed]
-    assert np.array_equal(d["ISCORRECT"], ((d["ISOLD"] == 0) & (d["BUTTON"] == 1)) | ((d["ISOLD"] == 1) & (d["BUTTON"] == 2)))
+    assert np.array_equal(d["ISCORRECT"], ((d["ISOLD"] == 0) & (d["BUTTON"] == 1))
+                          | ((d["ISOLD"] == 1) & (d["BUTTON"] == 2)))
     assert np.array_equal(d["ISCORRECTCURRENT"], ((d["ISOLDCURRENT"] == 0) & (d["BUTTON"] == 1))
                           | ((d["ISOLDCURRENT"] == 1) & (d["BUTTON"] == 2)))
     assert np.all(np.where(d["BUTTON"] == 1, d["TOTAL1"], d["TOTAL2"]) >= 1)
@@ -290,13 +291,15 @@ def test_algonauts_tree(mini, expdesign, truth, s):
         assert allv.shape == (V,) and np.issubdtype(allv.dtype, np.integer) and set(np.unique(allv)) == {0, 1}
         mask = allv.astype(bool)
         assert not mask[truth[f"{subj}_{hemi}_nan_vertices"]].any()
-        assert np.array_equal(mask | np.isin(np.arange(V), truth[f"{subj}_{hemi}_nan_vertices"]) & truth[f"{hemi}_challenge"],
+        nan_vertices = truth[f"{subj}_{hemi}_nan_vertices"]
+        assert np.array_equal(mask | np.isin(np.arange(V), nan_vertices) & truth[f"{hemi}_challenge"],
                               truth[f"{hemi}_challenge"])
         fmri = np.load(root / f"training_split/training_fmri/{hemi}_training_fmri.npy")
         assert fmri.dtype == np.float32 and fmri.shape == (len(train_ids), mask.sum())
         # recompute: per-session z-score (ddof 0), mean over repeats in the training sessions
         b = _load_betas(mini, subj, hemi, n_sess)[:, mask]
-        z = ((b - b.mean(axis=2, keepdims=True)) / b.std(axis=2, keepdims=True)).transpose(0, 2, 1).reshape(-1, mask.sum())
+        z = (b - b.mean(axis=2, keepdims=True)) / b.std(axis=2, keepdims=True)
+        z = z.transpose(0, 2, 1).reshape(-1, mask.sum())
         for row in (0, len(train_ids) // 2, len(train_ids) - 1):
             trials = np.flatnonzero((ids == train_ids[row]) & ~held)
             np.testing.assert_allclose(fmri[row], z[trials].mean(axis=0), atol=1e-4)

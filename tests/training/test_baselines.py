@@ -35,7 +35,8 @@ def features(root):
 
 
 def test_pooled_features_layout():
-    local = {"a": np.arange(2 * 3 * 4 * 4, dtype=np.float16).reshape(2, 3, 4, 4), "b": np.ones((2, 5, 2, 2), np.float16)}
+    local = {"a": np.arange(2 * 3 * 4 * 4, dtype=np.float16).reshape(2, 3, 4, 4),
+             "b": np.ones((2, 5, 2, 2), np.float16)}
     glob = {"a": np.full((2, 3), 7, np.float16), "b": np.zeros((2, 5), np.float16)}
     fs = FeatureSet(local, glob, torch.zeros(2, 4))
     x = pooled_features(fs, pool=2)

@@ -191,7 +191,8 @@ def plant_cortex(sphere: np.ndarray, hemi: str, mask_fraction: float, rng: np.ra
 
     challenge = nsdgeneral | (labels["floc-places"] == 3)
     kind = np.where(challenge, KIND_VISUAL, KIND_NONE).astype(np.int8)
-    for (h0, h1), (p0, p1), kd in ((MEMORY_PATCH[0], MEMORY_PATCH[1], KIND_MEMORY), (ANSWER_PATCH[0], ANSWER_PATCH[1], KIND_ANSWER)):
+    patches = ((MEMORY_PATCH[0], MEMORY_PATCH[1], KIND_MEMORY), (ANSWER_PATCH[0], ANSWER_PATCH[1], KIND_ANSWER))
+    for (h0, h1), (p0, p1), kd in patches:
         kind[nsdgeneral & (h >= h0) & (h <= h1) & (psi_deg > p0) & (psi_deg <= p1)] = kd
 
     mix = 1.0 / (1.0 + np.exp(-(h - CATEGORY_MID_H) / 0.07))

@@ -203,7 +203,9 @@ def simulate_behaviour(
         sel = (df["SESSION"] == missing_run[0]) & (df["RUN"] == missing_run[1])
         df.loc[sel, "MISSINGDATA"] = 1
         df.loc[sel, list(ANSWER_COLUMNS)] = np.nan
-    for col in ("ISCORRECT", "CHANGEMIND", "MEMORYRECENT", "MEMORYFIRST", "ISCORRECTCURRENT", "TOTAL1", "TOTAL2", "BUTTON"):
+    int_columns = ("ISCORRECT", "CHANGEMIND", "MEMORYRECENT", "MEMORYFIRST", "ISCORRECTCURRENT", "TOTAL1", "TOTAL2",
+                   "BUTTON")
+    for col in int_columns:
         df[col] = df[col].astype(float).astype("Int64")
     return df[list(RESPONSE_COLUMNS)]
 
@@ -245,7 +247,7 @@ def stim_info_table(cfg: MiniNSDConfig, design, rng: np.random.Generator) -> pd.
         "BOLD5000": rng.random(P) < 0.02,
         "shared1000": shared,
     })
-    for s, n_sess in enumerate(cfg.sessions_per_subject):
+    for s, _n_sess in enumerate(cfg.sessions_per_subject):
         df[f"subject{s + 1}"] = np.isin(np.arange(P) + 1, design.subjectim[s]).astype(np.int64)
     for s, n_sess in enumerate(cfg.sessions_per_subject):
         n = n_sess * TRIALS_PER_SESSION
