@@ -149,3 +149,43 @@ def test_cli_make_mini_nsd_with_subject_count(tmp_path):
     assert (out / "nsd" / "nsddata" / "experiments" / "nsd" / "nsd_expdesign.mat").is_file()
     assert (out / "algonauts2023" / "subj01").is_dir() and not (out / "algonauts2023" / "subj02").exists()
     assert isinstance(MiniNSDConfig.preset("default").n_sessions, tuple)
+
+
+def test_ruff_is_clean():
+    """The linter configured in pyproject.toml finds nothing (``make lint``)."""
+    run = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-1000:]
+
+
+def test_no_module_over_400_lines_and_no_import_cycles():
+    """Modules stay small, and no brainnet module imports another that (directly or not) imports it at load."""
+    sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines()) for p in (ROOT / "brainnet").rglob("*.py")}
+    assert {k: v for k, v in sizes.items() if v > 400} == {}
+    paths = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (ROOT / "brainnet").rglob("*.py")}
+    graph = {name: set() for name in paths}
+    for name, path in paths.items():
+        for node in ast.parse(path.read_text()).body:  # load-time imports (not TYPE_CHECKING, not in functions)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("brainnet"):
+                # `from pkg import submodule` needs the submodule; `from mod import name` needs mod
+                graph[name].update(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in paths else node.module
+                                   for a in node.names)
+            elif isinstance(node, ast.Import):
+                graph[name].update(a.name for a in node.names if a.name.startswith("brainnet"))
+    graph = {k: {d for d in v if d in graph and d != k} for k, v in graph.items()}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            for dep in graph[todo.pop()] - seen:
+                if dep == goal:
+                    return True
+                seen.add(dep)
+                todo.append(dep)
+        return False
+
+    # a package's __init__ may import its own submodules; a cycle is a module reachable from itself
+    # through modules other than its parent packages' __init__ files
+    cycles = [m for m in graph if any(reaches(d, m) for d in graph[m] if not m.startswith(d + "."))]
+    assert cycles == []
