@@ -1,6 +1,6 @@
 """Copies of the notebooks for nbval, with papermill's injected parameters (nothing is executed).
 
-``python tests/nbval_notebooks.py notebooks build/nbval --preset tiny --param EPOCHS=2`` writes
+``python tests/nbval_notebooks.py notebooks build/nbval --preset tiny --param EPOCHS=1`` writes
 ``build/nbval/NN_name.ipynb`` for every ``notebooks/NN_*.ipynb``, each set to generate nsd-mini of
 ``--preset`` into one data home (``build/nbval/data``), to write its outputs to ``build/nbval/out/NN_name``
 and to take every ``--param NAME=VALUE`` it declares (VALUE a Python literal, else a string). nbval then
