@@ -319,5 +319,5 @@ class PreparedDataset:
             more = f" ({len(bad) - 1} other files differ too: {bad[1:6]})" if len(bad) > 1 else ""
             raise DataFormatError(self.root / bad[0], f"sha256 {files[bad[0]]['sha256'][:16]}... as recorded",
                                   f"other content{more}")
-        log.info("verified %d files of %s", len(files), self.root)
+        log.debug("verified %d files of %s", len(files), self.root)
         return len(files)
