@@ -19,17 +19,13 @@ from brainnet.data.prepared import PreparedDataset
 __all__ = ["find_ground_truth", "planted_lag_profile", "planted_memory_feature", "planted_peak_lag"]
 
 
-def _dataset(data_dir: str | Path | PreparedDataset) -> PreparedDataset:
-    return data_dir if isinstance(data_dir, PreparedDataset) else PreparedDataset(data_dir)
-
-
 def find_ground_truth(data_dir: str | Path | PreparedDataset) -> Path | None:
     """``ground_truth.npz`` of the nsd-mini tree a prepared dataset was made from, or None.
 
     Looks next to the NSD root named in the manifest (``sources.nsd_dir``); real data has no
     such file and gives None. FileNotFoundError when ``data_dir`` is not a finished dataset.
     """
-    nsd_dir = _dataset(data_dir).manifest.get("sources", {}).get("nsd_dir")
+    nsd_dir = PreparedDataset.open(data_dir).manifest.get("sources", {}).get("nsd_dir")
     if not nsd_dir:
         return None
     path = Path(nsd_dir).parent / "ground_truth.npz"
@@ -59,7 +55,7 @@ def planted_peak_lag(profile: np.ndarray, window: tuple[int, int] | None = None)
 
 def planted_memory_feature(ground_truth: str | Path, data_dir: str | Path | PreparedDataset) -> np.ndarray:
     """float32 (n_images,): the remembered feature of each prepared image row (by its 73k id)."""
-    ids = _dataset(data_dir).image_ids
+    ids = PreparedDataset.open(data_dir).image_ids
     feature = read_truth(ground_truth, ("memory_feature",))["memory_feature"]
     if ids.max() >= len(feature):
         raise ValueError(f"image id {ids.max()} outside the ground truth's pool ({len(feature)} images)")

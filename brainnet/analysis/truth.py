@@ -50,7 +50,7 @@ def vertex_truth(truth: str | Path | dict, prepared: str | Path | PreparedDatase
     ncsnr_written, sigma_image, sigma_memory, sigma_answer.
     """
     gt = read_truth(truth) if not isinstance(truth, dict) else truth
-    dataset = prepared if isinstance(prepared, PreparedDataset) else PreparedDataset(prepared)
+    dataset = PreparedDataset.open(prepared)
     subj = dataset.subject(subject)
     hemi, index = subj.vertices["hemi"].astype(np.int64), subj.vertices["index"].astype(np.int64)
     name = subj.name

@@ -200,6 +200,11 @@ class PreparedDataset:
         self._subjects = {name: PreparedSubject(self, name) for name in self.manifest["subjects"]}
         self.check()
 
+    @classmethod
+    def open(cls, data: str | Path | PreparedDataset) -> PreparedDataset:
+        """``data`` itself when it is already open, else ``PreparedDataset(data)``."""
+        return data if isinstance(data, cls) else cls(data)
+
     def __repr__(self) -> str:
         return f"PreparedDataset({str(self.root)!r}, subjects={list(self.subjects)})"
 
@@ -321,3 +326,8 @@ class PreparedDataset:
                                   f"other content{more}")
         log.debug("verified %d files of %s", len(files), self.root)
         return len(files)
+
+
+def prepared_root(data: str | Path | PreparedDataset) -> Path:
+    """The directory of a prepared dataset given as a path or an open :class:`PreparedDataset` (not opened)."""
+    return data.root if isinstance(data, PreparedDataset) else Path(data)

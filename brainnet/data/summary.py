@@ -14,10 +14,6 @@ from brainnet.data.prepared import PreparedDataset
 DEFAULT_ATLASES: tuple[str, ...] = ("prf-visualrois", "floc-faces", "floc-bodies", "floc-places", "floc-words")
 
 
-def _open(data: str | Path | PreparedDataset) -> PreparedDataset:
-    return data if isinstance(data, PreparedDataset) else PreparedDataset(data)
-
-
 def dataset_summary(data: str | Path | PreparedDataset) -> pd.DataFrame:
     """One row per subject: trial, image and vertex counts, split sizes, noise ceiling.
 
@@ -25,7 +21,7 @@ def dataset_summary(data: str | Path | PreparedDataset) -> pd.DataFrame:
     ``<split>_trials`` and ``<split>_images`` for train / val / test / predict, median_nc, mean_nc
     (noise ceiling as a fraction, over valid selected vertices).
     """
-    data = _open(data)
+    data = PreparedDataset.open(data)
     rows = {}
     for name in data.subjects:
         subj = data.subject(name)
@@ -54,7 +50,7 @@ def run_table(data: str | Path | PreparedDataset, subject: str, session: int, ru
     Returns a DataFrame indexed by the subject's trial row, with columns session, run, trial,
     slot, nsd_id, image, split, then the 35 behaviour columns named as in the manifest.
     """
-    data = _open(data)
+    data = PreparedDataset.open(data)
     subj = data.subject(subject)
     t = subj.trials
     rows = np.flatnonzero((t["session"] == session) & (t["run"] == run))
@@ -67,7 +63,7 @@ def run_table(data: str | Path | PreparedDataset, subject: str, session: int, ru
 
 def run_memory_index(data: str | Path | PreparedDataset, subject: str, session: int, run: int) -> np.ndarray:
     """Memory index rows of one run: int32 [n_trials_in_run, 33] (column k = k slots back)."""
-    data = _open(data)
+    data = PreparedDataset.open(data)
     table = run_table(data, subject, session, run)
     return np.asarray(data.subject(subject).memory_index[table.index.to_numpy()])
 
@@ -79,7 +75,7 @@ def combined_rois(data: str | Path | PreparedDataset, subject: str,
     Returns ``labels`` int16 [V] (0 = none; where atlases overlap the later one wins) and
     ``names`` with ``names[code]`` for every code (``names[0] == 'Unknown'``).
     """
-    subj = _open(data).subject(subject)
+    subj = PreparedDataset.open(data).subject(subject)
     missing = [a for a in atlases if a not in subj.rois]
     if missing:
         raise KeyError(f"atlases {missing} not in {subj.name}'s ROIs (have {sorted(subj.rois)})")

@@ -41,7 +41,7 @@ class TrialDataset(Dataset):
 
     def __init__(self, root: str | Path | PreparedDataset, subject: int | str, split: str | Sequence[str] = "train",
                  inputs: Sequence[str] = INPUTS, image_dtype: str = "float"):
-        self.data = root if isinstance(root, PreparedDataset) else PreparedDataset(root)
+        self.data = PreparedDataset.open(root)
         self.inputs = tuple(inputs)
         unknown = [i for i in self.inputs if i not in INPUTS]
         if unknown:

@@ -89,7 +89,7 @@ def plot_replay_maps(sr, dataset, map_lags: Sequence[int], peak_lag: int | None 
         ax.axis("off")
     for ax, (k, ctrl) in zip(axes.ravel(), panels):
         lim = vmax if k else float(np.percentile(sr.lag_map(0), 99))
-        plot_scalar_map(sr.lag_map(k, ctrl), vert["hemi"], vert["index"], mesh=str(dataset.root), view=view, axes=ax,
+        plot_scalar_map(sr.lag_map(k, ctrl), vert["hemi"], vert["index"], mesh=dataset, view=view, axes=ax,
                         vmin=-lim, vmax=lim, cmap="RdBu_r", label="r",
                         title=f"{sr.subject}, lag {k}" + (" (control)" if ctrl else ""))
     return fig

@@ -125,7 +125,7 @@ class ImagePixels:
 
     @classmethod
     def load(cls, root: str | Path | PreparedDataset, size: int) -> ImagePixels:
-        return cls((root if isinstance(root, PreparedDataset) else PreparedDataset(root)).images, size)
+        return cls(PreparedDataset.open(root).images, size)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -169,7 +169,7 @@ class SubjectTrials:
 
     @classmethod
     def load(cls, root: str | Path | PreparedDataset, subject: int | str) -> SubjectTrials:
-        data = root if isinstance(root, PreparedDataset) else PreparedDataset(root)
+        data = PreparedDataset.open(root)
         subj = data.subject(subject)
         return cls(
             name=subj.name,
@@ -191,7 +191,7 @@ class EncodingDataset(Dataset):
 
     Parameters
     ----------
-    root : prepared dataset directory
+    root : prepared dataset directory, or an open :class:`~brainnet.data.PreparedDataset`
     subjects : subjects to include (``"subj01"`` or 1)
     split : split name(s) (``train``, ``val``, ``test``, ``predict``) or ``"all"``
     features : :class:`FeatureSet` holding every image the trials need
@@ -216,7 +216,8 @@ class EncodingDataset(Dataset):
             raise ValueError(f"n_frames must be in 1..32, got {n_frames}")
         if not subjects:
             raise ValueError("give at least one subject")
-        self.root = Path(root)
+        self.prepared = PreparedDataset.open(root)
+        self.root = self.prepared.root
         self.features = features
         self.images = images
         self.n_frames = int(n_frames)
@@ -226,7 +227,7 @@ class EncodingDataset(Dataset):
         self.data: dict[str, SubjectTrials] = {}
         sub_idx, rows = [], []
         for k, s in enumerate(self.subjects):
-            st = loaded.get(s) or SubjectTrials.load(self.root, s)
+            st = loaded.get(s) or SubjectTrials.load(self.prepared, s)
             self.data[s] = st
             keep = np.isin(st.split, codes)
             if trial_filter is not None and s in trial_filter:
@@ -374,7 +375,7 @@ def make_loader(dataset: EncodingDataset, batch_size: int, shuffle: bool = False
 
 def subject_vertices(root: str | Path | PreparedDataset, subjects: Sequence) -> tuple[dict, dict]:
     """Sphere coordinates (V, 3) and hemispheres (V,) of each subject's selected vertices."""
-    data = root if isinstance(root, PreparedDataset) else PreparedDataset(root)
+    data = PreparedDataset.open(root)
     coords, hemi = {}, {}
     for s in subjects:
         subj = data.subject(s)

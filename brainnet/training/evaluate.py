@@ -37,7 +37,7 @@ class SubjectMeta:
     @classmethod
     def load(cls, root: str | Path | PreparedDataset, subject) -> SubjectMeta:
         """The metadata of ``subject`` ("subj01" or 1) of a prepared dataset (or its directory)."""
-        dataset = root if isinstance(root, PreparedDataset) else PreparedDataset(root)
+        dataset = PreparedDataset.open(root)
         return cls.from_subject(dataset.subject(subject))
 
 

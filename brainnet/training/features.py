@@ -58,7 +58,7 @@ def build_features(root: str | Path | PreparedDataset, backbone: str | object = 
     """
     from brainnet.cache import TokenCache, global_features
 
-    dataset = root if isinstance(root, PreparedDataset) else PreparedDataset(root)
+    dataset = PreparedDataset.open(root)
     root = dataset.root
     images = dataset.images
     bb = resolve_backbone(backbone, layers=None) if isinstance(backbone, str) else backbone

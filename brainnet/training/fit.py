@@ -42,7 +42,7 @@ def model_config(config: TrainConfig, features: FeatureSet):
     return entry.configure(features, dict(config.model_options), config.ablation)
 
 
-def build_model(kind: str, cfg, data_dir: str | Path, subjects) -> torch.nn.Module:
+def build_model(kind: str, cfg, data_dir: str | Path | PreparedDataset, subjects) -> torch.nn.Module:
     """The registered model ``kind`` (``"mem"``, ``"factortopy"``, see :func:`brainnet.models.list_models`)
     for the subjects' vertices of a prepared dataset."""
     coords, hemi = subject_vertices(data_dir, subjects)
@@ -202,12 +202,13 @@ def eval_dataset(config: TrainConfig, features: FeatureSet, split: str,
                  trials: dict[str, SubjectTrials] | None = None, images: ImagePixels | None = None) -> EncodingDataset:
     """Dataset of a split name or ``"heldout"`` (see :func:`brainnet.data.layout.split_mask`); ``images`` for a
     model with its backbone in the loop (see :func:`.batches.pixels_for`)."""
-    trials = trials or {s: SubjectTrials.load(config.data_dir, s) for s in config.subjects}
+    data = PreparedDataset.open(config.data_dir)
+    trials = trials or {s: SubjectTrials.load(data, s) for s in config.subjects}
     if split == "heldout":
         filt = {s: split_mask(t.split, t.image, "heldout") for s, t in trials.items()}
-        return EncodingDataset(config.data_dir, config.subjects, "predict", features, _frames(config),
+        return EncodingDataset(data, config.subjects, "predict", features, _frames(config),
                                trial_filter=filt, subject_trials=trials, images=images)
-    return EncodingDataset(config.data_dir, config.subjects, split, features, _frames(config), subject_trials=trials,
+    return EncodingDataset(data, config.subjects, split, features, _frames(config), subject_trials=trials,
                            images=images)
 
 
@@ -221,7 +222,7 @@ def evaluate_model(model: torch.nn.Module, dataset: EncodingDataset, batch_size:
                    n_candidates: int = 300) -> dict[str, EvalResult]:
     """Predict a dataset and score every subject (see :func:`evaluate_predictions`)."""
     preds = predict_dataset(model, dataset, batch_size)
-    return {s: evaluate_predictions(p.pred, p.target, SubjectMeta.load(dataset.root, s), p.image, n_candidates)
+    return {s: evaluate_predictions(p.pred, p.target, SubjectMeta.load(dataset.prepared, s), p.image, n_candidates)
             for s, p in preds.items()}
 
 
@@ -249,34 +250,34 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
     if not config.data_dir:
         raise FileNotFoundError("TrainConfig.data_dir is empty: give a prepared dataset "
                                 "(brainnet.data.prepare or brainnet.data.ensure_mini)")
-    PreparedDataset(config.data_dir)  # checks every file before anything is written
+    data = PreparedDataset(config.data_dir)  # checks every file before anything is written; opened once
     out = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     config = config.replace(out_dir=str(out))
     _check_resumable(out, config)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     backbone = in_loop_backbone(config) if config.adapts_backbone else None
     if features is None:
-        features = build_features(config.data_dir, backbone if backbone is not None else config.backbone,
+        features = build_features(data, backbone if backbone is not None else config.backbone,
                                   config.layers, config.pool, config.memory_layer)
     images = None
     if backbone is not None:
         _check_in_loop_features(backbone, features, config.backbone)
-        images = ImagePixels.load(config.data_dir, backbone.input_size)
-    trials = {s: SubjectTrials.load(config.data_dir, s) for s in config.subjects}
+        images = ImagePixels.load(data, backbone.input_size)
+    trials = {s: SubjectTrials.load(data, s) for s in config.subjects}
     teacher = None
     if config.teacher_path:
         with np.load(config.teacher_path) as z:
             teacher = {s: z[s] for s in config.subjects}
-    train = EncodingDataset(config.data_dir, config.subjects, "train", features, _frames(config), teacher=teacher,
+    train = EncodingDataset(data, config.subjects, "train", features, _frames(config), teacher=teacher,
                             subject_trials=trials, images=images)
-    val = EncodingDataset(config.data_dir, config.subjects, "val", features, _frames(config), subject_trials=trials,
+    val = EncodingDataset(data, config.subjects, "val", features, _frames(config), subject_trials=trials,
                           images=images)
     if len(train) == 0 or len(val) < 2:
         raise ValueError(f"need training trials and >= 2 validation trials, got {len(train)} / {len(val)}")
     out.mkdir(parents=True, exist_ok=True)  # inputs checked: only now is anything written
     config.save(out / "config.json")
     mcfg = model_config(config, features)
-    model = build_model(config.model, mcfg, config.data_dir, config.subjects)
+    model = build_model(config.model, mcfg, data, config.subjects)
     if backbone is not None:
         model = BackboneInLoop(backbone, model, adapt_config(config, features))
     module = EncoderModule(model, config)

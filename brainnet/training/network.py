@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from brainnet.data.layout import subject_name
-from brainnet.data.prepared import PreparedDataset
+from brainnet.data.prepared import prepared_root
 from brainnet.training.config import TrainConfig
 from brainnet.training.features import build_features
 
@@ -76,10 +76,6 @@ def standardize_tokens(features):
     return new, TokenStats(lm, ls, gm, gs)
 
 
-def _root(data: str | Path | PreparedDataset) -> Path:
-    return data.root if isinstance(data, PreparedDataset) else Path(data)
-
-
 def network_features(data, backbone, pool: int | None = 8, standardize: bool = True):
     """A backbone's cached tokens of every image (:func:`brainnet.training.features.build_features`),
     z-scored per channel when ``standardize`` (:func:`standardize_tokens`).
@@ -94,7 +90,7 @@ def network_features(data, backbone, pool: int | None = 8, standardize: bool = T
     -------
     (FeatureSet, TokenStats or None)
     """
-    features = build_features(_root(data), backbone, pool=pool)
+    features = build_features(data, backbone, pool=pool)
     if not standardize:
         return features, None
     return standardize_tokens(features)
@@ -157,5 +153,5 @@ def network_train_config(data, subject, backbone: str, out_dir: str | Path, **ch
     """
     options = {**NETWORK_MODEL_OPTIONS, **dict(changes.pop("model_options", None) or {})}
     settings = {**NETWORK_TRAINING, **changes}
-    return TrainConfig(data_dir=str(_root(data)), subjects=(subject_name(subject),),
+    return TrainConfig(data_dir=str(prepared_root(data)), subjects=(subject_name(subject),),
                        backbone=backbone, out_dir=str(out_dir), model_options=options, **settings)

@@ -131,12 +131,9 @@ def replay_features(data, backbone="brainnet-tiny", layers: Sequence | None = No
     local maps pooled to 1 x 1 as they are not used); each dimension is z-scored over the
     images in float64 (a constant dimension becomes 0).
     """
-    from brainnet.data.prepared import PreparedDataset
-
     from .features import build_features
 
-    root = data.root if isinstance(data, PreparedDataset) else Path(data)
-    fs = build_features(root, backbone, layers=layers, pool=1, batch_size=batch_size, num_workers=num_workers,
+    fs = build_features(data, backbone, layers=layers, pool=1, batch_size=batch_size, num_workers=num_workers,
                         progress=progress)
     blocks = [np.asarray(fs.global_[name], dtype=np.float32) for name in fs.layer_names]
     x = np.concatenate(blocks, axis=1).astype(np.float64)

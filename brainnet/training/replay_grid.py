@@ -185,7 +185,7 @@ def run_replay(
     from .grid import grid_search, run_grid, trial_seed
 
     config = config or ReplayConfig()
-    dataset = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
+    dataset = PreparedDataset.open(data)
     out = Path(out_dir).resolve()
     root = out / name
     results_dir = root / "arrays"

@@ -22,10 +22,6 @@ from brainnet.data.prepared import PreparedDataset
 HEMIS = ("lh", "rh")
 
 
-def _dataset(data_dir: str | Path | PreparedDataset) -> PreparedDataset:
-    return data_dir if isinstance(data_dir, PreparedDataset) else PreparedDataset(data_dir)
-
-
 def algonauts_test_ids(algonauts_root: str | Path, subject) -> np.ndarray:
     """0-based NSD ids of a subject's Algonauts test images, in listing order (int64 (n,))."""
     from brainnet.data.formats.algonauts import AlgonautsLayout, list_images
@@ -38,7 +34,7 @@ def image_rows(data_dir: str | Path | PreparedDataset, nsd_ids: np.ndarray) -> n
 
     ValueError naming the ids the dataset lacks.
     """
-    ids = _dataset(data_dir).image_ids
+    ids = PreparedDataset.open(data_dir).image_ids
     pos = np.searchsorted(ids, nsd_ids)
     pos = np.clip(pos, 0, max(ids.size - 1, 0))
     missing = np.asarray(nsd_ids)[ids[pos] != nsd_ids] if ids.size else np.asarray(nsd_ids)
@@ -57,14 +53,14 @@ def predict_images(model: torch.nn.Module, data_dir: str | Path | PreparedDatase
     from .evaluate import predict_dataset
 
     name = subject_name(subject)
-    data_dir = _dataset(data_dir)
+    data_dir = PreparedDataset.open(data_dir)
     st = SubjectTrials.load(data_dir, name)
     rows = image_rows(data_dir, np.asarray(nsd_ids, np.int64))
     shown = np.isin(st.image, rows)
     absent = np.setdiff1d(rows, st.image[shown])
     if absent.size:
         raise ValueError(f"{absent.size} images were never shown to {name}; cannot predict them from trials")
-    ds = EncodingDataset(data_dir.root, [name], "all", features, n_frames, trial_filter={name: shown},
+    ds = EncodingDataset(data_dir, [name], "all", features, n_frames, trial_filter={name: shown},
                          subject_trials={name: st}, images=pixels_for(model, data_dir))
     p = predict_dataset(model, ds, batch_size)[name]
     order = {int(r): k for k, r in enumerate(rows)}
@@ -78,7 +74,7 @@ def predict_images(model: torch.nn.Module, data_dir: str | Path | PreparedDatase
 
 def challenge_columns(data_dir: str | Path | PreparedDataset, subject) -> dict[str, np.ndarray]:
     """Per hemisphere, the columns (int64, into the subject's V vertices) of its challenge vertices."""
-    subj = _dataset(data_dir).subject(subject)
+    subj = PreparedDataset.open(data_dir).subject(subject)
     hemi, challenge = subj.hemi, subj.challenge
     return {h: np.flatnonzero(challenge & (hemi == k)) for k, h in enumerate(HEMIS)}
 
@@ -98,7 +94,7 @@ def write_submission(predictions: dict, data_dir: str | Path | PreparedDataset,
     Returns dict subject -> {"lh": path, "rh": path}.
     """
     out_dir = Path(out_dir)
-    dataset = _dataset(data_dir)
+    dataset = PreparedDataset.open(data_dir)
     written = {}
     for subject, pred in predictions.items():
         name = subject_name(subject)
