@@ -30,6 +30,9 @@ class BackboneEntry:
 
 _REGISTRY: dict[str, BackboneEntry] = {}
 
+#: Name suffix asking for a backbone's architecture with random initial weights ("clip-vit-b-16-random").
+RANDOM_SUFFIX = "-random"
+
 
 def register_backbone(name: str | None = None, *, description: str = "", prefix: bool = False):
     """Decorator registering a factory under ``name`` (default: the function name, '_' -> '-')."""
@@ -80,6 +83,9 @@ def create_backbone(
     """
     if not isinstance(name, str):
         raise TypeError(f"backbone name must be a str, got {type(name).__name__}")
+    if name not in _REGISTRY and name.endswith(RANDOM_SUFFIX):
+        # "<name>-random": the same architecture with random initial weights, asked for by name
+        name, pretrained, weights = name[: -len(RANDOM_SUFFIX)], False, None
     entry = _REGISTRY.get(name)
     if entry is None and ":" in name:
         head, model_name = name.split(":", 1)
