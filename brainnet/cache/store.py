@@ -160,7 +160,8 @@ class TokenStore:
         return self.path / f"{kind}_{name}.f16"
 
     def _header(self) -> dict:
-        return {"spec": asdict(self.spec), "key": self.key, "weights": self.weights_id, "count": len(self._ids), "capacity": self._capacity,
+        return {"spec": asdict(self.spec), "key": self.key, "weights": self.weights_id,
+                "count": len(self._ids), "capacity": self._capacity,
                 "ids": self._ids, "local_shapes": self.local_shapes, "global_shapes": self.global_shapes}
 
     def _write_header(self) -> None:

@@ -245,7 +245,8 @@ def test_weights_path_round_trip(case, hub_dir, tmp_path, images):
     torch.save(sd, path)
     seed = {"seed": 5} if case == "tiny_random" else {}  # tiny-random seeds itself
     torch.manual_seed(99)  # different random init: only the file can make outputs equal
-    other = _make(case, hub_dir, **seed) if case != "resnet18" else create_backbone("timm:resnet18-random", image_size=64)
+    other = (_make(case, hub_dir, **seed) if case != "resnet18"
+             else create_backbone("timm:resnet18-random", image_size=64))
     torch.manual_seed(99)
     loaded = _make(case, hub_dir, weights=str(path), **seed) if case != "resnet18" else create_backbone(
         "timm:resnet18", image_size=64, weights=str(path))
