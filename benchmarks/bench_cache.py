@@ -92,7 +92,8 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    name = args.model if args.model.startswith("brainnet") or ":" in args.model else f"timm:{args.model}"
+    # a bare timm model name: its architecture with random initial weights (timing only, no download)
+    name = args.model if args.model.startswith("brainnet") or ":" in args.model else f"timm:{args.model}-random"
     bb = create_backbone(name).to(args.device)
     images = make_images(args.n_images, args.source_size, seed=0)
     if args.device.startswith("cuda"):

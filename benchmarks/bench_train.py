@@ -59,7 +59,7 @@ def main(argv=None) -> dict:
     torch.manual_seed(0)
 
     layers = [int(x) for x in args.layers.split(",")]
-    bb = create_backbone(f"timm:{args.model}", layers=layers).to(device)
+    bb = create_backbone(f"timm:{args.model}", weights="random", layers=layers).to(device)
     size = bb.input_size
     images = rng.integers(0, 256, size=(args.n_images, size, size, 3), dtype=np.uint8)
     cache = TokenCache(bb, pool=8, device=device)
@@ -125,7 +125,7 @@ def main(argv=None) -> dict:
     adapted = None
     if args.adapted:
         torch.manual_seed(0)
-        bb_adapted = create_backbone(f"timm:{args.model}", layers=layers)
+        bb_adapted = create_backbone(f"timm:{args.model}", weights="random", layers=layers)
         net = BackboneInLoop(bb_adapted, model, AdaptConfig(lora_rank=4, adaln_zero=True, pool=8,
                                                             layers=tuple(names))).to(device)
         adapted = run(pixels, net)

@@ -69,7 +69,7 @@ class Plan:
     batch_size: int = 32
     steps: int = 20
     precisions: tuple[str, ...] = ("fp32", "bf16")
-    # cache fill: (timm model, reference images, cache images)
+    # cache fill: (timm model, reference images, cache images); random initial weights (timing only)
     cache_models: tuple[tuple[str, int, int], ...] = ()
     source_size: int = 425
     workers: int = 8
@@ -77,7 +77,7 @@ class Plan:
     preset: str = "algonauts"
     sessions: int = 6
     held_out: int = 1
-    backbone: str = "timm:vit_base_patch16_224"
+    backbone: str = "timm:vit_base_patch16_224-random"  # random initial weights: no download on the device
     epochs: int = 3
     fit_model: dict = field(default_factory=dict)
 

@@ -197,7 +197,7 @@ def cache_fill(plan, model_name: str, n_ref: int, n_cache: int) -> dict:
 
     device = torch.device(plan.device)
     torch.manual_seed(0)
-    bb = create_backbone(f"timm:{model_name}").to(device)
+    bb = create_backbone(f"timm:{model_name}", weights="random").to(device)  # timing only: no download
     images = make_images(max(n_ref, n_cache), plan.source_size, seed=0)
     with torch.inference_mode():  # warm-up (kernel selection, lazy init) outside the timings
         bb.get_tokens(torch.rand(2, 3, bb.input_size, bb.input_size, device=device))
@@ -279,7 +279,8 @@ def algonauts_cache(plan, ctx: dict) -> dict:
 
     (feats, fill_s), workers = _with_worker_fallback(fill, plan.workers, res)
     ctx.update(features=feats, cache_s=fill_s)
-    return {"backbone": plan.backbone, "layers": list(feats.layer_names), "images": feats.n_images,
+    return {"backbone": plan.backbone, "weights": feats.weights, "layers": list(feats.layer_names),
+            "images": feats.n_images,
             "fill_s": round(fill_s, 1), "img_per_s": round(feats.n_images / fill_s, 1), "workers": workers, **res}
 
 

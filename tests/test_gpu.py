@@ -169,7 +169,7 @@ def test_training_step_does_not_synchronise(subset, bf16):
 
 
 # ---------------------------------------------------------------- token cache on the GPU
-@pytest.mark.parametrize("name,size", [("brainnet-tiny", 64), ("timm:vit_tiny_patch16_224", 224)])
+@pytest.mark.parametrize("name,size", [("brainnet-tiny", 64), ("timm:vit_tiny_patch16_224-random", 224)])
 def test_cache_fills_on_gpu_like_cpu(name, size):
     """The same backbone fills the cache on the GPU and on the CPU; every layer's tokens agree
     within CACHE_RTOL of the layer's norm (see CACHE_RTOL for why not fp16 rounding)."""
@@ -205,7 +205,7 @@ def test_lora_in_loop_step_runs():
     from brainnet.training.fit import adapt_config
 
     torch.manual_seed(0)
-    bb = create_backbone("timm:vit_tiny_patch16_224", image_size=64, layers=[1, 3])
+    bb = create_backbone("timm:vit_tiny_patch16_224-random", image_size=64, layers=[1, 3])
     feats = FeatureSet({n: np.zeros((1, c, 4, 4), np.float16) for n, c in zip(bb.layer_names, bb.widths)},
                        {n: np.zeros((1, c), np.float16) for n, c in zip(bb.layer_names, bb.widths)},
                        torch.zeros(1, MEMORY_DIM))

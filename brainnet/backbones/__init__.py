@@ -5,8 +5,10 @@ is [B, C]; names in network order. Images are float [B, 3, H, W] in [0, 1]; each
 resizes and normalises them itself (CLIP's constants differ from ImageNet's).
 
 >>> bb = create_backbone("brainnet-tiny")          # offline, shipped weights
->>> bb = create_backbone("timm:vit_base_patch16_224", layers=[2, 5, 8, 11])
->>> bb = create_backbone("clip-vit-b-16", pretrained=True)   # needs cached weights or network
+>>> bb = create_backbone("clip-vit-b-16")          # published weights: cached, or downloaded
+>>> bb = create_backbone("timm:vit_base_patch16_224-random", layers=[2, 5, 8, 11])  # random init
+>>> bb = create_backbone("sam-vit-b", weights="/path/sam_vit_b_01ec64.pth")         # a local file
+>>> bb.weights_id                                  # e.g. "open_clip:ViT-B-16/datacomp_l_s1b_b8k"
 >>> list_backbones()
 
 Trainable adapters inside a frozen backbone: :func:`add_lora`, :class:`AdaLNZero`

@@ -24,6 +24,11 @@ CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 TokenDicts = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]
 
+#: ``Backbone.weights_source`` of a randomly initialised tower (``create_backbone(..., weights="random")``).
+RANDOM_WEIGHTS = "random"
+#: ``Backbone.weights_source`` of weights brainnet did not load itself (``wrap_module``, a user module).
+CUSTOM_WEIGHTS = "custom"
+
 
 @dataclass(frozen=True)
 class InputConfig:
@@ -108,7 +113,12 @@ class Backbone(nn.Module):
         input_size: square input side in pixels.
         mean, std: the backbone's own normalisation.
         arch: JSON-able description of the architecture (part of the fingerprint).
+        weights_source: where the weights came from, set by the builder that loaded them: a
+            published identity ("open_clip:ViT-B-16/datacomp_l_s1b_b8k"), "shipped:<sha256[:12]>",
+            "file:<sha256[:12]>", :data:`RANDOM_WEIGHTS` or :data:`CUSTOM_WEIGHTS`; see :attr:`weights_id`.
     """
+
+    weights_source: str = CUSTOM_WEIGHTS
 
     def __init__(
         self,
@@ -134,6 +144,7 @@ class Backbone(nn.Module):
         self.register_buffer("_std", torch.tensor(input_config.std).view(1, 3, 1, 1), persistent=False)
         self.frozen = True
         self._fingerprint: str | None = None
+        self._digest: str | None = None
 
     # ----------------------------------------------------------------- metadata
     @property
@@ -149,14 +160,35 @@ class Backbone(nn.Module):
         return self.input_config.std
 
     @property
+    def weights_digest(self) -> str:
+        """:func:`state_dict_digest` of the current weights (computed once per freeze / unfreeze)."""
+        if self._digest is None:
+            self._digest = state_dict_digest(self)
+        return self._digest
+
+    @property
+    def weights_id(self) -> str:
+        """Short identity of the weights, for run configs and key numbers: :attr:`weights_source`,
+        with 12 hex digits of :attr:`weights_digest` appended to "random" and "custom"
+        (e.g. "random:3f2a9c0d1b7e") so that two draws can be told apart."""
+        src = self.weights_source
+        if src in (RANDOM_WEIGHTS, CUSTOM_WEIGHTS):
+            return f"{src}:{self.weights_digest.split(':')[-1][:12]}"
+        return src
+
+    @property
     def fingerprint(self) -> str:
-        """sha256 (hex) of architecture + weights digest + input transform + layers."""
+        """sha256 (hex) of architecture + weights digest + input transform + layers.
+
+        The weights enter by content (:attr:`weights_digest`), so the same tensors give the same
+        fingerprint whatever file or tag they came from; :attr:`weights_id` names them.
+        """
         if self._fingerprint is None:
             payload = {
                 "version": 1,
                 "class": type(self).__name__,
                 "arch": self.arch,
-                "weights": state_dict_digest(self),
+                "weights": self.weights_digest,
                 "input": asdict(self.input_config),
                 "layers": self.indices,
             }
@@ -170,7 +202,7 @@ class Backbone(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
         self.frozen = True
-        self._fingerprint = None
+        self._fingerprint = self._digest = None
         return self.train(False)
 
     def unfreeze(self) -> Backbone:
@@ -178,7 +210,7 @@ class Backbone(nn.Module):
         for p in self.parameters():
             p.requires_grad_(True)
         self.frozen = False
-        self._fingerprint = None
+        self._fingerprint = self._digest = None
         return self
 
     def train(self, mode: bool = True) -> Backbone:

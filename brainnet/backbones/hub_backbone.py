@@ -20,7 +20,14 @@ from brainnet.errors import WeightsUnavailableError
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone, InputConfig, resolve_layer_indices
 from .registry import register_backbone
-from .weights import how_to_provide, load_into, load_state_dict_file, network_available, torch_hub_checkpoints_dir
+from .weights import (
+    how_to_provide,
+    load_into,
+    load_state_dict_file,
+    network_available,
+    torch_hub_checkpoints_dir,
+    weights_label,
+)
 
 DINOV2_REPO = "facebookresearch/dinov2"
 
@@ -77,7 +84,7 @@ def build_hub_backbone(
     model_name: str,
     repo: str = DINOV2_REPO,
     source: str = "github",
-    pretrained: bool = False,
+    pretrained: bool = True,
     weights: str | None = None,
     layers: int | Sequence[int] | None = None,
     image_size: int | None = None,
@@ -94,7 +101,7 @@ def build_hub_backbone(
         repo: 'owner/name' on GitHub, or a local directory with hubconf.py (use source='local').
         source: 'github' or 'local'.
         pretrained: load the entry point's published weights (needs them in
-            $TORCH_HOME/hub/checkpoints, or network).
+            $TORCH_HOME/hub/checkpoints, or network); False = random initial weights.
         weights: local state_dict to load instead (the hub model is then built with pretrained=False).
         image_size: input side (default ``default_size``; DINOv2 takes any multiple of 14).
     """
@@ -142,18 +149,20 @@ def build_hub_backbone(
     where = os.path.abspath(repo) if source == "local" else repo
     arch = {"name": f"hub:{where}:{model_name}", "hub_kwargs": hub_kwargs}
     input_config = InputConfig(size=size, mean=tuple(mean), std=tuple(std), interpolation="bicubic")
-    return HubViTBackbone(model, arch, input_config, layers, norm)
+    bb = HubViTBackbone(model, arch, input_config, layers, norm)
+    bb.weights_source = weights_label(weights, f"torch-hub:{where}:{model_name}" if load_pretrained else None)
+    return bb
 
 
 @register_backbone("torch-hub", prefix=True,
                    description="DINOv2-like torch.hub model: 'torch-hub:<entry>' with repo=, source=")
-def _torch_hub(model_name: str, pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
+def _torch_hub(model_name: str, pretrained=True, weights=None, layers=None, image_size=None, **kwargs):
     return build_hub_backbone(model_name, pretrained=pretrained, weights=weights, layers=layers,
                               image_size=image_size, **kwargs)
 
 
 def _dinov2(entry: str, description: str):
-    def factory(pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
+    def factory(pretrained=True, weights=None, layers=None, image_size=None, **kwargs):
         return build_hub_backbone(entry, pretrained=pretrained, weights=weights, layers=layers,
                                   image_size=image_size, **kwargs)
 

@@ -150,15 +150,23 @@ def wrap_module(module: nn.Module, **kwargs) -> ModuleBackbone:
 
 
 @register_backbone("module", description="wrap a user nn.Module: module=, hook_layers= or tokens_fn=")
-def _module(module: nn.Module | None = None, pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
+def _module(module: nn.Module | None = None, pretrained=True, weights=None, layers=None, image_size=None, **kwargs):
+    """The module's weights are used as given (``pretrained``), or a checkpoint ``weights`` is loaded
+    into it; brainnet cannot re-initialise a user module, so random weights are refused."""
     if module is None:
         raise ValueError("backbone 'module' needs module=<your nn.Module>")
-    if pretrained:
-        raise ValueError("backbone 'module' has no published weights; load them into your module or pass weights=")
+    if not pretrained and weights is None:
+        raise ValueError("backbone 'module' uses your module's weights as they are; re-initialise it yourself "
+                         "instead of asking for weights='random'")
     if weights is not None:
         from .weights import load_into, load_state_dict_file
 
         load_into(module, load_state_dict_file(weights), weights)
     if image_size is not None:
         kwargs["input_size"] = image_size
-    return ModuleBackbone(module, layers=layers, **kwargs)
+    bb = ModuleBackbone(module, layers=layers, **kwargs)
+    if weights is not None:
+        from .weights import weights_label
+
+        bb.weights_source = weights_label(weights, None)
+    return bb

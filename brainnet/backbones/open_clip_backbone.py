@@ -3,7 +3,8 @@
 The per-block loop is written here (not open_clip's ``forward_intermediates``) so it works across
 open_clip versions: older towers run their transformer sequence-first (``batch_first`` missing or
 False), newer ones batch-first. Token 0 is the class token (global); the rest form the patch grid.
-Normalisation is CLIP's own mean / std, not ImageNet's.
+Normalisation is CLIP's own mean / std, not ImageNet's. Named configs load published weights by
+default (:data:`DEFAULT_TAGS`); ``open_clip:<config>@<tag>`` picks another tag.
 """
 
 from __future__ import annotations
@@ -17,7 +18,22 @@ from brainnet.errors import WeightsUnavailableError
 
 from .base import CLIP_MEAN, CLIP_STD, Backbone, InputConfig, resolve_layer_indices
 from .registry import register_backbone
-from .weights import hf_cached_file, how_to_provide, load_into, load_state_dict_file, require_download, strip_prefix
+from .weights import (
+    hf_cached_file,
+    how_to_provide,
+    load_into,
+    load_state_dict_file,
+    require_download,
+    strip_prefix,
+    weights_label,
+)
+
+#: Published weights each named OpenCLIP config loads by default. ViT-B-16: DataComp-L (1.28 B samples
+#: seen), the tower Brain Decodes Deep Nets read out; ViT-L-14: DataComp-XL (13 B samples seen), the
+#: ViT-L release of the same data family.
+DEFAULT_TAGS: dict[str, str] = {"ViT-B-16": "datacomp_l_s1b_b8k", "ViT-L-14": "datacomp_xl_s13b_b90k"}
+#: Separates config and pretrained tag in prefix names: 'open_clip:ViT-B-16@laion2b_s34b_b88k'.
+TAG_SEP = "@"
 
 
 class OpenClipBackbone(Backbone):
@@ -102,9 +118,29 @@ def _vision_tower(model_name: str, vision_cfg: dict | None, image_size: int | No
     return visual, vcfg, quick_gelu
 
 
+def published_tag(model_name: str, pretrained: bool | str, vision_cfg: dict | None) -> str | None:
+    """The open_clip pretrained tag to load: None for random weights (``pretrained`` False), the
+    given tag, or for ``pretrained=True`` the default of :data:`DEFAULT_TAGS` (ValueError when the
+    config has none, or for a custom ``vision_cfg``, which has no published weights)."""
+    if not pretrained:
+        return None
+    if vision_cfg is not None:
+        raise ValueError("a custom vision_cfg has no published weights; pass weights='random' (or a '-random' "
+                         "name) or weights='/path/to/checkpoint.pt'")
+    if isinstance(pretrained, str):
+        return pretrained
+    if model_name in DEFAULT_TAGS:
+        return DEFAULT_TAGS[model_name]
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    raise ValueError(f"open_clip:{model_name} has no default pretrained tag; name one as "
+                     f"'open_clip:{model_name}{TAG_SEP}<tag>' (tags: {tags}) or ask for weights='random'")
+
+
 def build_open_clip_backbone(
     model_name: str = "ViT-B-16",
-    pretrained: bool | str = False,
+    pretrained: bool | str = True,
     weights: str | None = None,
     layers: int | Sequence[int] | None = None,
     image_size: int | None = None,
@@ -116,21 +152,22 @@ def build_open_clip_backbone(
 
     Args:
         model_name: open_clip config name (ignored when ``vision_cfg`` is given).
-        pretrained: False, True (= 'openai') or an open_clip pretrained tag.
-        weights: local checkpoint: the tower's state_dict or a full CLIP state_dict ('visual.' keys used).
+        pretrained: True = the published weights of :data:`DEFAULT_TAGS`, an open_clip pretrained
+            tag (``"laion2b_s34b_b88k"``), or False = random initial weights.
+        weights: local checkpoint: the tower's state_dict or a full CLIP state_dict ('visual.' keys
+            used); wins over ``pretrained``.
         vision_cfg: explicit small config (e.g. ``{"layers": 2, "width": 64, "patch_size": 16,
-            "image_size": 64, "head_width": 32}``) for tests.
-        quick_gelu: QuickGELU activations (OpenAI-trained weights need them; set for tag 'openai').
+            "image_size": 64, "head_width": 32}``) for tests; it has no published weights.
+        quick_gelu: QuickGELU activations (set automatically for tags that need them, e.g. 'openai').
     """
-    tag = "openai" if pretrained is True else (pretrained or None)
-    if weights is not None:
-        tag = None
+    tag = None if weights is not None else published_tag(model_name, pretrained, vision_cfg)
     if tag:
         import open_clip
 
         pcfg = open_clip.get_pretrained_cfg(model_name, tag)
         if not pcfg:
-            raise ValueError(f"open_clip has no pretrained tag {tag!r} for {model_name!r}")
+            raise ValueError(f"open_clip has no pretrained tag {tag!r} for {model_name!r} "
+                             f"(tags: {open_clip.list_pretrained_tags_by_model(model_name)})")
         quick_gelu = quick_gelu or bool(pcfg.get("quick_gelu", False))
         cached = False
         if pcfg.get("hf_hub"):
@@ -160,23 +197,28 @@ def build_open_clip_backbone(
         mean, std = tuple(pre["mean"]), tuple(pre["std"])
     size = vcfg["image_size"] if isinstance(vcfg["image_size"], int) else vcfg["image_size"][0]
     arch = {"name": f"open_clip:{model_name if vision_cfg is None else 'custom'}", "vision_cfg": vcfg,
-            "quick_gelu": quick_gelu, "tag": tag}
+            "quick_gelu": quick_gelu}
     input_config = InputConfig(size=int(size), mean=mean, std=std, interpolation="bicubic")
-    return OpenClipBackbone(visual, arch, input_config, layers)
+    bb = OpenClipBackbone(visual, arch, input_config, layers)
+    bb.weights_source = weights_label(weights, f"open_clip:{model_name}/{tag}" if tag else None)
+    return bb
 
 
-@register_backbone("open_clip", prefix=True, description="open_clip vision tower: 'open_clip:<config name>'")
-def _open_clip(model_name: str, pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
-    return build_open_clip_backbone(model_name, pretrained, weights, layers, image_size, **kwargs)
+@register_backbone("open_clip", prefix=True,
+                   description="open_clip vision tower: 'open_clip:<config>' or 'open_clip:<config>@<pretrained tag>'")
+def _open_clip(model_name: str, pretrained=True, weights=None, layers=None, image_size=None, **kwargs):
+    model_name, _, tag = model_name.partition(TAG_SEP)
+    return build_open_clip_backbone(model_name, (tag or True) if pretrained else False, weights, layers, image_size,
+                                    **kwargs)
 
 
-@register_backbone("clip-vit-b-16",
-                   description="OpenCLIP ViT-B-16 vision tower (12 blocks, 224 px, CLIP normalisation)")
-def _clip_b16(pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
+@register_backbone("clip-vit-b-16", description=f"OpenCLIP ViT-B-16 vision tower ({DEFAULT_TAGS['ViT-B-16']}; "
+                   "12 blocks, 224 px, CLIP normalisation)")
+def _clip_b16(pretrained=True, weights=None, layers=None, image_size=None, **kwargs):
     return build_open_clip_backbone("ViT-B-16", pretrained, weights, layers, image_size, **kwargs)
 
 
-@register_backbone("clip-vit-l-14",
-                   description="OpenCLIP ViT-L-14 vision tower (24 blocks, 224 px, CLIP normalisation)")
-def _clip_l14(pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
+@register_backbone("clip-vit-l-14", description=f"OpenCLIP ViT-L-14 vision tower ({DEFAULT_TAGS['ViT-L-14']}; "
+                   "24 blocks, 224 px, CLIP normalisation)")
+def _clip_l14(pretrained=True, weights=None, layers=None, image_size=None, **kwargs):
     return build_open_clip_backbone("ViT-L-14", pretrained, weights, layers, image_size, **kwargs)

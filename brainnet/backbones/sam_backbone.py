@@ -23,6 +23,7 @@ from .weights import (
     network_available,
     strip_prefix,
     torch_hub_checkpoints_dir,
+    weights_label,
 )
 
 SAM_CONFIGS: dict[str, dict] = {
@@ -73,7 +74,7 @@ class SamBackbone(Backbone):
 
 def build_sam_backbone(
     variant: str = "vit_b",
-    pretrained: bool = False,
+    pretrained: bool = True,
     weights: str | None = None,
     layers: int | Sequence[int] | None = None,
     image_size: int | None = None,
@@ -85,7 +86,7 @@ def build_sam_backbone(
     Args:
         variant: 'vit_b', 'vit_l' or 'vit_h' (published configs).
         pretrained: load the published SAM checkpoint (from $TORCH_HOME/hub/checkpoints or network);
-            only at image_size 1024.
+            only at image_size 1024 and the published architecture; False = random initial weights.
         weights: local checkpoint, a full SAM state_dict ('image_encoder.' keys) or the encoder's own.
         image_size: input side (default 1024; a multiple of 16).
         window_size, **overrides: architecture overrides (embed_dim, depth, num_heads,
@@ -101,8 +102,9 @@ def build_sam_backbone(
     cfg = {**SAM_CONFIGS[variant], **overrides}
     cfg["global_attn_indexes"] = tuple(cfg["global_attn_indexes"])
     load_pretrained = bool(pretrained) and weights is None
-    if load_pretrained and size != 1024:
-        raise ValueError("SAM's published weights are for image_size=1024; pass image_size=None or 1024")
+    if load_pretrained and (size != 1024 or cfg != SAM_CONFIGS[variant] or window_size != 14):
+        raise ValueError("SAM's published weights are for image_size=1024 and the published architecture; "
+                         "for a smaller or changed encoder pass weights='random' (or a '-random' name) or a checkpoint")
     ckpt = torch_hub_checkpoints_dir() / SAM_URLS[variant].split("/")[-1]
     if load_pretrained and not ckpt.exists() and not network_available("dl.fbaipublicfiles.com"):
         raise WeightsUnavailableError(
@@ -113,16 +115,21 @@ def build_sam_backbone(
         global_attn_indexes=cfg["global_attn_indexes"], window_size=window_size, out_chans=256,
     )
     if load_pretrained:
-        sd = torch.hub.load_state_dict_from_url(SAM_URLS[variant], map_location="cpu", weights_only=True)
+        try:
+            sd = torch.hub.load_state_dict_from_url(SAM_URLS[variant], map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as exc:  # download or checkpoint failure
+            raise WeightsUnavailableError(f"loading SAM {variant} weights failed: {exc}. " + how_to_provide()) from exc
         load_into(encoder, strip_prefix(sd, "image_encoder."), SAM_URLS[variant])
     elif weights is not None:
         load_into(encoder, strip_prefix(load_state_dict_file(weights), "image_encoder."), weights)
     arch = {"name": f"sam:{variant}", "cfg": cfg, "window_size": window_size, "image_size": size}
-    return SamBackbone(encoder, arch, InputConfig(size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD), layers)
+    bb = SamBackbone(encoder, arch, InputConfig(size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD), layers)
+    bb.weights_source = weights_label(weights, f"sam:{ckpt.name}" if load_pretrained else None)
+    return bb
 
 
 def _sam(variant: str):
-    def factory(pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
+    def factory(pretrained=True, weights=None, layers=None, image_size=None, **kwargs):
         return build_sam_backbone(variant, pretrained, weights, layers, image_size, **kwargs)
 
     register_backbone(f"sam-{variant.replace('_', '-')}",

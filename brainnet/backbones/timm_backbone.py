@@ -23,6 +23,7 @@ from .weights import (
     load_state_dict_file,
     require_download,
     torch_hub_checkpoints_dir,
+    weights_label,
 )
 
 
@@ -98,7 +99,7 @@ class TimmBackbone(Backbone):
 
 def build_timm_backbone(
     model_name: str,
-    pretrained: bool = False,
+    pretrained: bool = True,
     weights: str | None = None,
     layers: int | Sequence[int] | None = None,
     image_size: int | None = None,
@@ -111,6 +112,9 @@ def build_timm_backbone(
 
     ``image_size`` is passed as ``img_size`` to models that take it (ViTs); CNNs take any size.
     ``mean`` / ``std`` default to the model's pretrained config (e.g. CLIP constants for CLIP ViTs).
+    ``pretrained`` loads timm's published weights of ``model_name`` (its default tag, or the one
+    named as in ``"resnet18.a1_in1k"``); False gives random initial weights; a local checkpoint
+    ``weights`` wins over both.
     """
     import timm
 
@@ -140,16 +144,19 @@ def build_timm_backbone(
     size = int(image_size) if image_size is not None else int(cfg.get("input_size", (3, 224, 224))[-1])
     inp = InputConfig(size=size, mean=tuple(mean or cfg.get("mean")), std=tuple(std or cfg.get("std")))
     arch = {"name": f"timm:{model_name}", "kwargs": {k: v for k, v in sorted(kw.items())}}
-    return TimmBackbone(model, arch, inp, layers=layers, norm=norm)
+    bb = TimmBackbone(model, arch, inp, layers=layers, norm=norm)
+    tagged = ".".join(p for p in (cfg.get("architecture") or model_name.split(".")[0], cfg.get("tag")) if p)
+    bb.weights_source = weights_label(weights, f"timm:{tagged}" if load_pretrained else None)
+    return bb
 
 
 @register_backbone("timm", prefix=True, description="any timm model with forward_intermediates: 'timm:<model_name>'")
-def _timm(model_name: str, pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
+def _timm(model_name: str, pretrained=True, weights=None, layers=None, image_size=None, **kwargs):
     return build_timm_backbone(model_name, pretrained, weights, layers, image_size, **kwargs)
 
 
 def _alias(name: str, model_name: str, description: str):
-    def factory(pretrained=False, weights=None, layers=None, image_size=None, **kwargs):
+    def factory(pretrained=True, weights=None, layers=None, image_size=None, **kwargs):
         return build_timm_backbone(model_name, pretrained, weights, layers, image_size, **kwargs)
 
     register_backbone(name, description=description)(factory)

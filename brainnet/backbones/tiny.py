@@ -24,7 +24,7 @@ from brainnet.errors import WeightsUnavailableError
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone, InputConfig, resolve_layer_indices
 from .registry import register_backbone
-from .weights import load_into, load_state_dict_file
+from .weights import file_sha256, load_into, load_state_dict_file, weights_label
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 TINY_WEIGHTS = WEIGHTS_DIR / "brainnet_tiny.pt"
@@ -110,13 +110,18 @@ def brainnet_tiny_random(pretrained=False, weights=None, layers=None, image_size
     if weights is not None:
         load_into(net, load_state_dict_file(weights), weights)
     arch = {"name": "brainnet-tiny", "widths": list(TINY_WIDTHS)}
-    return TinyBackbone(net, arch, _input(image_size), layers)
+    bb = TinyBackbone(net, arch, _input(image_size), layers)
+    bb.weights_source = weights_label(weights, None)
+    return bb
 
 
 @register_backbone("brainnet-tiny",
                    description="4-stage CNN (1.1 M params) trained on synthetic scenes; ships with brainnet")
 def brainnet_tiny(pretrained=True, weights=None, layers=None, image_size=None):
-    """The shipped weights are part of the package, so they load whatever ``pretrained`` says."""
+    """The shipped weights ("shipped:<sha256[:12]>" of the file), or a checkpoint ``weights``; random
+    initial weights are ``brainnet-tiny-random`` (create_backbone sends weights="random" there)."""
+    if not pretrained and weights is None:
+        raise ValueError("random brainnet-tiny weights are 'brainnet-tiny-random'")
     path = weights if weights is not None else TINY_WEIGHTS
     if weights is None and not TINY_WEIGHTS.exists():
         raise WeightsUnavailableError(
@@ -126,4 +131,6 @@ def brainnet_tiny(pretrained=True, weights=None, layers=None, image_size=None):
     net = TinyCNN()
     load_into(net, load_state_dict_file(path), str(path))
     arch = {"name": "brainnet-tiny", "widths": list(TINY_WIDTHS)}
-    return TinyBackbone(net, arch, _input(image_size), layers)
+    bb = TinyBackbone(net, arch, _input(image_size), layers)
+    bb.weights_source = weights_label(weights, None if weights is not None else f"shipped:{file_sha256(path)[:12]}")
+    return bb

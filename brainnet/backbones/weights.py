@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -13,6 +14,8 @@ import torch
 from torch import nn
 
 from brainnet.errors import WeightsUnavailableError
+
+from .base import RANDOM_WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,23 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise WeightsUnavailableError(f"{p} does not hold a state_dict (a mapping of names to tensors)")
     return dict(sd)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB chunks (``sha256sum`` gives the same)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def weights_label(weights: str | os.PathLike | None, published: str | None) -> str:
+    """``Backbone.weights_source`` of a built tower: "file:<sha256[:12]>" when a local checkpoint
+    ``weights`` was loaded, else the ``published`` identity that was loaded, else "random"."""
+    if weights is not None:
+        return f"file:{file_sha256(weights)[:12]}"
+    return published or RANDOM_WEIGHTS
 
 
 def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -77,7 +77,7 @@ class TokenStore:
     Arguments as :class:`brainnet.cache.TokenCache` (the subclass that fills rows). Per layer the
     rows are a (capacity, C, k, k) local and a (capacity, C) global fp16 array: torch tensors
     (``storage="ram"``) or ``np.memmap`` files ``<cache_dir>/tokens-<key>/{local,global}_<layer>.f16``
-    with a ``header.json`` (spec, ids in row order, shapes).
+    with a ``header.json`` (spec, the backbone's ``weights_id``, ids in row order, shapes).
     """
 
     def __init__(
@@ -112,6 +112,7 @@ class TokenStore:
             resize=RESIZE_METHOD, store_local=self.store_local, dtype="float16", namespace=str(namespace),
         )
         self.key = self.spec.key
+        self.weights_id = backbone.weights_id  # the weights' name (they enter the key by content, via the fingerprint)
         self.local_shapes: dict[str, tuple[int, int, int]] = {}
         self.global_shapes: dict[str, tuple[int]] = {}
         for p in pos:
@@ -159,7 +160,8 @@ class TokenStore:
         return self.path / f"{kind}_{name}.f16"
 
     def _header(self) -> dict:
-        return {"spec": asdict(self.spec), "key": self.key, "count": len(self._ids), "capacity": self._capacity,
+        return {"spec": asdict(self.spec), "key": self.key, "weights": self.weights_id,
+                "count": len(self._ids), "capacity": self._capacity,
                 "ids": self._ids, "local_shapes": self.local_shapes, "global_shapes": self.global_shapes}
 
     def _write_header(self) -> None:

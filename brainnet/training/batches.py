@@ -70,12 +70,14 @@ class FeatureSet:
     global_ : dict layer -> fp16 array (n_images, C) (current-image global tokens)
     memory : float32 tensor (n_images, D): one vector per image (memory images)
     backbone : name of the backbone that made the tokens
+    weights : that backbone's ``weights_id`` ("open_clip:ViT-B-16/datacomp_l_s1b_b8k", "random:<digest>", ...)
     """
 
     local: dict
     global_: dict
     memory: torch.Tensor
     backbone: str = ""
+    weights: str = ""
 
     def __post_init__(self):
         if list(self.local) != list(self.global_):

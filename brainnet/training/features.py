@@ -13,9 +13,11 @@ from .batches import FeatureSet
 
 
 def resolve_backbone(name: str, layers=None, fallback: str = "brainnet-tiny-random", **kwargs):
-    """``create_backbone(name)``; when its weights are missing, warn and use ``fallback``.
+    """``create_backbone(name)`` (published weights unless the name ends in ``-random``); when its
+    weights are missing, warn and use ``fallback``.
 
-    Only the shipped ``brainnet-tiny`` falls back (to its random-init twin); other names raise.
+    Only the shipped ``brainnet-tiny`` falls back (to its random-init twin); for every other name
+    missing weights raise :class:`~brainnet.errors.WeightsUnavailableError`, never a random tower.
     """
     from brainnet.backbones import create_backbone
 
@@ -52,7 +54,8 @@ def build_features(root: str | Path | PreparedDataset, backbone: str | object = 
 
     Returns
     -------
-    FeatureSet: fp16 tokens per image row and float32 ``memory`` (n_images, D). With
+    FeatureSet: fp16 tokens per image row and float32 ``memory`` (n_images, D), with the
+    backbone's name and ``weights_id`` (``.backbone``, ``.weights``). With
     ``storage="memmap"`` the tokens stay in read-only memmap files under ``cache_dir`` (batches
     read their rows from disk); with "ram" they are held in memory.
     """
@@ -84,4 +87,5 @@ def build_features(root: str | Path | PreparedDataset, backbone: str | object = 
         m = memory.float()
         memory = (m - m.mean(0)) / m.std(0).clamp_min(1e-6)
     local, glob = cache.arrays(range(len(images)))
-    return FeatureSet(local=local, global_=glob, memory=memory.float().contiguous(), backbone=name)
+    return FeatureSet(local=local, global_=glob, memory=memory.float().contiguous(), backbone=name,
+                      weights=bb.weights_id)

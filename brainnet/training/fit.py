@@ -140,7 +140,8 @@ class FitResult:
     start_step / global_step : step training started from (> 0 after a resume) / ended at
     history : DataFrame per validation (epoch, step, train_loss, val_r)
     evaluation : subject -> EvalResult on ``config.eval_split``
-    summary : flat numbers (best_val_r, eval_mean_r, eval_mean_score, ...); also metrics.json
+    summary : flat numbers (best_val_r, eval_mean_r, eval_mean_score, ...) and ``backbone_weights``
+        (the ``weights_id`` of the backbone that made the tokens); also metrics.json
     """
 
     config: TrainConfig
@@ -317,7 +318,7 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
         ev = eval_dataset(config, features, config.eval_split, trials, images)
         if len(ev):
             result.evaluation = evaluate_model(model, ev)
-        result.summary = summarize_fit(result)
+        result.summary = summarize_fit(result) | {"backbone_weights": features.weights}  # which weights made the tokens
         (out / "metrics.json").write_text(json.dumps(result.summary, indent=2, sort_keys=True) + "\n")
         (out / "history.json").write_text(history.to_json(orient="records", indent=1))
     return result

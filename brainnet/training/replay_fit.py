@@ -96,19 +96,22 @@ class ReplayFeatures:
     widths : width of each layer's block.
     layer_names : the layers.
     backbone : backbone name.
+    weights : the backbone's ``weights_id`` ("" when unknown, e.g. loaded from an older file).
     """
 
     vectors: np.ndarray
     widths: tuple[int, ...]
     layer_names: tuple[str, ...]
     backbone: str
+    weights: str = ""
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, vectors=self.vectors, widths=np.asarray(self.widths),
-                 layer_names=np.asarray(self.layer_names), backbone=np.asarray(self.backbone))
+                 layer_names=np.asarray(self.layer_names), backbone=np.asarray(self.backbone),
+                 weights=np.asarray(self.weights))
         os.replace(tmp, path)
         return path
 
@@ -116,7 +119,8 @@ class ReplayFeatures:
     def load(cls, path: str | os.PathLike) -> ReplayFeatures:
         with np.load(path) as z:
             return cls(z["vectors"].astype(np.float32), tuple(int(w) for w in z["widths"]),
-                       tuple(str(n) for n in z["layer_names"]), str(z["backbone"]))
+                       tuple(str(n) for n in z["layer_names"]), str(z["backbone"]),
+                       str(z["weights"]) if "weights" in z.files else "")
 
     def split_layers(self) -> list[np.ndarray]:
         """The per-layer blocks, each (n_images, width)."""
@@ -140,7 +144,7 @@ def replay_features(data, backbone="brainnet-tiny", layers: Sequence | None = No
     sd = x.std(axis=0)
     x = np.divide(x - x.mean(axis=0), sd, out=np.zeros_like(x), where=sd > 0)
     return ReplayFeatures(x.astype(np.float32), tuple(b.shape[1] for b in blocks), tuple(fs.layer_names),
-                          fs.backbone)
+                          fs.backbone, fs.weights)
 
 
 # --------------------------------------------------------------------------- ridge

@@ -12,7 +12,7 @@ from brainnet.backbones import AdaLNZero, LoRAConv2d, LoRALinear, add_lora, crea
 
 
 def _vit():
-    return create_backbone("timm:vit_tiny_patch16_224", image_size=32, layers=[1, 3])
+    return create_backbone("timm:vit_tiny_patch16_224-random", image_size=32, layers=[1, 3])
 
 
 def _tokens(bb, x):
@@ -351,7 +351,7 @@ def test_fit_in_the_loop_resumes(root, tmp_path):
     from brainnet.training.features import build_features
     from brainnet.training.fit import fit_encoder
 
-    vit = create_backbone("timm:vit_tiny_patch16_224", image_size=32, layers=[1, 3])
+    vit = create_backbone("timm:vit_tiny_patch16_224-random", image_size=32, layers=[1, 3])
     with pytest.raises(ValueError, match="not made by backbone"):
         fit_encoder(_config(root, tmp_path / "mismatch"), features=build_features(root, vit, pool=4))
     assert not (tmp_path / "mismatch").exists()  # nothing written

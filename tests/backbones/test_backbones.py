@@ -110,18 +110,18 @@ SAM_SMALL = dict(image_size=64, embed_dim=32, depth=3, num_heads=2, global_attn_
 
 # name, kwargs, expected (n_layers, widths, grid sides), global = CLS? (None: spatial mean)
 CASES = {
-    "vit_tiny": ("timm:vit_tiny_patch16_224", dict(image_size=64), (12, [192] * 12, [4] * 12)),
-    "resnet18": ("timm:resnet18", dict(image_size=64), (5, [64, 64, 128, 256, 512], [32, 16, 8, 4, 2])),
-    "convnext_atto": ("timm:convnext_atto", dict(image_size=64), (4, [40, 80, 160, 320], [16, 8, 4, 2])),
-    "open_clip": ("open_clip:custom", dict(vision_cfg=OPEN_CLIP_SMALL), (3, [64] * 3, [4] * 3)),
-    "sam": ("sam-vit-b", SAM_SMALL, (3, [32] * 3, [4] * 3)),
+    "vit_tiny": ("timm:vit_tiny_patch16_224-random", dict(image_size=64), (12, [192] * 12, [4] * 12)),
+    "resnet18": ("timm:resnet18-random", dict(image_size=64), (5, [64, 64, 128, 256, 512], [32, 16, 8, 4, 2])),
+    "convnext_atto": ("timm:convnext_atto-random", dict(image_size=64), (4, [40, 80, 160, 320], [16, 8, 4, 2])),
+    "open_clip": ("open_clip:custom-random", dict(vision_cfg=OPEN_CLIP_SMALL), (3, [64] * 3, [4] * 3)),
+    "sam": ("sam-vit-b-random", SAM_SMALL, (3, [32] * 3, [4] * 3)),
     "tiny_random": ("brainnet-tiny-random", {}, (4, [24, 48, 96, 192], [32, 16, 8, 4])),
 }
 
 
 def _make(case, hub_dir=None, **extra):
     if case == "hub":
-        return create_backbone("dinov2-vits14", repo=str(hub_dir), source="local", image_size=56, **extra)
+        return create_backbone("dinov2-vits14-random", repo=str(hub_dir), source="local", image_size=56, **extra)
     if case == "module":
         return create_backbone("module", module=SmallCNN(), hook_layers=["c1", "c2"], image_size=32, **extra)
     name, kw = CASES[case][:2]
@@ -180,11 +180,11 @@ def test_layer_selection_prunes_and_keeps_values(case, hub_dir, images):
 
 def test_global_token_is_cls_for_vits_and_mean_for_cnns_and_sam(images):
     torch.manual_seed(0)
-    vit = create_backbone("timm:vit_tiny_patch16_224", image_size=64, layers=[3])
+    vit = create_backbone("timm:vit_tiny_patch16_224-random", image_size=64, layers=[3])
     local, glob = vit.get_tokens(images)
     assert not torch.allclose(glob["3"], local["3"].mean((2, 3)), atol=1e-3)
-    cnn_and_sam = (create_backbone("timm:resnet18", image_size=64, layers=[-1]),
-                   create_backbone("sam-vit-b", layers=[-1], **SAM_SMALL))
+    cnn_and_sam = (create_backbone("timm:resnet18-random", image_size=64, layers=[-1]),
+                   create_backbone("sam-vit-b-random", layers=[-1], **SAM_SMALL))
     for bb in cnn_and_sam:
         local, glob = bb.get_tokens(images)
         name = bb.layer_names[-1]
@@ -192,11 +192,11 @@ def test_global_token_is_cls_for_vits_and_mean_for_cnns_and_sam(images):
 
 
 def test_normalisation_is_each_backbones_own():
-    clip = create_backbone("open_clip:custom", vision_cfg=OPEN_CLIP_SMALL)
+    clip = create_backbone("open_clip:custom-random", vision_cfg=OPEN_CLIP_SMALL)
     assert clip.mean == pytest.approx(CLIP_MEAN) and clip.std == pytest.approx(CLIP_STD)
-    res = create_backbone("timm:resnet18", image_size=32)
+    res = create_backbone("timm:resnet18-random", image_size=32)
     assert res.mean == pytest.approx(IMAGENET_MEAN) and res.std == pytest.approx(IMAGENET_STD)
-    eva = create_backbone("timm:eva02_tiny_patch14_224", image_size=28, layers=1)  # a CLIP-normalised timm model
+    eva = create_backbone("timm:eva02_tiny_patch14_224-random", image_size=28, layers=1)  # a CLIP-normalised timm model
     assert eva.mean == pytest.approx(CLIP_MEAN)
     gray = torch.full((1, 3, 32, 32), 0.5)
     for bb in (clip, res):
@@ -223,7 +223,7 @@ def test_weights_path_round_trip(case, hub_dir, tmp_path, images):
 
         src = timm.create_model("resnet18")
         sd = src.state_dict()
-        ref = create_backbone("timm:resnet18", image_size=64)
+        ref = create_backbone("timm:resnet18-random", image_size=64)
         ref.model.load_state_dict({k: v for k, v in sd.items() if k in ref.model.state_dict()})
     else:
         ref = _make(case, hub_dir)
@@ -245,7 +245,8 @@ def test_weights_path_round_trip(case, hub_dir, tmp_path, images):
     torch.save(sd, path)
     seed = {"seed": 5} if case == "tiny_random" else {}  # tiny-random seeds itself
     torch.manual_seed(99)  # different random init: only the file can make outputs equal
-    other = _make(case, hub_dir, **seed) if case != "resnet18" else create_backbone("timm:resnet18", image_size=64)
+    other = (_make(case, hub_dir, **seed) if case != "resnet18"
+             else create_backbone("timm:resnet18-random", image_size=64))
     torch.manual_seed(99)
     loaded = _make(case, hub_dir, weights=str(path), **seed) if case != "resnet18" else create_backbone(
         "timm:resnet18", image_size=64, weights=str(path))
@@ -276,22 +277,22 @@ def test_weights_that_do_not_fit_raise_clearly(tmp_path):
         ("dinov2-vitb14", {}),
     ],
 )
-def test_pretrained_offline_fails_at_once(name, kw, tmp_path, monkeypatch):
+def test_published_weights_offline_fail_at_once(name, kw, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     t0 = time.perf_counter()
     with pytest.raises(WeightsUnavailableError, match="weights="):
-        create_backbone(name, pretrained=True, **kw)
+        create_backbone(name, **kw)  # published weights are the default
     assert time.perf_counter() - t0 < 10.0
 
 
-def test_local_hub_pretrained_offline_fails_clearly(hub_dir, tmp_path, monkeypatch):
+def test_local_hub_published_offline_fails_clearly(hub_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("BRAINNET_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(WeightsUnavailableError):
-        create_backbone("dinov2-vits14", repo=str(hub_dir), source="local", pretrained=True)
+        create_backbone("dinov2-vits14", repo=str(hub_dir), source="local")
 
 
 def test_registry_and_layer_rules():
@@ -392,7 +393,7 @@ def test_open_clip_sequence_first_layout_gives_same_tokens(images):
     from open_clip.transformer import Transformer
 
     torch.manual_seed(0)
-    bb = create_backbone("open_clip:custom", vision_cfg=OPEN_CLIP_SMALL)
+    bb = create_backbone("open_clip:custom-random", vision_cfg=OPEN_CLIP_SMALL)
     want_l, want_g = bb.get_tokens(images)
     old = bb.visual.transformer
     seq_first = Transformer(64, len(old.resblocks), 2, batch_first=False)
@@ -406,7 +407,7 @@ def test_open_clip_sequence_first_layout_gives_same_tokens(images):
 
 
 def test_clip_vit_b_16_metadata_without_weights():
-    bb = create_backbone("clip-vit-b-16", layers=[2, 5, 8, 11])
+    bb = create_backbone("clip-vit-b-16-random", layers=[2, 5, 8, 11])
     assert bb.layer_names == ["2", "5", "8", "11"] and bb.widths == [768] * 4
     assert bb.grid_sizes == [(14, 14)] * 4 and bb.input_size == 224
     assert len(bb.visual.transformer.resblocks) == 12

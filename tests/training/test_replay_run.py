@@ -128,6 +128,7 @@ def test_features_roundtrip(features, tmp_path):
     np.testing.assert_allclose(features.vectors.mean(axis=0), 0, atol=1e-4)
     back = ReplayFeatures.load(features.save(tmp_path / "f.npz"))
     assert np.array_equal(back.vectors, features.vectors) and back.widths == features.widths
+    assert back.weights == features.weights and features.weights.startswith(("shipped:", "random:"))
 
 
 def test_planted_peak_recovered_on_memory_vertices(replay, truth):

@@ -192,11 +192,12 @@ def first_fit(root, features, tmp_path_factory):
     return fit_encoder(_fit_config(root, out, max_epochs=3), features=features)
 
 
-def test_fit_writes_run_folder(first_fit):
+def test_fit_writes_run_folder(first_fit, features):
     out = first_fit.out_dir
     assert TrainConfig.load(out / "config.json") == first_fit.config
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["global_step"] == first_fit.global_step > 0
+    assert metrics["backbone_weights"] == features.weights and features.weights.startswith(("shipped:", "random:"))
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert len(first_fit.checkpoints) == 3
     assert first_fit.best_checkpoint == first_fit.checkpoints["path"][0]
