@@ -10,7 +10,9 @@ until training moves the adapter weights.
 * **AdaLN-zero** (:class:`AdaLNZero`): the output ``h`` of chosen norm layers (LayerNorm,
   BatchNorm2d, GroupNorm) is modulated by a condition vector ``c`` (B, d), e.g. the trial's
   behaviour: ``h * (1 + scale(c)) + shift(c)`` per channel, with ``[scale, shift]`` a linear map
-  of ``c`` whose weight and bias start at zero.
+  of ``c`` whose weight and bias start at zero. Optionally *gated* (as DiT blocks): the outputs
+  of chosen residual-branch layers (e.g. a ViT block's ``ls1`` / ``ls2``) are multiplied by
+  ``1 + gate(c)``, and ``bound`` squashes every modulation to ``bound * tanh(.)``.
 
 >>> bb = create_backbone("timm:vit_tiny_patch16_224", image_size=64)
 >>> add_lora(bb, rank=4)                       # names of the wrapped layers
@@ -186,15 +188,27 @@ def _norm_channels(m: nn.Module) -> int:
     return int(m.num_features)
 
 
-class _Modulate:
-    """Forward hook of one norm layer (an object, not a closure, so that copies and pickles of the
-    network point at the copied :class:`AdaLNZero`)."""
+def _gate_channels(m: nn.Module) -> int:
+    """Output channels of a gated layer: a LayerScale-like module (``gamma``), Linear or Conv2d."""
+    gamma = getattr(m, "gamma", None)
+    if isinstance(gamma, torch.Tensor):
+        return int(gamma.numel())
+    if isinstance(m, nn.Linear):
+        return int(m.out_features)
+    if isinstance(m, nn.Conv2d):
+        return int(m.out_channels)
+    raise ValueError(f"cannot tell the output channels of {type(m).__name__} to gate it")
 
-    def __init__(self, owner: AdaLNZero, key: str, channels_last: bool):
-        self.owner, self.key, self.channels_last = owner, key, channels_last
+
+class _Modulate:
+    """Forward hook of one norm (or gated) layer (an object, not a closure, so that copies and
+    pickles of the network point at the copied :class:`AdaLNZero`)."""
+
+    def __init__(self, owner: AdaLNZero, key: str, channels_last: bool, gate: bool = False):
+        self.owner, self.key, self.channels_last, self.gate = owner, key, channels_last, gate
 
     def __call__(self, _module, _inputs, out):
-        return self.owner.modulate(self.key, out, self.channels_last)
+        return self.owner.modulate(self.key, out, self.channels_last, self.gate)
 
 
 class AdaLNZero(nn.Module):
@@ -206,31 +220,43 @@ class AdaLNZero(nn.Module):
     cond_dim : size d of the condition vector
     targets : fnmatch patterns on the norm layers' names; None = every LayerNorm / BatchNorm2d /
         GroupNorm
+    gates : fnmatch patterns of layers whose output is multiplied by ``1 + gate(c)`` (e.g.
+        ``("*blocks.*.ls1", "*blocks.*.ls2")``: the residual branches of timm ViT blocks); None = no gates
+    bound : None, or squash every shift / scale / gate to ``bound * tanh(.)``
 
     Run the network inside ``with adaln.condition(c):`` with ``c`` of shape (B, d); running it
     outside raises ``RuntimeError``. :meth:`remove` takes the hooks off again.
     """
 
-    def __init__(self, network: nn.Module, cond_dim: int, targets: Sequence[str] | None = None):
+    def __init__(self, network: nn.Module, cond_dim: int, targets: Sequence[str] | None = None,
+                 gates: Sequence[str] | None = None, bound: float | None = None):
         super().__init__()
         if cond_dim < 1:
             raise ValueError(f"cond_dim must be >= 1, got {cond_dim}")
+        if bound is not None and bound <= 0:
+            raise ValueError(f"bound must be > 0 or None, got {bound}")
         norms = [(n, m) for n, m in network.named_modules() if isinstance(m, NORM_TYPES) and n
                  and (not targets or any(fnmatch.fnmatchcase(n, p) for p in targets))]
         if not norms:
             raise ValueError(f"no LayerNorm / BatchNorm2d / GroupNorm layer matches {targets}")
+        gated = [(n, m) for n, m in network.named_modules()
+                 if n and gates and any(fnmatch.fnmatchcase(n, p) for p in gates)]
+        if gates and not gated:
+            raise ValueError(f"no layer matches the AdaLN gate patterns {tuple(gates)}")
         self.cond_dim = int(cond_dim)
+        self.bound = None if bound is None else float(bound)
         self.names = [n for n, _ in norms]
+        self.gate_names = [n for n, _ in gated]
         self.modulators = nn.ModuleDict()
         self._cond: torch.Tensor | None = None
         self._network = [network]  # a list: not registered as a submodule (no second copy in state_dict)
-        for name, m in norms:
-            key = name.replace(".", "__")
-            lin = nn.Linear(cond_dim, 2 * _norm_channels(m))
+        for (name, m), gate in [(x, False) for x in norms] + [(x, True) for x in gated]:
+            key = ("gate__" if gate else "") + name.replace(".", "__")
+            lin = nn.Linear(cond_dim, (1 if gate else 2) * (_gate_channels(m) if gate else _norm_channels(m)))
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
             self.modulators[key] = lin
-            m.register_forward_hook(_Modulate(self, key, isinstance(m, nn.LayerNorm)))
+            m.register_forward_hook(_Modulate(self, key, gate or isinstance(m, nn.LayerNorm), gate))
 
     @contextmanager
     def condition(self, cond: torch.Tensor):
@@ -243,8 +269,9 @@ class AdaLNZero(nn.Module):
         finally:
             self._cond = previous
 
-    def modulate(self, key: str, out: torch.Tensor, channels_last: bool) -> torch.Tensor:
-        """``out * (1 + scale) + shift`` for the norm layer ``key`` under the current condition."""
+    def modulate(self, key: str, out: torch.Tensor, channels_last: bool, gate: bool = False) -> torch.Tensor:
+        """``out * (1 + scale) + shift`` for the norm layer ``key`` (``out * (1 + gate)`` for a
+        gated layer) under the current condition."""
         cond = self._cond
         if cond is None:
             raise RuntimeError("this network has AdaLN-zero adapters: run it inside `with adaln.condition(c):`")
@@ -252,7 +279,13 @@ class AdaLNZero(nn.Module):
         if out.shape[0] != b:
             raise ValueError(f"AdaLN-zero: a norm output has batch {out.shape[0]} but the condition has {b} rows "
                              "(networks that fold windows into the batch are not supported)")
-        scale, shift = self.modulators[key](cond.to(out.dtype)).chunk(2, dim=1)  # (B, C) each
+        mod = self.modulators[key](cond.to(out.dtype))
+        if self.bound is not None:
+            mod = self.bound * torch.tanh(mod)
+        if gate:
+            scale, shift = mod, torch.zeros_like(mod)
+        else:
+            scale, shift = mod.chunk(2, dim=1)  # (B, C) each
         c = scale.shape[1]
         if channels_last and out.shape[-1] == c:
             shape = (b,) + (1,) * (out.ndim - 2) + (c,)
@@ -270,4 +303,4 @@ class AdaLNZero(nn.Module):
                     del m._forward_hooks[k]
 
     def extra_repr(self) -> str:
-        return f"cond_dim={self.cond_dim}, norms={len(self.names)}"
+        return f"cond_dim={self.cond_dim}, norms={len(self.names)}, gates={len(self.gate_names)}, bound={self.bound}"

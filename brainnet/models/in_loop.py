@@ -44,6 +44,8 @@ class AdaptConfig(DictConfig):
         transformer, every Linear / Conv2d layer otherwise
     adaln_zero : modulate the backbone's norm layers by the behaviour features
     adaln_targets : fnmatch patterns of the norm layers; () = all
+    adaln_gates : fnmatch patterns of residual-branch layers gated by ``1 + gate(c)``; () = none
+    adaln_bound : None, or every AdaLN modulation squashed to ``bound * tanh(.)``
     pool : local maps pooled to ``pool x pool`` (as the token cache)
     layers : backbone layers fed to the model, in the model's order; () = all taps
     """
@@ -53,6 +55,8 @@ class AdaptConfig(DictConfig):
     lora_targets: tuple[str, ...] = ()
     adaln_zero: bool = False
     adaln_targets: tuple[str, ...] = ()
+    adaln_gates: tuple[str, ...] = ()
+    adaln_bound: float | None = None
     pool: int | None = 8
     layers: tuple[str, ...] = ()
 
@@ -92,7 +96,8 @@ class BackboneInLoop(nn.Module):
         self.adapt_config = config
         self.lora_layers = (add_lora(backbone, config.lora_rank, config.lora_alpha, config.lora_targets or None)
                             if config.lora_rank > 0 else [])
-        self.adaln = AdaLNZero(backbone, N_BEHAVIOUR, config.adaln_targets or None) if config.adaln_zero else None
+        self.adaln = (AdaLNZero(backbone, N_BEHAVIOUR, config.adaln_targets or None, config.adaln_gates or None,
+                                config.adaln_bound) if config.adaln_zero else None)
         self.backbone = backbone
         self.model = model
         mask = getattr(model, "behaviour_mask", None)

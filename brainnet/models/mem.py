@@ -15,9 +15,12 @@ Inputs of one batch (one subject per batch; B trials):
 Branches (each switchable by :class:`MemConfig`):
 
 * current image: per layer a conv head to ``width`` channels (1x1 conv, then residual blocks
-  of conv + channel LayerNorm + SiLU) and a linear map of the global token; each vertex samples
-  every layer's map at its :class:`RetinaMapper` position, and :class:`LayerSelector` weights mix
-  the sampled features and the global features; the two mixes are summed -> (B, n, width).
+  of conv + channel LayerNorm + SiLU; or, ``conv_head="input_width"``, the blocks at the backbone
+  width then a conv to ``width``) and a linear map (or MLP) of the global token (or, with
+  ``global_pool="maxavg_nonlast"``, of the non-last layers' mean + max pooled maps); each vertex
+  samples every layer's map at its :class:`RetinaMapper` position, and :class:`LayerSelector`
+  weights mix the sampled features and the global features; the two mixes are summed ->
+  (B, n, width). Selectors are shared by the subjects unless ``per_subject_selectors``.
 * T = -1 (``separate_t1``): the previous image's vector -> MLP -> ``t1_dim`` (zeros if blank).
 * memory frames T = -2..-F (or -1..-F without ``separate_t1``): each frame concat(vector,
   the frame's behaviour embedding (or zeros), time embedding of its slot) -> MLP ->
@@ -41,6 +44,7 @@ from torch import nn
 
 from brainnet.data.layout import N_BEHAVIOUR
 
+from .mem_blocks import ConvHead, SubjectTimeEmbedding, global_head, global_in_dims, maxavg_pool
 from .mem_config import (
     ABLATIONS,
     ANSWER_COLUMNS,
@@ -91,42 +95,6 @@ def gather_memory(vectors: torch.Tensor, memory_index, n_frames: int = 32
     return memory, valid
 
 
-class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channel axis of a (B, C, h, w) map."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-class ResidualConvBlock(nn.Module):
-    """``x + SiLU(LayerNorm(conv(x)))`` on (B, C, h, w) maps, 'same' padding."""
-
-    def __init__(self, channels: int, kernel: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
-        self.norm = ChannelLayerNorm(channels)
-        self.act = nn.SiLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.act(self.norm(self.conv(x)))
-
-
-class ConvHead(nn.Module):
-    """1x1 conv ``C_in -> width`` then ``n_blocks`` residual conv blocks: (B, C_in, h, w) -> (B, width, h, w)."""
-
-    def __init__(self, in_channels: int, width: int, kernel: int, n_blocks: int):
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, width, 1)
-        self.blocks = nn.Sequential(*[ResidualConvBlock(width, kernel) for _ in range(n_blocks)])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.proj(x))
-
-
 def _mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
                          nn.Linear(hidden, out_dim))
@@ -150,16 +118,29 @@ class MemModel(SelectorMaps, nn.Module):
         super().__init__()
         c = config
         self.config = c
-        encoder = SphereEncoder(n_freqs=c.n_freqs, span=c.span, radius=c.sphere_radius)
+        encoder = SphereEncoder(n_freqs=c.n_freqs, span=c.span, min_period=c.pe_min_period,
+                                max_period=c.pe_max_period, gap=c.pe_gap, radius=c.sphere_radius)
         self.vertices = VertexEncodings(coords, hemi, encoder)
         subjects = self.vertices.subjects
         pe_dim = self.vertices.out_dim
         # current image
         self.conv_heads = nn.ModuleList(
-            ConvHead(ch, c.width, c.conv_kernel, c.conv_blocks) for ch in c.in_channels)
-        self.global_proj = nn.ModuleList(nn.Linear(ch, c.width) for ch in c.in_channels)
-        self.retina = RetinaMapper(pe_dim, c.mlp_hidden, c.mlp_layers, c.jitter)
-        self.layer_selector = LayerSelector(pe_dim, c.n_layers, c.mlp_hidden, c.mlp_layers)
+            ConvHead(ch, c.width, c.conv_kernel, c.conv_blocks, c.conv_head) for ch in c.in_channels)
+        self.global_proj = nn.ModuleList(global_head(d, c.width, c.global_head)
+                                         for d in global_in_dims(c.in_channels, c.global_pool))
+        sel = dict(bias=c.selector_bias, zero_last=c.selector_init == "zero")
+
+        def retina() -> RetinaMapper:
+            return RetinaMapper(pe_dim, c.mlp_hidden, c.mlp_layers, c.jitter, **sel)
+
+        def layers() -> LayerSelector:
+            return LayerSelector(pe_dim, c.n_layers, c.mlp_hidden, c.mlp_layers, **sel)
+
+        if c.per_subject_selectors:
+            self.retina = nn.ModuleDict({s: retina() for s in subjects})
+            self.layer_selector = nn.ModuleDict({s: layers() for s in subjects})
+        else:
+            self.retina, self.layer_selector = retina(), layers()
         # behaviour
         if c.use_behaviour:
             self.register_buffer("behaviour_mask", behaviour_mask(c), persistent=False)
@@ -172,7 +153,10 @@ class MemModel(SelectorMaps, nn.Module):
         if c.use_memory_images and c.separate_t1:
             self.t1_mlp = _mlp(c.memory_dim, c.memory_hidden, c.t1_dim, c.dropout)
         if c.n_stack_frames > 0:
-            self.time_embedding = nn.Embedding(c.n_memory_frames, c.time_dim)
+            if c.time_embedding == "learned":
+                self.time_embedding = nn.Embedding(c.n_memory_frames, c.time_dim)
+            else:
+                self.subject_time = SubjectTimeEmbedding(subjects, c.time_dim)
             frame_in = c.memory_dim + c.time_dim + (c.behaviour_out if c.use_behaviour else 0)
             self.frame_mlp = _mlp(frame_in, c.memory_hidden, c.frame_dim, c.dropout)
             self.memory_in = nn.ModuleDict(
@@ -181,10 +165,10 @@ class MemModel(SelectorMaps, nn.Module):
                 nn.GELU(), nn.Dropout(c.dropout), _mlp(c.memory_hidden, c.memory_hidden,
                                                        c.memory_out, c.dropout))
         n_vertices = {s: self.vertices.n_vertices(s) for s in subjects}
-        self.readouts = SubjectReadouts(n_vertices, c.readout_dim, c.readout_init_std)
+        self.readouts = SubjectReadouts(n_vertices, c.readout_dim, c.readout_init_std, c.readout_init)
 
     def _dtype(self) -> torch.dtype:
-        return self.global_proj[0].weight.dtype
+        return self.readouts[self.vertices.subjects[0]].weight.dtype
 
     # ---- branches ----
     def current_features(self, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,7 +183,8 @@ class MemModel(SelectorMaps, nn.Module):
                 raise ValueError(f"layer {i}: expected {c.in_channels[i]} channels, got local "
                                  f"{local[i].shape[1]} / global {glob[i].shape[1]}")
             maps.append(self.conv_heads[i](resize_map(local[i].to(dtype), c.grid_size)))
-            gl.append(self.global_proj[i](glob[i].to(dtype)))
+            pooled = c.global_pool == "maxavg_nonlast" and i < c.n_layers - 1
+            gl.append(self.global_proj[i](maxavg_pool(local[i].to(dtype)) if pooled else glob[i].to(dtype)))
         return torch.cat(maps, dim=1), torch.stack(gl, dim=1)
 
     def embed_behaviour(self, subject: str, behaviour: torch.Tensor) -> torch.Tensor:
@@ -262,7 +247,11 @@ class MemModel(SelectorMaps, nn.Module):
             start = 1 if c.separate_t1 else 0
             frames = mem[:, start:]
             b, n = frames.shape[:2]
-            t = self.time_embedding.weight[start:start + n][None].expand(b, n, -1)
+            if c.time_embedding == "learned":
+                t = self.time_embedding.weight[start:start + n]
+            else:  # slots counted from the first stacked frame, as the reference
+                t = self.subject_time(subject, n, device=frames.device)
+            t = t.to(frames.dtype)[None].expand(b, n, -1)
             pieces = [frames, t] if frame_beh is None else [frames, frame_beh[:, start:], t]
             h = self.frame_mlp(torch.cat(pieces, dim=-1)) * valid[:, start:, None]
             h = self.memory_in[subject](h.reshape(b, n * c.frame_dim))
@@ -281,10 +270,12 @@ class MemModel(SelectorMaps, nn.Module):
         shared = self.shared_features(batch, subject)
         idx = check_vertex_idx(vertex_idx, pe_all.shape[0], device=pe_all.device)
 
+        retina, layer_selector = self.subject_selectors(subject)
+
         def predict(ix: torch.Tensor) -> torch.Tensor:
             pe = pe_all[ix]
-            weights = self.layer_selector(pe)  # (n, L)
-            feat = sample_mixed_maps(maps, self.retina(pe), weights, c.align_corners)  # (B, n, width)
+            weights = layer_selector(pe)  # (n, L)
+            feat = sample_mixed_maps(maps, retina(pe), weights, c.align_corners)  # (B, n, width)
             feat = feat + torch.einsum("bld,nl->bnd", glob, weights)
             return readout(feat, ix, shared=shared)
 
@@ -302,7 +293,7 @@ class MemModel(SelectorMaps, nn.Module):
         """Layer-selector regulariser (negative normalised entropy, unweighted scalar)."""
         pe_all = self.vertices.get(subject_key(subject))
         pe = pe_all[check_vertex_idx(vertex_idx, pe_all.shape[0], device=pe_all.device)]
-        return selector_regularizer(self.layer_selector(pe))
+        return selector_regularizer(self.subject_selectors(subject)[1](pe))
 
 
 def _configure(features, options, variant: str) -> MemConfig:

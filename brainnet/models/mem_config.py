@@ -10,6 +10,8 @@ import torch
 from brainnet.data.layout import BEHAVIOUR_GROUPS, N_BEHAVIOUR
 
 from .configs import SelectorConfig
+from .mem_blocks import CONV_HEADS, GLOBAL_HEADS, GLOBAL_POOLS, TIME_EMBEDDINGS
+from .readout import READOUT_INITS
 
 ANSWER_COLUMNS: tuple[int, ...] = BEHAVIOUR_GROUPS["B"]
 MEMORY_COLUMNS: tuple[int, ...] = BEHAVIOUR_GROUPS["M"]
@@ -50,6 +52,21 @@ class MemConfig(SelectorConfig):
         passthrough slot).
     dropout : float
         Dropout in the behaviour and memory MLPs.
+
+    Variants (defaults keep the original model; the ``mem-algonauts2023`` training preset turns
+    them to the Memory Encoding Model's choices, see docs/preset-mem-algonauts2023.md):
+
+    conv_head : "project" | "input_width" (see :data:`~brainnet.models.mem_blocks.CONV_HEADS`).
+    global_head : "linear" | "mlp"; global_pool : "token" | "maxavg_nonlast" (globals of the
+        non-last layers pooled from their local maps, which needs maps at full patch resolution).
+    time_embedding : "learned" | "sinusoidal_subject" (memory frames' slot embedding).
+    per_subject_selectors : one retina mapper and layer selector per subject (else shared).
+    selector_bias : biases in the selector MLPs; selector_init : "zero" (last layer zero: every
+        vertex starts at the centre with uniform layer weights) | "random" (PyTorch default).
+    pe_min_period, pe_max_period, pe_gap : vertex encoding periods (steps) and the space between
+        the hemispheres (fraction of the sphere diameter), see :mod:`brainnet.models.posenc`.
+    readout_init : "normal" (``readout_init_std``) | "linear" (see
+        :class:`~brainnet.models.readout.VertexReadout`).
     """
 
     in_channels: tuple[int, ...] = (768,) * 4
@@ -73,9 +90,28 @@ class MemConfig(SelectorConfig):
     behaviour_hidden: int = 64
     behaviour_out: int = 32
     dropout: float = 0.1
+    conv_head: str = "project"
+    global_head: str = "linear"
+    global_pool: str = "token"
+    time_embedding: str = "learned"
+    per_subject_selectors: bool = False
+    selector_bias: bool = False
+    selector_init: str = "zero"
+    pe_min_period: float = 2.0
+    pe_max_period: float = 200.0
+    pe_gap: float = 0.1
+    readout_init: str = "normal"
 
     def __post_init__(self):
         super().__post_init__()
+        choices = (("conv_head", CONV_HEADS), ("global_head", GLOBAL_HEADS), ("global_pool", GLOBAL_POOLS),
+                   ("time_embedding", TIME_EMBEDDINGS), ("selector_init", ("zero", "random")),
+                   ("readout_init", READOUT_INITS))
+        for name, allowed in choices:
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not 0 < self.pe_min_period <= self.pe_max_period or self.pe_gap < 0:
+            raise ValueError("need 0 < pe_min_period <= pe_max_period and pe_gap >= 0")
         if not 1 <= self.n_memory_frames <= 32:
             raise ValueError(f"n_memory_frames must be in 1..32, got {self.n_memory_frames}")
         if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:

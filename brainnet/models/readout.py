@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+#: Readout weight initialisations (see :class:`VertexReadout`).
+READOUT_INITS: tuple[str, ...] = ("normal", "linear")
+
 
 def subject_key(subject) -> str:
     """Normalise a batch's ``subject`` entry to one string key.
@@ -93,17 +96,28 @@ class VertexReadout(nn.Module):
     dim : int
         D, feature size.
     init_std : float
-        Std of the normal initialisation of the weights (bias starts at 0).
+        Std of the normal initialisation of the weights (bias starts at 0); used by
+        ``init="normal"``.
+    init : str
+        "normal" (weights ~ N(0, init_std^2), bias 0) or "linear" (weights and bias
+        ~ U(-1/sqrt(D), 1/sqrt(D)), the default init of a ``nn.Linear(D, N)``).
     """
 
-    def __init__(self, n_vertices: int, dim: int, init_std: float = 1.0):
+    def __init__(self, n_vertices: int, dim: int, init_std: float = 1.0, init: str = "normal"):
         super().__init__()
         if n_vertices < 1 or dim < 1:
             raise ValueError(f"n_vertices and dim must be >= 1, got {n_vertices}, {dim}")
+        if init not in READOUT_INITS:
+            raise ValueError(f"readout init must be one of {READOUT_INITS}, got {init!r}")
         self.n_vertices = n_vertices
         self.dim = dim
-        self.weight = nn.Parameter(torch.randn(n_vertices, dim) * init_std)
-        self.bias = nn.Parameter(torch.zeros(n_vertices))
+        if init == "normal":
+            self.weight = nn.Parameter(torch.randn(n_vertices, dim) * init_std)
+            self.bias = nn.Parameter(torch.zeros(n_vertices))
+        else:
+            bound = dim ** -0.5
+            self.weight = nn.Parameter(torch.empty(n_vertices, dim).uniform_(-bound, bound))
+            self.bias = nn.Parameter(torch.empty(n_vertices).uniform_(-bound, bound))
 
     def forward(self, features: torch.Tensor | None, vertex_idx: torch.Tensor | None = None,
                 shared: torch.Tensor | None = None) -> torch.Tensor:
@@ -162,15 +176,15 @@ class SubjectReadouts(nn.Module):
         Vertex count per subject.
     dim : int
         Feature size D.
-    init_std : float
+    init_std, init : see :class:`VertexReadout`
     """
 
-    def __init__(self, n_vertices: Mapping[str, int], dim: int, init_std: float = 1.0):
+    def __init__(self, n_vertices: Mapping[str, int], dim: int, init_std: float = 1.0, init: str = "normal"):
         super().__init__()
         if not n_vertices:
             raise ValueError("need at least one subject")
         self.readouts = nn.ModuleDict(
-            {subject_key(s): VertexReadout(int(n), dim, init_std) for s, n in n_vertices.items()})
+            {subject_key(s): VertexReadout(int(n), dim, init_std, init) for s, n in n_vertices.items()})
 
     @property
     def subjects(self) -> Sequence[str]:

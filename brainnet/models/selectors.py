@@ -32,10 +32,13 @@ class CoordMLP(nn.Module):
         Number of hidden layers (>= 0).
     bias : bool
         Whether the linear layers have a bias (the reference is bias-free).
+    zero_last : bool
+        Zero-initialise the last layer (False: PyTorch's default random init, as the Memory
+        Encoding Model's selectors).
     """
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 128, n_hidden: int = 2,
-                 bias: bool = False):
+                 bias: bool = False, zero_last: bool = True):
         super().__init__()
         if min(in_dim, out_dim, hidden) < 1 or n_hidden < 0:
             raise ValueError("in_dim, out_dim and hidden must be >= 1 and n_hidden >= 0")
@@ -45,9 +48,10 @@ class CoordMLP(nn.Module):
             layers += [nn.Linear(width, hidden, bias=bias), nn.GELU()]
             width = hidden
         last = nn.Linear(width, out_dim, bias=bias)
-        nn.init.zeros_(last.weight)
-        if last.bias is not None:
-            nn.init.zeros_(last.bias)
+        if zero_last:
+            nn.init.zeros_(last.weight)
+            if last.bias is not None:
+                nn.init.zeros_(last.bias)
         layers.append(last)
         self.net = nn.Sequential(*layers)
 
@@ -71,13 +75,15 @@ class RetinaMapper(nn.Module):
     jitter : float
         Std of Gaussian noise added to the positions in training mode (0: none); the noisy
         positions are clamped to ``[-1, 1]``.
+    bias, zero_last : see :class:`CoordMLP`.
     """
 
-    def __init__(self, in_dim: int, hidden: int = 128, n_hidden: int = 2, jitter: float = 0.0):
+    def __init__(self, in_dim: int, hidden: int = 128, n_hidden: int = 2, jitter: float = 0.0,
+                 bias: bool = False, zero_last: bool = True):
         super().__init__()
         if jitter < 0:
             raise ValueError(f"jitter must be >= 0, got {jitter}")
-        self.mlp = CoordMLP(in_dim, 2, hidden, n_hidden)
+        self.mlp = CoordMLP(in_dim, 2, hidden, n_hidden, bias, zero_last)
         self.jitter = float(jitter)
 
     def forward(self, pe: torch.Tensor) -> torch.Tensor:
@@ -94,14 +100,16 @@ class RetinaMapper(nn.Module):
 
 
 class LayerSelector(nn.Module):
-    """Per-vertex softmax weights over ``n_layers`` network layers (uniform at init)."""
+    """Per-vertex softmax weights over ``n_layers`` network layers (uniform at init unless
+    ``zero_last=False``; ``bias``, ``zero_last``: see :class:`CoordMLP`)."""
 
-    def __init__(self, in_dim: int, n_layers: int, hidden: int = 128, n_hidden: int = 2):
+    def __init__(self, in_dim: int, n_layers: int, hidden: int = 128, n_hidden: int = 2,
+                 bias: bool = False, zero_last: bool = True):
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
         self.n_layers = n_layers
-        self.mlp = CoordMLP(in_dim, n_layers, hidden, n_hidden)
+        self.mlp = CoordMLP(in_dim, n_layers, hidden, n_hidden, bias, zero_last)
 
     def forward(self, pe: torch.Tensor) -> torch.Tensor:
         """pe (N, in_dim) -> layer weights (N, n_layers), rows sum to 1."""
@@ -204,12 +212,20 @@ class SelectorMaps:
     def n_vertices(self, subject: str) -> int:
         return self.vertices.n_vertices(subject_key(subject))
 
+    def subject_selectors(self, subject: str) -> tuple[RetinaMapper, LayerSelector]:
+        """(retina mapper, layer selector) of a subject: the shared pair, or the subject's own
+        when the model keeps one per subject (``nn.ModuleDict`` keyed by subject)."""
+        retina, layers = self.retina, self.layer_selector
+        key = subject_key(subject)
+        return (retina[key] if isinstance(retina, nn.ModuleDict) else retina,
+                layers[key] if isinstance(layers, nn.ModuleDict) else layers)
+
     @torch.no_grad()
     def positions(self, subject: str) -> torch.Tensor:
         """Retina positions (V_s, 2), x right / y down in [-1, 1]."""
-        return self.retina.positions(self.vertices.get(subject_key(subject)))
+        return self.subject_selectors(subject)[0].positions(self.vertices.get(subject_key(subject)))
 
     @torch.no_grad()
     def layer_weights(self, subject: str) -> torch.Tensor:
         """Layer weights (V_s, L), rows sum to 1."""
-        return self.layer_selector.layer_weights(self.vertices.get(subject_key(subject)))
+        return self.subject_selectors(subject)[1].layer_weights(self.vertices.get(subject_key(subject)))

@@ -21,7 +21,10 @@ class TrainConfig(DictConfig):
         data_dir: prepared dataset directory. subjects: subjects trained together (one readout
         each). backbone: registered backbone name; layers: its layers to cache (None = all);
         pool: local maps pooled to pool x pool; memory_layer: cached layer whose global token is
-        the memory-image vector (None = last). eval_split: split scored at the end ("test", "val",
+        the memory-image vector (None = last); memory_backbone: another backbone whose global
+        token is the memory vector ("" = the current-image cache), standardize_memory: z-score the
+        memory vectors (False: raw); image_size: input side of the backbones (None = their
+        default). eval_split: split scored at the end ("test", "val",
         "predict", or "heldout" = predict-split trials whose image is in no other split, i.e. the
         Algonauts test images).
     Model
@@ -32,18 +35,25 @@ class TrainConfig(DictConfig):
         lora_rank: rank of LoRA updates inside the backbone (0 = off); lora_alpha: their scale
         numerator (None = rank); lora_targets: fnmatch patterns of the adapted layers (() =
         attention projections, or every layer of a CNN); adaln_zero: behaviour-conditioned
-        AdaLN-zero on the backbone's norm layers. With any of these on, the backbone runs on
+        AdaLN-zero on the backbone's norm layers (adaln_targets: their fnmatch patterns, () = all;
+        adaln_gates: residual-branch layers gated by 1 + gate, () = none; adaln_bound: None or
+        modulations squashed to bound * tanh). With any of these on, the backbone runs on
         every batch (its base weights stay frozen) instead of being read from the token cache.
     Optimisation
         loss: "smooth_l1" | "mse"; beta: smooth-L1 transition; lr / readout_lr_mult: AdamW learning
         rate of the body / factor for the readouts; weight_decay (not on biases / norms);
-        warmup_steps, min_lr_ratio: linear warmup then cosine; vertex_weighting: "none" or
+        warmup_steps, min_lr_ratio: linear warmup then cosine (min_lr_ratio=1: constant after
+        the warmup); warmup_epochs: > 0 sets warmup_steps to that many (limited) epochs of the
+        training data at the start of fit_encoder; vertex_weighting: "none" or
         "val_ema" (per-vertex loss weights from the EMA, factor vertex_weight_decay, of each
         vertex's validation-r improvement, mixed with uniform weights by vertex_weight_mix; see
         :mod:`.vertex_weights`); grad_clip: Trainer gradient clip
         (None: off); batch_size; vertices_per_step: random vertex subset per step (None: all);
-        max_epochs / max_steps (-1: no step limit); patience: early stopping on val mean r
-        (None: off); top_k: checkpoints kept; precision: "auto" = bf16/16-mixed on CUDA, 32 on CPU.
+        max_epochs / max_steps (-1: no step limit); limit_train_batches: fraction of the training
+        batches that makes one epoch (validation, early stopping and checkpoints run per epoch);
+        patience: early stopping on val mean r, in epochs (None: off); top_k: checkpoints kept;
+        soup_top_k: greedy soup over the best k checkpoints, selected on the val split (0: off);
+        precision: "auto" = bf16/16-mixed on CUDA, 32 on CPU.
     Distillation
         teacher_path: .npz of teacher predictions per subject (n_trials, V); handover_steps: steps
         over which the target moves linearly from the teacher to the ground truth.
@@ -59,6 +69,9 @@ class TrainConfig(DictConfig):
     layers: tuple[int, ...] | None = None
     pool: int | None = 8
     memory_layer: str | None = None
+    memory_backbone: str = ""
+    standardize_memory: bool = True
+    image_size: int | None = None
     eval_split: str = "test"
     model: str = "mem"
     ablation: str = "full"
@@ -67,6 +80,9 @@ class TrainConfig(DictConfig):
     lora_alpha: float | None = None
     lora_targets: tuple[str, ...] = ()
     adaln_zero: bool = False
+    adaln_targets: tuple[str, ...] = ()
+    adaln_gates: tuple[str, ...] = ()
+    adaln_bound: float | None = None
     loss: str = "smooth_l1"
     beta: float = 0.01
     lr: float = 1e-3
@@ -74,6 +90,7 @@ class TrainConfig(DictConfig):
     weight_decay: float = 3e-4
     warmup_steps: int = 50
     min_lr_ratio: float = 0.05
+    warmup_epochs: float = 0.0
     grad_clip: float | None = 0.5
     vertex_weighting: str = "none"
     vertex_weight_decay: float = 0.7
@@ -82,8 +99,10 @@ class TrainConfig(DictConfig):
     vertices_per_step: int | None = None
     max_epochs: int = 20
     max_steps: int = -1
+    limit_train_batches: float = 1.0
     patience: int | None = 10
     top_k: int = 3
+    soup_top_k: int = 0
     precision: str = "auto"
     teacher_path: str = ""
     handover_steps: int = 0
@@ -120,6 +139,12 @@ class TrainConfig(DictConfig):
             raise ValueError("lora_rank must be >= 0 and lora_alpha > 0 (or None)")
         if isinstance(self.lora_targets, str):
             raise ValueError("lora_targets must be a sequence of patterns, e.g. ('*qkv',)")
+        if not 0.0 < self.limit_train_batches <= 1.0 or self.warmup_epochs < 0 or self.soup_top_k < 0:
+            raise ValueError("limit_train_batches must be in (0, 1], warmup_epochs and soup_top_k >= 0")
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"image_size must be >= 1 or None, got {self.image_size}")
+        if self.adaln_bound is not None and self.adaln_bound <= 0:
+            raise ValueError(f"adaln_bound must be > 0 or None, got {self.adaln_bound}")
         if not isinstance(self.model_options, dict):
             raise ValueError(f"model_options must be a dict, got {type(self.model_options).__name__}")
 
@@ -130,6 +155,16 @@ class TrainConfig(DictConfig):
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def preset(cls, name: str, **changes) -> TrainConfig:
+        """The named recipe (see :data:`brainnet.training.presets.PRESETS`), ``changes`` overriding
+        its fields; ``model_options`` in ``changes`` update the preset's model options key by key."""
+        from .presets import preset_fields
+
+        fields = preset_fields(name)
+        options = {**fields.get("model_options", {}), **changes.pop("model_options", {})}
+        return cls(**{**fields, **changes, "model_options": options})
 
     @classmethod
     def upgrade_dict(cls, data: dict[str, Any]) -> dict[str, Any]:

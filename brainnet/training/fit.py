@@ -49,18 +49,40 @@ def build_model(kind: str, cfg, data_dir: str | Path | PreparedDataset, subjects
     return create_model(kind, cfg, coords, hemi)
 
 
-def in_loop_backbone(config: TrainConfig):
-    """The backbone of ``config`` for training in the loop; random-init weights are drawn with
-    ``config.seed`` (without touching the global RNG), so a checkpoint can rebuild them."""
+def config_backbone(config: TrainConfig, name: str | None = None):
+    """Backbone ``name`` (default ``config.backbone``) at ``config.image_size``; random-init weights
+    are drawn with ``config.seed`` (without touching the global RNG), so a checkpoint can rebuild them."""
+    kwargs = {} if config.image_size is None else {"image_size": config.image_size}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return resolve_backbone(config.backbone)
+        return resolve_backbone(name or config.backbone, **kwargs)
+
+
+def in_loop_backbone(config: TrainConfig):
+    """The backbone of ``config`` for training in the loop (see :func:`config_backbone`)."""
+    return config_backbone(config)
+
+
+def config_features(config: TrainConfig, data: PreparedDataset, backbone=None) -> FeatureSet:
+    """Cached features of a TrainConfig: tokens of ``backbone`` (default: ``config.backbone``,
+    built at ``config.image_size`` when that is set), memory vectors from ``config.memory_backbone``
+    (or the token cache) standardised when ``config.standardize_memory``."""
+    if backbone is None:
+        backbone = config.backbone if config.image_size is None else config_backbone(config)
+    memory = None
+    if config.memory_backbone:
+        memory = (config.memory_backbone if config.image_size is None
+                  else config_backbone(config, config.memory_backbone))
+    return build_features(data, backbone, config.layers, config.pool, config.memory_layer, memory_backbone=memory,
+                          standardize_memory=config.standardize_memory)
 
 
 def adapt_config(config: TrainConfig, features: FeatureSet) -> AdaptConfig:
     """The :class:`AdaptConfig` of a TrainConfig (layers and pooling as the cached features)."""
     return AdaptConfig(lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, lora_targets=config.lora_targets,
-                       adaln_zero=config.adaln_zero, pool=config.pool, layers=features.layer_names)
+                       adaln_zero=config.adaln_zero, adaln_targets=config.adaln_targets,
+                       adaln_gates=config.adaln_gates, adaln_bound=config.adaln_bound, pool=config.pool,
+                       layers=features.layer_names)
 
 
 def load_model(checkpoint: str | Path, data_dir: str | Path | None = None) -> torch.nn.Module:
@@ -175,7 +197,8 @@ def _check_resumable(out: Path, config: TrainConfig) -> None:
         return
     old = TrainConfig.load(saved).to_dict()
     new = config.to_dict()
-    diff = sorted(k for k in new if k not in RESUMABLE_FIELDS and old.get(k) != new[k])
+    resolved = {"warmup_steps"} if new.get("warmup_epochs") else set()  # set from warmup_epochs by fit_encoder
+    diff = sorted(k for k in new if k not in RESUMABLE_FIELDS and k not in resolved and old.get(k) != new[k])
     if diff:
         raise ValueError(f"{out} holds a run with other settings ({', '.join(diff)}); it cannot be resumed with "
                          "this config. Use another out_dir (e.g. one named with "
@@ -227,6 +250,13 @@ def evaluate_model(model: torch.nn.Module, dataset: EncodingDataset, batch_size:
             for s, p in preds.items()}
 
 
+def epoch_batches(config: TrainConfig, n_train: int) -> int:
+    """Training batches in one epoch: ``limit_train_batches`` of the loader's batches (at least 1;
+    one device: the loader drops the last partial batch when there is more than one batch)."""
+    n = n_train // config.batch_size if n_train > config.batch_size else 1
+    return max(1, int(n * config.limit_train_batches))
+
+
 def _check_in_loop_features(backbone, features: FeatureSet, name: str) -> None:
     """The cached features must come from the backbone that will run in the loop (same layers and widths)."""
     widths = dict(zip(backbone.layer_names, backbone.widths))
@@ -258,8 +288,7 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
     pl.seed_everything(config.seed, workers=True, verbose=False)
     backbone = in_loop_backbone(config) if config.adapts_backbone else None
     if features is None:
-        features = build_features(data, backbone if backbone is not None else config.backbone,
-                                  config.layers, config.pool, config.memory_layer)
+        features = config_features(config, data, backbone)
     images = None
     if backbone is not None:
         _check_in_loop_features(backbone, features, config.backbone)
@@ -275,6 +304,9 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
                           images=images)
     if len(train) == 0 or len(val) < 2:
         raise ValueError(f"need training trials and >= 2 validation trials, got {len(train)} / {len(val)}")
+    train_batches = epoch_batches(config, len(train))
+    if config.warmup_epochs > 0:
+        config = config.replace(warmup_steps=round(config.warmup_epochs * train_batches))
     out.mkdir(parents=True, exist_ok=True)  # inputs checked: only now is anything written
     config.save(out / "config.json")
     mcfg = model_config(config, features)
@@ -290,10 +322,13 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
     recorder = _StepRecorder()
     callbacks = [checkpoint, recorder, _ModelConfigSaver(config.model, mcfg, model)]
     if config.patience is not None:
-        callbacks.append(pl.callbacks.EarlyStopping(monitor="val_r", mode="max", patience=config.patience))
+        # checked after each validation only (a run cut by max_steps mid-epoch ends without one)
+        callbacks.append(pl.callbacks.EarlyStopping(monitor="val_r", mode="max", patience=config.patience,
+                                                    check_on_train_epoch_end=False))
     trainer = pl.Trainer(
         accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
         precision=_precision(config, config.accelerator), max_epochs=config.max_epochs, max_steps=config.max_steps,
+        limit_train_batches=train_batches if config.limit_train_batches < 1.0 else 1.0,
         gradient_clip_val=config.grad_clip, callbacks=callbacks, logger=False, default_root_dir=str(out),
         enable_progress_bar=config.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False, log_every_n_steps=10)
