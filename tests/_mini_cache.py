@@ -73,10 +73,15 @@ def prepared_tiny(tmp_path_factory) -> Path:
     return prepared_mini(tmp_path_factory, "tiny", **PREPARE_KW)
 
 
+def result_path(tmp_path_factory, name: str) -> Path:
+    """The pickle of the :func:`shared_result` ``name`` (a subprocess may load it once it exists)."""
+    return shared_dir(tmp_path_factory) / "results" / f"{name}.pkl"
+
+
 def shared_result(tmp_path_factory, name: str, compute: Callable[[], T]) -> T:
     """``compute()`` once per pytest run: the first caller computes and pickles it, later callers
     (other modules, other xdist workers) wait for it and load the pickle."""
-    path = shared_dir(tmp_path_factory) / "results" / f"{name}.pkl"
+    path = result_path(tmp_path_factory, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(path):
         if path.is_file():
@@ -88,6 +93,27 @@ def shared_result(tmp_path_factory, name: str, compute: Callable[[], T]) -> T:
             pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
         return value
+
+
+#: :func:`shared_result` name of :func:`tiny_features`.
+TINY_FEATURES = "features-tiny-32px-pool4"
+
+
+def tiny_features(tmp_path_factory):
+    """FeatureSet of :func:`prepared_tiny`: ``brainnet-tiny`` run at the images' 32 px (4x less work than
+    64), maps pooled to 4 x 4 (built once per pytest run; pickled at ``result_path(.., TINY_FEATURES)``)."""
+    import warnings
+
+    from brainnet.training.features import build_features, resolve_backbone
+
+    root = prepared_tiny(tmp_path_factory)
+
+    def build():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return build_features(root, resolve_backbone("brainnet-tiny", image_size=32), pool=4, num_workers=0)
+
+    return shared_result(tmp_path_factory, TINY_FEATURES, build)
 
 
 def clone_tree(src: Path, dst: Path) -> Path:

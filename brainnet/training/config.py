@@ -44,6 +44,8 @@ class TrainConfig(DictConfig):
         (None: off); batch_size; vertices_per_step: random vertex subset per step (None: all);
         max_epochs / max_steps (-1: no step limit); patience: early stopping on val mean r
         (None: off); top_k: checkpoints kept; precision: "auto" = bf16/16-mixed on CUDA, 32 on CPU.
+        soup_top_k: greedy soup (:mod:`.soup`) over the best ``soup_top_k`` checkpoints by validation r,
+        scored on the val split, then evaluated instead of the best checkpoint (0 = off; <= top_k).
     Distillation
         teacher_path: .npz of teacher predictions per subject (n_trials, V); handover_steps: steps
         over which the target moves linearly from the teacher to the ground truth.
@@ -84,6 +86,7 @@ class TrainConfig(DictConfig):
     max_steps: int = -1
     patience: int | None = 10
     top_k: int = 3
+    soup_top_k: int = 0
     precision: str = "auto"
     teacher_path: str = ""
     handover_steps: int = 0
@@ -104,6 +107,8 @@ class TrainConfig(DictConfig):
             raise ValueError(f"loss must be 'smooth_l1' or 'mse', got {self.loss!r}")
         if self.batch_size < 1 or self.top_k < 1 or self.max_epochs < 1:
             raise ValueError("batch_size, top_k and max_epochs must be >= 1")
+        if not 0 <= self.soup_top_k <= self.top_k:
+            raise ValueError(f"soup_top_k must be in [0, top_k={self.top_k}] (checkpoints kept), got {self.soup_top_k}")
         if self.lr <= 0 or self.readout_lr_mult <= 0 or self.weight_decay < 0:
             raise ValueError("lr and readout_lr_mult must be > 0, weight_decay >= 0")
         if self.vertices_per_step is not None and self.vertices_per_step < 1:

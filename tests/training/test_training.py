@@ -19,7 +19,7 @@ from brainnet.training.batches import (
 from brainnet.training.config import TrainConfig
 from brainnet.training.optim import blend_targets, encoding_loss, param_groups, warmup_cosine
 
-from _mini_cache import mini_tree, prepared_tiny
+from _mini_cache import mini_tree, prepared_tiny, tiny_features
 
 TINY_MODEL = dict(width=16, conv_blocks=0, mlp_hidden=32, memory_hidden=32, frame_dim=8, t1_dim=8,
                   memory_out=16, behaviour_hidden=16, behaviour_out=8, time_dim=4, n_memory_frames=8,
@@ -32,13 +32,8 @@ def root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def features(root):
-    from brainnet.training.features import build_features, resolve_backbone
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # the tiny preset's images are 32 px: run the backbone at 32 px (4x less work than 64)
-        return build_features(root, resolve_backbone("brainnet-tiny", image_size=32), pool=4, num_workers=0)
+def features(root, tmp_path_factory):
+    return tiny_features(tmp_path_factory)
 
 
 def _fit_config(root, out, **kw):
