@@ -130,39 +130,42 @@ def test_ddp_validation_r_equals_one_process_evaluation(root, features, tmp_path
 
 # ---------------------------------------------------------------- greedy soup in fit_encoder
 def test_fit_soup_of_top_checkpoints(root, features, tmp_path):
-    """soup_top_k=0: no soup, the best checkpoint is evaluated. Resumed with soup_top_k=2 (nothing more
-    to train): the soup of the 2 best checkpoints is scored on val (>= the best alone), saved, evaluated
-    and recorded; resumed again: the same soup file is reused, not recomputed."""
+    """soup_top_k=0, max_steps inside the first epoch: validated at its last step, no soup, the best
+    checkpoint is evaluated. Resumed with more steps and soup_top_k=2: the soup of the 2 best
+    checkpoints is scored on val (>= the best alone), saved, evaluated and recorded. Resumed again
+    with nothing to train: the same soup file is reused, not recomputed."""
     from brainnet.training.config import TrainConfig
     from brainnet.training.fit import fit_encoder, load_model, model_state
     from brainnet.training.soup import validation_scorer
 
     with pytest.raises(ValueError, match="soup_top_k"):
         TrainConfig(top_k=2, soup_top_k=3)
-    plain = fit_encoder(_fit_config(root, tmp_path, max_epochs=2, top_k=2), features=features)
+    plain = fit_encoder(_fit_config(root, tmp_path, max_steps=3, top_k=2), features=features)
     soup_path = tmp_path / "checkpoints" / "soup.ckpt"
+    assert list(plain.history["step"]) == [3] and np.isfinite(plain.summary["best_val_r"])
     assert not plain.soup and not soup_path.exists() and "soup_val_r" not in plain.summary
     best = torch.load(plain.best_checkpoint, map_location="cpu", weights_only=False)
     for k, v in model_state(best).items():
         torch.testing.assert_close(plain.model.state_dict()[k], v)
 
-    souped = fit_encoder(_fit_config(root, tmp_path, max_epochs=2, top_k=2, soup_top_k=2), features=features)
-    assert souped.start_step == souped.global_step == plain.global_step  # resumed, nothing trained
+    cfg = _fit_config(root, tmp_path, max_steps=6, top_k=2, soup_top_k=2)
+    souped = fit_encoder(cfg, features=features)
+    assert souped.start_step == 3 and list(souped.history["step"]) == [3, 6]
     rec, summary = souped.soup, souped.summary
-    names = [Path(p).name for p in plain.checkpoints["path"]]
+    names = [Path(p).name for p in souped.checkpoints["path"]]
     assert [c[0] for c in rec["candidates"]] == names and len(names) == 2
     assert rec["members"][0] == names[0] and set(rec["members"]) <= set(names)
     assert summary["soup_members"] == rec["members"] and summary["soup_size"] == len(rec["members"])
     assert summary["soup_val_r"] >= summary["soup_best_single_val_r"]
-    assert summary["soup_best_single_val_r"] == pytest.approx(plain.checkpoints["val_r"][0], abs=1e-5)
+    assert summary["soup_best_single_val_r"] == pytest.approx(souped.checkpoints["val_r"][0], abs=1e-5)
     val = EncodingDataset(root, ["subj01"], "val", features, n_frames=8)
     saved = torch.load(soup_path, map_location="cpu", weights_only=True)
     assert saved["soup"] == rec
-    reloaded = load_model(soup_path, root)
-    assert validation_scorer(val)(reloaded) == pytest.approx(rec["soup_val_r"], abs=1e-9)
+    assert validation_scorer(val)(load_model(soup_path, root)) == pytest.approx(rec["soup_val_r"], abs=1e-9)
     assert summary["eval_mean_r"] == pytest.approx(rec["soup_val_r"], abs=1e-6)  # eval_split="val" here
 
     stamp = soup_path.stat().st_mtime_ns
-    again = fit_encoder(_fit_config(root, tmp_path, max_epochs=2, top_k=2, soup_top_k=2), features=features)
+    again = fit_encoder(cfg, features=features)
+    assert again.start_step == again.global_step == 6
     assert soup_path.stat().st_mtime_ns == stamp and again.soup == rec
     assert again.summary["eval_mean_r"] == pytest.approx(summary["eval_mean_r"], abs=1e-9)
