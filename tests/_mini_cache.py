@@ -116,6 +116,22 @@ def tiny_features(tmp_path_factory):
     return shared_result(tmp_path_factory, TINY_FEATURES, build)
 
 
+#: A small MemModel for the tiny dataset's features (model_options of :func:`tiny_fit_config`).
+TINY_MODEL = dict(width=16, conv_blocks=0, mlp_hidden=32, memory_hidden=32, frame_dim=8, t1_dim=8,
+                  memory_out=16, behaviour_hidden=16, behaviour_out=8, time_dim=4, n_memory_frames=8,
+                  chunk_size=None)
+
+
+def tiny_fit_config(root, out, **kw):
+    """A quick TrainConfig on :func:`prepared_tiny` with :data:`TINY_MODEL` (``kw`` overrides)."""
+    from brainnet.training.config import TrainConfig
+
+    base = dict(data_dir=str(root), out_dir=str(out), model_options=TINY_MODEL, max_epochs=2, batch_size=64,
+                warmup_steps=2, vertices_per_step=128, patience=None, top_k=3, eval_split="val", lr=2e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
 def clone_tree(src: Path, dst: Path) -> Path:
     """Mirror ``src`` into ``dst``: real folders, files as symlinks to the originals.
 

@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_training import _fit_config
 
 from brainnet.training.batches import EncodingDataset, SubjectBatchSampler
 from brainnet.training.metrics import PearsonAccumulator, pearson_r
 from brainnet.training.pearson_sync import reduce_accumulators
 
-from _mini_cache import TINY_FEATURES, prepared_tiny, result_path, tiny_features
+from _mini_cache import TINY_FEATURES, prepared_tiny, result_path, tiny_features, tiny_fit_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -107,7 +106,7 @@ def test_ddp_validation_r_equals_one_process_evaluation(root, features, tmp_path
     from brainnet.training.soup import validation_scorer
 
     out = tmp_path_factory.mktemp("ddp")
-    cfg = _fit_config(root, out / "run", subjects=("subj01", "subj02"), max_steps=3, max_epochs=1, top_k=1,
+    cfg = tiny_fit_config(root, out / "run", subjects=("subj01", "subj02"), max_steps=3, max_epochs=1, top_k=1,
                       strategy="ddp", devices=2, accelerator="cpu", eval_split="val")
     (out / "run").mkdir()
     cfg.save(out / "config.json")
@@ -140,7 +139,7 @@ def test_fit_soup_of_top_checkpoints(root, features, tmp_path):
 
     with pytest.raises(ValueError, match="soup_top_k"):
         TrainConfig(top_k=2, soup_top_k=3)
-    plain = fit_encoder(_fit_config(root, tmp_path, max_steps=3, top_k=2), features=features)
+    plain = fit_encoder(tiny_fit_config(root, tmp_path, max_steps=3, top_k=2), features=features)
     soup_path = tmp_path / "checkpoints" / "soup.ckpt"
     assert list(plain.history["step"]) == [3] and np.isfinite(plain.summary["best_val_r"])
     assert not plain.soup and not soup_path.exists() and "soup_val_r" not in plain.summary
@@ -148,7 +147,7 @@ def test_fit_soup_of_top_checkpoints(root, features, tmp_path):
     for k, v in model_state(best).items():
         torch.testing.assert_close(plain.model.state_dict()[k], v)
 
-    cfg = _fit_config(root, tmp_path, max_steps=6, top_k=2, soup_top_k=2)
+    cfg = tiny_fit_config(root, tmp_path, max_steps=6, top_k=2, soup_top_k=2)
     souped = fit_encoder(cfg, features=features)
     assert souped.start_step == 3 and list(souped.history["step"]) == [3, 6]
     rec, summary = souped.soup, souped.summary
