@@ -84,8 +84,7 @@ class EncoderModule(pl.LightningModule):
         acc.update(pred.float(), batch["fmri"].float())
 
     def on_validation_epoch_end(self):
-        world = self.trainer.world_size if self._trainer is not None else 1
-        gather = self.all_gather if world > 1 else None
+        gather = self.all_gather if self.trainer.world_size > 1 else None
         merged = reduce_accumulators(self._val, self.config.subjects, gather, self.device)
         if not merged:
             return
