@@ -73,10 +73,15 @@ def prepared_tiny(tmp_path_factory) -> Path:
     return prepared_mini(tmp_path_factory, "tiny", **PREPARE_KW)
 
 
+def result_path(tmp_path_factory, name: str) -> Path:
+    """The pickle of the :func:`shared_result` ``name`` (a subprocess may load it once it exists)."""
+    return shared_dir(tmp_path_factory) / "results" / f"{name}.pkl"
+
+
 def shared_result(tmp_path_factory, name: str, compute: Callable[[], T]) -> T:
     """``compute()`` once per pytest run: the first caller computes and pickles it, later callers
     (other modules, other xdist workers) wait for it and load the pickle."""
-    path = shared_dir(tmp_path_factory) / "results" / f"{name}.pkl"
+    path = result_path(tmp_path_factory, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(path):
         if path.is_file():
@@ -88,6 +93,43 @@ def shared_result(tmp_path_factory, name: str, compute: Callable[[], T]) -> T:
             pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
         return value
+
+
+#: :func:`shared_result` name of :func:`tiny_features`.
+TINY_FEATURES = "features-tiny-32px-pool4"
+
+
+def tiny_features(tmp_path_factory):
+    """FeatureSet of :func:`prepared_tiny`: ``brainnet-tiny`` run at the images' 32 px (4x less work than
+    64), maps pooled to 4 x 4 (built once per pytest run; pickled at ``result_path(.., TINY_FEATURES)``)."""
+    import warnings
+
+    from brainnet.training.features import build_features, resolve_backbone
+
+    root = prepared_tiny(tmp_path_factory)
+
+    def build():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return build_features(root, resolve_backbone("brainnet-tiny", image_size=32), pool=4, num_workers=0)
+
+    return shared_result(tmp_path_factory, TINY_FEATURES, build)
+
+
+#: A small MemModel for the tiny dataset's features (model_options of :func:`tiny_fit_config`).
+TINY_MODEL = dict(width=16, conv_blocks=0, mlp_hidden=32, memory_hidden=32, frame_dim=8, t1_dim=8,
+                  memory_out=16, behaviour_hidden=16, behaviour_out=8, time_dim=4, n_memory_frames=8,
+                  chunk_size=None)
+
+
+def tiny_fit_config(root, out, **kw):
+    """A quick TrainConfig on :func:`prepared_tiny` with :data:`TINY_MODEL` (``kw`` overrides)."""
+    from brainnet.training.config import TrainConfig
+
+    base = dict(data_dir=str(root), out_dir=str(out), model_options=TINY_MODEL, max_epochs=2, batch_size=64,
+                warmup_steps=2, vertices_per_step=128, patience=None, top_k=3, eval_split="val", lr=2e-3)
+    base.update(kw)
+    return TrainConfig(**base)
 
 
 def clone_tree(src: Path, dst: Path) -> Path:

@@ -6,7 +6,8 @@ Modules (imported on first use of a name: ``brainnet.training.TrainConfig`` impo
 * :mod:`.config` - :class:`TrainConfig`, every setting of a run (saved as config.json).
 * :mod:`.features` - :func:`build_features`: cached backbone tokens + memory vectors per image.
 * :mod:`.batches` - :class:`EncodingDataset` / :func:`make_loader`: one-subject model batches.
-* :mod:`.module` - :class:`EncoderModule`, the LightningModule wrapping a model.
+* :mod:`.module` - :class:`EncoderModule`, the LightningModule wrapping a model; :mod:`.pearson_sync` -
+  its validation r over several processes (per-vertex statistics gathered and merged).
 * :mod:`.optim` - loss, parameter groups, warmup + cosine schedule, distillation targets.
 * :mod:`.fit` - :func:`fit_encoder` (train, keep top-k, score), :func:`train_trial` (Ray Tune trainable).
 * :mod:`.evaluate` - per-vertex r, noise-normalised score, ROI tables, image identification.
@@ -34,7 +35,7 @@ _EXPORTS: dict[str, str] = {
     "EvalResult": "evaluate", "Predictions": "evaluate", "SubjectMeta": "evaluate", "evaluate_predictions": "evaluate",
     "predict_dataset": "evaluate",
     "BaselineResult": "baselines", "fit_pca_linear": "baselines", "fit_ridge": "baselines",
-    "SoupResult": "soup", "greedy_soup": "soup",
+    "SoupResult": "soup", "greedy_soup": "soup", "soup_checkpoints": "soup",
     "distill": "distill", "ensemble_predictions": "distill",
     "write_submission": "submission",
     "ablation_table": "report", "roi_score_table": "report",

@@ -318,11 +318,14 @@ class SubjectBatchSampler(Sampler):
     shuffle : shuffle within subjects and the order of batches (seeded by ``seed`` + epoch)
     drop_last : drop each subject's last incomplete batch
     seed : int
-    rank, world_size : shard the batches over DDP processes (every rank gets the same count)
+    rank, world_size : shard the batches over DDP processes (rank r takes batches r, r + world_size, ...)
+    even : every rank gets the same count (the last ``len % world_size`` batches are left out, as
+        training needs); False: every batch goes to exactly one rank, counts may differ by one (validation:
+        no trial is left out or scored twice, nothing is padded)
     """
 
     def __init__(self, groups: Mapping[str, np.ndarray], batch_size: int, shuffle: bool = True,
-                 drop_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1):
+                 drop_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1, even: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -330,6 +333,7 @@ class SubjectBatchSampler(Sampler):
         self.groups = {k: np.asarray(v, np.int64) for k, v in groups.items()}
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), bool(shuffle), bool(drop_last)
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
+        self.even = bool(even)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -351,16 +355,22 @@ class SubjectBatchSampler(Sampler):
 
     def __iter__(self):
         batches = self._all_batches()
-        per_rank = len(batches) // self.world_size if self.world_size > 1 else len(batches)
-        mine = batches[self.rank::self.world_size][:per_rank]
+        mine = batches[self.rank::self.world_size][:len(self)]
         for b in mine:
             yield b.tolist()
 
-    def __len__(self) -> int:
+    def n_batches(self) -> int:
+        """Batches of all ranks together."""
         n = 0
         for pos in self.groups.values():
             n += pos.size // self.batch_size if self.drop_last else math.ceil(pos.size / self.batch_size)
-        return n // self.world_size if self.world_size > 1 else n
+        return n
+
+    def __len__(self) -> int:
+        n = self.n_batches()
+        if self.even:
+            return n // self.world_size
+        return len(range(self.rank, n, self.world_size))
 
 
 def _identity(batch):
@@ -368,9 +378,9 @@ def _identity(batch):
 
 
 def make_loader(dataset: EncodingDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-                seed: int = 0, rank: int = 0, world_size: int = 1, num_workers: int = 0):
+                seed: int = 0, rank: int = 0, world_size: int = 1, num_workers: int = 0, even: bool = True):
     """DataLoader of one-subject batches (see :class:`SubjectBatchSampler`)."""
-    sampler = SubjectBatchSampler(dataset.groups(), batch_size, shuffle, drop_last, seed, rank, world_size)
+    sampler = SubjectBatchSampler(dataset.groups(), batch_size, shuffle, drop_last, seed, rank, world_size, even)
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=_identity,
                                        num_workers=num_workers)
 

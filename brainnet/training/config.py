@@ -52,7 +52,8 @@ class TrainConfig(DictConfig):
         max_epochs / max_steps (-1: no step limit); limit_train_batches: fraction of the training
         batches that makes one epoch (validation, early stopping and checkpoints run per epoch);
         patience: early stopping on val mean r, in epochs (None: off); top_k: checkpoints kept;
-        soup_top_k: greedy soup over the best k checkpoints, selected on the val split (0: off);
+        soup_top_k: greedy soup (:mod:`.soup`) over the best ``soup_top_k`` checkpoints by validation r,
+        scored on the val split, then evaluated instead of the best checkpoint (0 = off; <= top_k);
         precision: "auto" = bf16/16-mixed on CUDA, 32 on CPU.
     Distillation
         teacher_path: .npz of teacher predictions per subject (n_trials, V); handover_steps: steps
@@ -123,6 +124,8 @@ class TrainConfig(DictConfig):
             raise ValueError(f"loss must be 'smooth_l1' or 'mse', got {self.loss!r}")
         if self.batch_size < 1 or self.top_k < 1 or self.max_epochs < 1:
             raise ValueError("batch_size, top_k and max_epochs must be >= 1")
+        if not 0 <= self.soup_top_k <= self.top_k:
+            raise ValueError(f"soup_top_k must be in [0, top_k={self.top_k}] (checkpoints kept), got {self.soup_top_k}")
         if self.lr <= 0 or self.readout_lr_mult <= 0 or self.weight_decay < 0:
             raise ValueError("lr and readout_lr_mult must be > 0, weight_decay >= 0")
         if self.vertices_per_step is not None and self.vertices_per_step < 1:
@@ -139,8 +142,8 @@ class TrainConfig(DictConfig):
             raise ValueError("lora_rank must be >= 0 and lora_alpha > 0 (or None)")
         if isinstance(self.lora_targets, str):
             raise ValueError("lora_targets must be a sequence of patterns, e.g. ('*qkv',)")
-        if not 0.0 < self.limit_train_batches <= 1.0 or self.warmup_epochs < 0 or self.soup_top_k < 0:
-            raise ValueError("limit_train_batches must be in (0, 1], warmup_epochs and soup_top_k >= 0")
+        if not 0.0 < self.limit_train_batches <= 1.0 or self.warmup_epochs < 0:
+            raise ValueError("limit_train_batches must be in (0, 1], warmup_epochs >= 0")
         if self.image_size is not None and self.image_size < 1:
             raise ValueError(f"image_size must be >= 1 or None, got {self.image_size}")
         if self.adaln_bound is not None and self.adaln_bound <= 0:

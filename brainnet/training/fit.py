@@ -3,9 +3,10 @@
 >>> result = fit_encoder(TrainConfig(data_dir=prepared, out_dir="runs/mem", max_epochs=10))
 >>> result.summary["eval_mean_score"], result.best_checkpoint
 
-The run folder holds ``config.json`` (the TrainConfig), ``checkpoints/`` (top-k by validation r
-and ``last.ckpt``), ``history.json`` (per-epoch train loss / val r) and ``metrics.json``.
-Rerunning with the same ``out_dir`` and ``resume=True`` continues from ``last.ckpt``.
+The run folder holds ``config.json`` (the TrainConfig), ``checkpoints/`` (top-k by validation r,
+``last.ckpt``, and ``soup.ckpt`` with ``soup_top_k > 0``), ``history.json`` (per-validation train
+loss / val r) and ``metrics.json``. Rerunning with the same ``out_dir`` and ``resume=True`` continues
+from ``last.ckpt``. Validation runs at every epoch end and at ``max_steps``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .config import TrainConfig
 from .evaluate import EvalResult, SubjectMeta, evaluate_predictions, predict_dataset
 from .features import build_features, resolve_backbone
 from .module import EncoderModule
+from .soup import soup_checkpoints
 
 
 def model_config(config: TrainConfig, features: FeatureSet):
@@ -118,15 +120,24 @@ class EncodingData(pl.LightningDataModule):
         super().__init__()
         self.train, self.val, self.batch_size, self.seed = train, val, batch_size, seed
 
-    def train_dataloader(self):
+    def _shard(self) -> tuple[int, int]:
         t = self.trainer
-        rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
+        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+
+    def train_dataloader(self):
+        rank, world = self._shard()
         return make_loader(self.train, self.batch_size, shuffle=True, drop_last=len(self.train) > self.batch_size,
                            seed=self.seed, rank=rank, world_size=world)
 
     def val_dataloader(self):
-        # every rank scores the whole validation split (val r needs all trials per vertex)
-        return make_loader(self.val, max(self.batch_size, 64), shuffle=False)
+        # each rank scores its own batches, none padded or repeated (even=False); the module merges the
+        # ranks' per-vertex sums. Batches are made smaller when needed so that every rank gets one
+        # (a rank without validation batches would skip the gather the others wait in).
+        rank, world = self._shard()
+        size = max(self.batch_size, 64)
+        while size > 1 and len(make_loader(self.val, size)) < world:
+            size //= 2
+        return make_loader(self.val, size, shuffle=False, rank=rank, world_size=world, even=False)
 
 
 class _StepRecorder(pl.Callback):
@@ -136,6 +147,18 @@ class _StepRecorder(pl.Callback):
 
     def on_train_start(self, trainer, pl_module):
         self.start_step = int(trainer.global_step)
+
+
+class _ValidateAtMaxSteps(pl.Callback):
+    """Stops (and so validates and checkpoints) at ``max_steps`` when it falls inside an epoch.
+
+    Lightning validates at epoch ends; a run whose ``max_steps`` ends mid-epoch would otherwise end
+    with its last weights never validated (and with ``max_steps`` below one epoch, no val r at all).
+    Setting ``trainer.should_stop`` makes the epoch loop validate after this batch."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
 
 
 class _ModelConfigSaver(pl.Callback):
@@ -164,6 +187,8 @@ class FitResult:
     evaluation : subject -> EvalResult on ``config.eval_split``
     summary : flat numbers (best_val_r, eval_mean_r, eval_mean_score, ...) and ``backbone_weights``
         (the ``weights_id`` of the backbone that made the tokens); also metrics.json
+    soup : with ``config.soup_top_k > 0``, the record of :func:`.soup.soup_checkpoints` (``model`` and
+        ``evaluation`` are then the soup's; ``checkpoints/soup.ckpt`` holds its weights)
     """
 
     config: TrainConfig
@@ -176,11 +201,12 @@ class FitResult:
     history: pd.DataFrame
     evaluation: dict[str, EvalResult] = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
+    soup: dict = field(default_factory=dict)
 
 
 #: Settings that may change when a run is resumed (more epochs, other devices, another scored split).
 RESUMABLE_FIELDS = ("max_epochs", "max_steps", "patience", "progress_bar", "devices", "accelerator", "strategy",
-                    "resume", "out_dir", "eval_split", "top_k")
+                    "resume", "out_dir", "eval_split", "top_k", "soup_top_k")
 
 
 def run_key(config: TrainConfig) -> str:
@@ -211,6 +237,14 @@ def default_out_dir(config: TrainConfig) -> Path:
     from brainnet.paths import data_home
 
     return data_home(None) / "outputs" / "runs" / f"{config.model}-{config.ablation}-{run_key(config)}"
+
+
+def _strategy(config: TrainConfig) -> str:
+    """The Trainer strategy: ``"ddp"`` with several subjects becomes ``"ddp_find_unused_parameters_true"``
+    (a batch holds one subject, so the other subjects' readouts get no gradient on that process)."""
+    if config.strategy == "ddp" and len(config.subjects) > 1:
+        return "ddp_find_unused_parameters_true"
+    return config.strategy
 
 
 def _precision(config: TrainConfig, accelerator: str) -> str:
@@ -320,13 +354,13 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
         dirpath=ckpt_dir, filename="epoch{epoch:03d}-step{step:06d}-val_r{val_r:.5f}", monitor="val_r", mode="max",
         save_top_k=config.top_k, save_last=True, auto_insert_metric_name=False)
     recorder = _StepRecorder()
-    callbacks = [checkpoint, recorder, _ModelConfigSaver(config.model, mcfg, model)]
+    callbacks = [checkpoint, recorder, _ModelConfigSaver(config.model, mcfg, model), _ValidateAtMaxSteps()]
     if config.patience is not None:
         # checked after each validation only (a run cut by max_steps mid-epoch ends without one)
         callbacks.append(pl.callbacks.EarlyStopping(monitor="val_r", mode="max", patience=config.patience,
                                                     check_on_train_epoch_end=False))
     trainer = pl.Trainer(
-        accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
+        accelerator=config.accelerator, devices=config.devices, strategy=_strategy(config),
         precision=_precision(config, config.accelerator), max_epochs=config.max_epochs, max_steps=config.max_steps,
         limit_train_batches=train_batches if config.limit_train_batches < 1.0 else 1.0,
         gradient_clip_val=config.grad_clip, callbacks=callbacks, logger=False, default_root_dir=str(out),
@@ -337,6 +371,8 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
     with warnings.catch_warnings():
         # a backbone in the loop stays in eval mode on purpose (frozen norms, no dropout)
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
+        # val_r is reduced across processes by the module itself (see EncoderModule)
+        warnings.filterwarnings("ignore", message=r".*self\.log\('val_r', \.\.\., sync_dist=True\)")
         trainer.fit(module, datamodule=EncodingData(train, val, config.batch_size, config.seed), ckpt_path=ckpt_path)
 
     best = checkpoint.best_model_path or (str(last) if last.is_file() else "")
@@ -347,9 +383,14 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
     if len(kept):
         kept = kept.sort_values("val_r", ascending=False, ignore_index=True)
     history = pd.DataFrame(module.history)
-    result = FitResult(config, out, model, best, kept, int(recorder.start_step or 0), int(trainer.global_step),
+    # no on_train_start when a resumed run has nothing left to train: it started (and ended) where it was
+    start = int(recorder.start_step if recorder.start_step is not None else trainer.global_step)
+    result = FitResult(config, out, model, best, kept, start, int(trainer.global_step),
                        history)
     if trainer.is_global_zero:
+        if config.soup_top_k > 0 and len(kept):
+            top = kept.head(config.soup_top_k)
+            result.soup = soup_checkpoints(model, list(zip(top["path"], top["val_r"])), val, ckpt_dir / "soup.ckpt")
         ev = eval_dataset(config, features, config.eval_split, trials, images)
         if len(ev):
             result.evaluation = evaluate_model(model, ev)
@@ -361,7 +402,8 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
 
 def summarize_fit(result: FitResult) -> dict:
     """Flat numbers of a fit: best val r, steps, and per evaluated subject mean r / score / identification
-    (also averaged over subjects as ``eval_*``)."""
+    (also averaged over subjects as ``eval_*``); with a soup, ``soup_val_r`` / ``soup_best_single_val_r``
+    (validation r of the soup / of the best checkpoint alone), ``soup_members`` (file names), ``soup_size``."""
     s: dict = {"best_val_r": float(result.history["val_r"].max()) if len(result.history) else float("nan"),
                "global_step": result.global_step, "start_step": result.start_step,
                "eval_split": result.config.eval_split}
@@ -374,6 +416,9 @@ def summarize_fit(result: FitResult) -> dict:
         vals = [ev.summary[k] for ev in result.evaluation.values() if k in ev.summary]
         if vals:
             s[f"eval_{k}"] = float(np.mean(vals))
+    if result.soup:
+        s.update(soup_val_r=result.soup["soup_val_r"], soup_best_single_val_r=result.soup["best_single_val_r"],
+                 soup_members=list(result.soup["members"]), soup_size=len(result.soup["members"]))
     return s
 
 

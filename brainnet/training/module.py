@@ -15,6 +15,7 @@ from brainnet.models import EncodingModel, check_encoding_model
 from .config import TrainConfig
 from .metrics import PearsonAccumulator
 from .optim import blend_targets, encoding_loss, param_groups, warmup_cosine
+from .pearson_sync import reduce_accumulators
 from .vertex_weights import VertexWeightState, update_ema, weights_from_ema
 
 
@@ -24,7 +25,10 @@ class EncoderModule(pl.LightningModule):
     ``model.regularizer_weight(step) * model.regularizer(subject, vertex_idx)`` when that weight is > 0.
 
     Logged: ``train_loss`` (per step), ``val_r`` (mean over vertices and subjects of the per-vertex
-    Pearson r on the validation split; early stopping and checkpoints follow it).
+    Pearson r on the validation split; early stopping and checkpoints follow it). With several
+    processes each validates its share of the trials and the per-vertex statistics are gathered
+    and merged (:func:`.pearson_sync.reduce_accumulators`) before r is computed, so every process
+    logs the same ``val_r``, equal to a one-process validation of the same weights.
     """
 
     def __init__(self, model: EncodingModel, config: TrainConfig):
@@ -80,14 +84,17 @@ class EncoderModule(pl.LightningModule):
         acc.update(pred.float(), batch["fmri"].float())
 
     def on_validation_epoch_end(self):
-        if not self._val:
+        gather = self.all_gather if self.trainer.world_size > 1 else None
+        merged = reduce_accumulators(self._val, self.config.subjects, gather, self.device)
+        if not merged:
             return
-        per_vertex = {s: acc.compute() for s, acc in self._val.items() if acc.n >= 2}
+        per_vertex = {s: acc.compute() for s, acc in merged.items() if acc.n >= 2}
         rs = [float(r.mean()) for r in per_vertex.values()]
         if self.config.vertex_weighting == "val_ema" and not self.trainer.sanity_checking:
             for s, r in per_vertex.items():
                 self.vertex_state[s] = update_ema(self.vertex_state.get(s), r, self.config.vertex_weight_decay)
         val_r = float(np.mean(rs)) if rs else 0.0
+        # already reduced: the same value on every process (sync_dist would only average equal numbers)
         self.log("val_r", val_r, prog_bar=True, sync_dist=False)
         if not self.trainer.sanity_checking:
             loss = float(np.mean(self._train_losses)) if self._train_losses else float("nan")

@@ -94,3 +94,47 @@ def greedy_soup(model: torch.nn.Module, checkpoints: Sequence, score: Callable[[
             best = s
     model.load_state_dict(average_states([states[j] for j in soup]))
     return SoupResult(model, [names[j] for j in soup], best, {names[j]: alone[j] for j in order}, steps)
+
+
+#: Entries of a Lightning checkpoint that describe the model (copied into a soup checkpoint).
+_MODEL_KEYS = ("train_config", "model_config", "model_kind", "adapt_config", "backbone_fingerprint")
+
+
+def soup_checkpoints(model: torch.nn.Module, candidates: Sequence[tuple[str, float]], val_dataset,
+                     path: str | Path, batch_size: int = 64) -> dict:
+    """Greedy soup of a run's best checkpoints, scored on the validation split; saved to ``path``.
+
+    Parameters
+    ----------
+    model : the run's architecture (CPU); it ends up holding the soup's weights
+    candidates : (checkpoint path, logged val r) of the checkpoints to soup, best first
+    val_dataset : the validation :class:`~brainnet.training.batches.EncodingDataset` (never the scored split)
+    path : where the soup is written: a checkpoint readable by :func:`brainnet.training.fit.load_model`
+        and by ``torch.load(path, weights_only=True)``: ``state_dict`` (``model.``-prefixed), the model
+        entries of the best candidate's checkpoint, and ``soup`` (the returned record)
+
+    Returns
+    -------
+    record: candidates ([name, val r] with file names), members (names of the checkpoints in the soup),
+    soup_val_r, best_single_val_r (the best candidate's score, same scorer), steps (see :class:`SoupResult`).
+    A soup file made from the same candidates is reused, not recomputed (a resumed run that trained no
+    further steps gets the same soup).
+    """
+    path = Path(path)
+    names = [[Path(p).name, float(r)] for p, r in candidates]
+    if path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("soup", {}).get("candidates") == names:
+            model.load_state_dict(load_state(saved))
+            return saved["soup"]
+    paths = [str(p) for p, _ in candidates]
+    res = greedy_soup(model, paths, validation_scorer(val_dataset, batch_size))
+    record = {"candidates": names, "members": [Path(m).name for m in res.members], "soup_val_r": res.score,
+              "best_single_val_r": max(res.member_scores.values()),
+              "steps": [{**st, "checkpoint": Path(st["checkpoint"]).name} for st in res.steps]}
+    best = torch.load(paths[0], map_location="cpu", weights_only=False)
+    out = {k: best[k] for k in _MODEL_KEYS if k in best}
+    out["state_dict"] = {f"model.{k}": v for k, v in res.model.state_dict().items()}
+    out["soup"] = record
+    torch.save(out, path)
+    return record

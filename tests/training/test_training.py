@@ -19,11 +19,8 @@ from brainnet.training.batches import (
 from brainnet.training.config import TrainConfig
 from brainnet.training.optim import blend_targets, encoding_loss, param_groups, warmup_cosine
 
-from _mini_cache import mini_tree, prepared_tiny
-
-TINY_MODEL = dict(width=16, conv_blocks=0, mlp_hidden=32, memory_hidden=32, frame_dim=8, t1_dim=8,
-                  memory_out=16, behaviour_hidden=16, behaviour_out=8, time_dim=4, n_memory_frames=8,
-                  chunk_size=None)
+from _mini_cache import TINY_MODEL, mini_tree, prepared_tiny, tiny_features
+from _mini_cache import tiny_fit_config as _fit_config
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +29,8 @@ def root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def features(root):
-    from brainnet.training.features import build_features, resolve_backbone
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # the tiny preset's images are 32 px: run the backbone at 32 px (4x less work than 64)
-        return build_features(root, resolve_backbone("brainnet-tiny", image_size=32), pool=4, num_workers=0)
-
-
-def _fit_config(root, out, **kw):
-    base = dict(data_dir=str(root), out_dir=str(out), model_options=TINY_MODEL, max_epochs=2, batch_size=64,
-                warmup_steps=2, vertices_per_step=128, patience=None, top_k=3, eval_split="val", lr=2e-3)
-    base.update(kw)
-    return TrainConfig(**base)
+def features(root, tmp_path_factory):
+    return tiny_features(tmp_path_factory)
 
 
 # ---------------------------------------------------------------- batches
