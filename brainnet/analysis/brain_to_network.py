@@ -164,8 +164,9 @@ def hierarchy_profile(values: np.ndarray, hierarchy: np.ndarray, mask: np.ndarra
 
 
 def channel_labels(maps: NetworkMaps | np.ndarray, n_clusters: int = 20, n_kmeans: int = 1000, seed: int = 0,
-                   mask: np.ndarray | None = None) -> np.ndarray:
-    """Channel per vertex from the readout weights (:func:`~brainnet.analysis.channels.cluster_channels`).
+                   mask: np.ndarray | None = None, method: str = "weights") -> np.ndarray:
+    """Channel per vertex from the readout weights (:func:`~brainnet.analysis.channels.cluster_channels`,
+    its ``method``: "weights" or BDDN's "kernel").
 
     ``mask`` (V,) bool restricts the clustering to some vertices (others get -1). Returns
     int64 (V,), 0 = the largest channel.
@@ -173,7 +174,8 @@ def channel_labels(maps: NetworkMaps | np.ndarray, n_clusters: int = 20, n_kmean
     w = maps.readout if isinstance(maps, NetworkMaps) else np.asarray(maps)
     m = np.ones(len(w), bool) if mask is None else np.asarray(mask, bool)
     labels = np.full(len(w), -1, dtype=np.int64)
-    labels[m] = cluster_channels(w[m], n_clusters=n_clusters, n_kmeans=min(n_kmeans, int(m.sum())), seed=seed)
+    labels[m] = cluster_channels(w[m], n_clusters=n_clusters, n_kmeans=min(n_kmeans, int(m.sum())), seed=seed,
+                                 method=method)
     return labels
 
 

@@ -1,9 +1,12 @@
 """Channels of a brain-to-network model: clusters of vertices that read the same features.
 
 * :func:`cluster_channels` — cosine k-means of the per-vertex readout weights (k = 1000 by
-  default) then Ward linkage of the centroids cut to a few clusters: the channel map.
+  default) then Ward linkage of the centroids cut to a few clusters: the channel map. Method
+  "kernel" clusters the rows of W·Wᵀ instead, as Brain Decodes Deep Nets does
+  (:func:`kernel_rows`);
 * :func:`top_channel_image` — the main directions (PCA) of one ROI's readout weights, projected
-  on an image's feature map, as an RGB picture of what that ROI reads.
+  on an image's feature map, as an RGB picture of what that ROI reads (or BDDN's variant:
+  ``pca="lowrank"``, ``joint_clip=True``).
 * :func:`layer_weighted_map` — the feature map that projection expects.
 * :func:`bottleneck_maps` / :func:`roi_top_channel_images` — a FactorTopy's bottleneck maps of
   one image, and what each ROI's channels read in it.
@@ -22,6 +25,7 @@ from tqdm.auto import tqdm
 __all__ = [
     "bottleneck_maps",
     "cluster_channels",
+    "kernel_rows",
     "layer_weighted_map",
     "roi_top_channel_images",
     "spherical_kmeans",
@@ -113,24 +117,55 @@ def spherical_kmeans(
     return labels, centroids
 
 
+#: Methods of :func:`cluster_channels`.
+CHANNEL_METHODS = ("weights", "kernel")
+#: Top-channel directions of :func:`top_channel_image`.
+TOP_CHANNEL_PCA = ("svd", "lowrank")
+
+
+def kernel_rows(weights: np.ndarray) -> np.ndarray:
+    """Rows isometric to those of ``W·Wᵀ``: the same dot products and cosines, in ``rank(W)`` columns.
+
+    With ``W = U S Vᵀ`` (thin SVD), row i of ``W·Wᵀ`` is ``(U S²)_i Uᵀ`` and ``Uᵀ`` has orthonormal
+    rows, so the rows of ``U S²`` have the dot products of the (n_vertices, n_vertices) kernel's
+    rows without building it (cosine k-means on either gives the same clusters).
+
+    Parameters
+    ----------
+    weights : array of shape (n_vertices, n_features).
+
+    Returns
+    -------
+    float64 array of shape (n_vertices, r), r = the number of non-negligible singular values.
+    """
+    u, s, _ = np.linalg.svd(np.asarray(weights, dtype=np.float64), full_matrices=False)
+    keep = s > s.max(initial=0.0) * max(u.shape) * np.finfo(np.float64).eps
+    return u[:, keep] * s[keep] ** 2
+
+
 def cluster_channels(
     weights: np.ndarray,
     n_clusters: int = 20,
     n_kmeans: int = 1000,
     seed: int = 0,
     progress: bool = False,
+    method: str = "weights",
 ) -> np.ndarray:
     """Channel label per vertex from its readout weights.
 
-    Cosine k-means of the rows (``n_kmeans`` centroids, capped at the number of vertices), then
-    Ward linkage of the unit centroids cut into ``n_clusters`` clusters; every vertex takes its
-    centroid's cluster. The result depends only on the rows' directions (scale-invariant per
-    vertex) and on ``seed``.
+    ``method`` "weights": cosine k-means of the rows (``n_kmeans`` centroids, capped at the
+    number of vertices), then Ward linkage of the unit centroids cut into ``n_clusters`` clusters;
+    every vertex takes its centroid's cluster. The result depends only on the rows' directions
+    (scale-invariant per vertex) and on ``seed``. "kernel" (Brain Decodes Deep Nets): the cosine
+    k-means runs on the rows of ``W·Wᵀ`` (:func:`kernel_rows`; a vertex is described by its dot
+    products with every vertex), and the Ward linkage on the rows of the centroids' cosine
+    similarity matrix (diagonal zeroed).
 
     Parameters
     ----------
     weights : array of shape (n_vertices, n_features) — per-vertex readout weights.
     n_clusters : number of channels, 1 <= n_clusters <= min(n_kmeans, n_vertices).
+    method : one of :data:`CHANNEL_METHODS`.
 
     Returns
     -------
@@ -143,18 +178,25 @@ def cluster_channels(
         raise ValueError(f"weights must have shape (n_vertices, n_features), got {weights.shape}")
     if not np.all(np.isfinite(weights)):
         raise ValueError("weights contain NaN or inf")
+    if method not in CHANNEL_METHODS:
+        raise ValueError(f"method must be one of {CHANNEL_METHODS}, got {method!r}")
     k = min(int(n_kmeans), len(weights))
     if not 1 <= n_clusters <= k:
         raise ValueError(
             f"n_clusters must be in [1, min(n_kmeans, n_vertices) = {k}], got {n_clusters}"
         )
-    fine, centroids = spherical_kmeans(weights, k, seed=seed, progress=progress)
+    rows = kernel_rows(weights) if method == "kernel" else weights
+    fine, centroids = spherical_kmeans(rows, k, seed=seed, progress=progress)
     if n_clusters == k:
         coarse = np.arange(k)
     elif n_clusters == 1:
         coarse = np.zeros(k, dtype=np.int64)
     else:
-        tree = linkage(centroids.astype(np.float64), method="ward")
+        features = centroids.astype(np.float64)
+        if method == "kernel":
+            features = features @ features.T
+            np.fill_diagonal(features, 0.0)
+        tree = linkage(features, method="ward")
         coarse = fcluster(tree, t=n_clusters, criterion="maxclust") - 1
     raw = coarse[fine]
     # deterministic order: size descending, then first vertex index
@@ -195,13 +237,24 @@ def top_channel_image(
     feature_map: np.ndarray,
     n_components: int = 3,
     clip: tuple[float, float] = (5, 95),
+    pca: str = "svd",
+    joint_clip: bool = False,
+    seed: int = 0,
 ) -> np.ndarray:
     """RGB picture of the ROI's main readout directions on one image's feature map.
 
-    The PCA of the ROI's readout weights (rows centred, SVD) gives ``n_components`` directions
-    in feature space; each is projected on the feature vector of every pixel; every component
-    is clipped at its ``clip`` percentiles over the pixels and scaled to [0, 1]. Component signs
-    are fixed so that each direction's largest-magnitude entry is positive (deterministic).
+    ``n_components`` directions in feature space are projected on the feature vector of every
+    pixel, clipped at the ``clip`` percentiles and scaled to [0, 1]. Directions (``pca``):
+
+    * "svd": the principal directions of the ROI's readout weights (rows centred over the
+      vertices, exact SVD; unit vectors);
+    * "lowrank" (Brain Decodes Deep Nets): ``torch.pca_lowrank`` of the (D, n_roi_vertices)
+      matrix ``Wᵀ`` (which centres each vertex's weights over the channels; randomised, seeded by
+      ``seed``) gives vertex-space components V (n, C); the directions are the columns of ``Wᵀ V``
+      (not normalised).
+
+    Signs are fixed so that each direction's largest-magnitude entry is positive (deterministic).
+    The percentiles are taken per component, or over all components together with ``joint_clip``.
 
     Parameters
     ----------
@@ -210,11 +263,12 @@ def top_channel_image(
         bottleneck feature map of an image.
     n_components : components, 1..D (3 for RGB).
     clip : (low, high) percentiles, 0 <= low < high <= 100.
+    pca : one of :data:`TOP_CHANNEL_PCA`.
 
     Returns
     -------
     float32 array of shape (H, W, n_components) in [0, 1]; a component constant over the
-    image maps to 0.
+    image (every component, with ``joint_clip``) maps to 0.
     """
     roi_weights = np.asarray(roi_weights, dtype=np.float64)
     feature_map = np.asarray(feature_map, dtype=np.float64)
@@ -236,14 +290,24 @@ def top_channel_image(
     low, high = clip
     if not 0 <= low < high <= 100:
         raise ValueError(f"clip must satisfy 0 <= low < high <= 100, got {clip}")
-    centred = roi_weights - roi_weights.mean(axis=0)
-    components = np.linalg.svd(centred, full_matrices=False)[2][:n_components]  # (C, D)
+    if pca == "svd":
+        centred = roi_weights - roi_weights.mean(axis=0)
+        components = np.linalg.svd(centred, full_matrices=False)[2][:n_components]  # (C, D)
+    elif pca == "lowrank":
+        wt = torch.from_numpy(roi_weights.T.copy())  # (D, n)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            v = torch.pca_lowrank(wt, q=n_components)[2]  # (n, C)
+        components = (wt @ v).numpy().T  # (C, D)
+    else:
+        raise ValueError(f"pca must be one of {TOP_CHANNEL_PCA}, got {pca!r}")
     signs = np.sign(components[np.arange(n_components), np.argmax(np.abs(components), axis=1)])
-    components *= np.where(signs == 0, 1.0, signs)[:, None]
+    components = components * np.where(signs == 0, 1.0, signs)[:, None]
     d, h, w = feature_map.shape
     proj = components @ feature_map.reshape(d, h * w)  # (C, H*W)
-    lo = np.percentile(proj, low, axis=1, keepdims=True)
-    hi = np.percentile(proj, high, axis=1, keepdims=True)
+    axis = None if joint_clip else 1
+    lo = np.percentile(proj, low, axis=axis, keepdims=True)
+    hi = np.percentile(proj, high, axis=axis, keepdims=True)
     span = hi - lo
     scaled = np.divide(np.clip(proj, lo, hi) - lo, span, out=np.zeros_like(proj), where=span > 0)
     return scaled.T.reshape(h, w, n_components).astype(np.float32)
@@ -287,10 +351,10 @@ def bottleneck_maps(model, local: Mapping, size: int | None = None) -> np.ndarra
 
 
 def roi_top_channel_images(model, maps, local: Mapping, labels: np.ndarray, names: Sequence[str],
-                           rois: Sequence[str], n_components: int = 3) -> dict[str, np.ndarray]:
+                           rois: Sequence[str], n_components: int = 3, **options) -> dict[str, np.ndarray]:
     """Top channels of each named ROI on one image: ROI-mean layer weights mix the bottleneck
     maps (:func:`bottleneck_maps`), then the PCA of the ROI's readout weights colours them
-    (:func:`top_channel_image`).
+    (:func:`top_channel_image`; ``options``: its ``clip``, ``pca``, ``joint_clip``, ``seed``).
 
     Parameters
     ----------
@@ -316,5 +380,5 @@ def roi_top_channel_images(model, maps, local: Mapping, labels: np.ndarray, name
         if sel.sum() < n_components + 1:
             continue
         fmap = layer_weighted_map(stack, maps.layer_weights[sel].mean(axis=0))
-        out[roi] = top_channel_image(maps.readout[sel], fmap, n_components=n_components)
+        out[roi] = top_channel_image(maps.readout[sel], fmap, n_components=n_components, **options)
     return out

@@ -27,7 +27,7 @@ from .posenc import SphereEncoder, VertexEncodings
 from .readout import SubjectReadouts, check_vertex_idx, map_vertex_chunks, subject_key
 from .registry import register_model
 from .selectors import LayerSelector, RetinaMapper, ScaleSelector, SelectorMaps, selector_regularizer
-from .tokens import as_layer_list, resize_map, sample_mixed_maps
+from .tokens import PADDING_MODES, RESIZE_MODES, as_layer_list, resize_map, sample_mixed_maps
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,27 @@ class FactorTopyConfig(SelectorConfig):
         D, the common feature size after the per-layer projections.
     use_scale : bool
         False drops the global tokens and the ScaleSelector (local features only).
+    token_resize : str
+        How local maps are resized to ``grid_size`` (:func:`~brainnet.models.tokens.resize_map`):
+        "area" (average pooling when shrinking) or "bilinear".
+    padding : str
+        What a vertex position outside the token grid's cell centres reads
+        (:func:`~brainnet.models.tokens.bilinear_weights`): "border" (the edge cell) or "zeros".
     """
 
     bottleneck: int = 128
     use_scale: bool = True
+    token_resize: str = "area"
+    padding: str = "border"
 
     def __post_init__(self):
         super().__post_init__()
         if self.bottleneck < 1:
             raise ValueError(f"bottleneck must be >= 1, got {self.bottleneck}")
+        if self.token_resize not in RESIZE_MODES:
+            raise ValueError(f"token_resize must be one of {RESIZE_MODES}, got {self.token_resize!r}")
+        if self.padding not in PADDING_MODES:
+            raise ValueError(f"padding must be one of {PADDING_MODES}, got {self.padding!r}")
 
 
 class FactorTopy(SelectorMaps, nn.Module):
@@ -107,7 +119,7 @@ class FactorTopy(SelectorMaps, nn.Module):
         for i, (x, proj) in enumerate(zip(local, self.local_proj)):
             if x.shape[1] != c.in_channels[i]:
                 raise ValueError(f"local layer {i}: expected {c.in_channels[i]} channels, got {x.shape[1]}")
-            maps.append(proj(resize_map(x.to(dtype), c.grid_size)))
+            maps.append(proj(resize_map(x.to(dtype), c.grid_size, c.token_resize)))
         glob = None
         if c.use_scale:
             gl = as_layer_list(batch["global"], c.n_layers, "global", c.layer_names, ndim=2)
@@ -131,7 +143,7 @@ class FactorTopy(SelectorMaps, nn.Module):
         def predict(ix: torch.Tensor) -> torch.Tensor:
             pe = pe_all[ix]
             weights = self.layer_selector(pe)  # (n, L)
-            feat = sample_mixed_maps(maps, self.retina(pe), weights, c.align_corners)  # (B, n, D)
+            feat = sample_mixed_maps(maps, self.retina(pe), weights, c.align_corners, c.padding)  # (B, n, D)
             if glob is not None:
                 g = torch.einsum("bld,nl->bnd", glob, weights)
                 feat = ScaleSelector.mix(feat, g, self.scale_selector(pe))

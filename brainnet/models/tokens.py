@@ -50,38 +50,54 @@ def as_layer_list(tokens, n_layers: int, kind: str, names: Sequence[str] | None 
     return items
 
 
-def resize_map(x: torch.Tensor, size: int | None) -> torch.Tensor:
+#: Token-grid resizes of :func:`resize_map`.
+RESIZE_MODES = ("area", "bilinear")
+#: What bilinear sampling reads outside the token grid (:func:`bilinear_weights`).
+PADDING_MODES = ("border", "zeros")
+
+
+def resize_map(x: torch.Tensor, size: int | None, mode: str = "area") -> torch.Tensor:
     """Resize a feature map (B, C, h, w) to (B, C, size, size); None or same size = unchanged.
 
-    Shrinking uses area averaging (adaptive average pooling), growing bilinear interpolation.
+    ``mode`` "area": shrinking averages over areas (adaptive average pooling), growing is bilinear;
+    "bilinear": bilinear interpolation both ways (``align_corners=False``, no antialiasing, so a
+    shrink reads the four cells around each new centre).
     """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"mode must be one of {RESIZE_MODES}, got {mode!r}")
     if size is None or (x.shape[-2] == size and x.shape[-1] == size):
         return x
-    if x.shape[-2] >= size and x.shape[-1] >= size:
+    if mode == "area" and x.shape[-2] >= size and x.shape[-1] >= size:
         return F.adaptive_avg_pool2d(x, size)
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def bilinear_weights(xy: torch.Tensor, h: int, w: int, align_corners: bool = False) -> torch.Tensor:
+def bilinear_weights(xy: torch.Tensor, h: int, w: int, align_corners: bool = False,
+                     padding: str = "border") -> torch.Tensor:
     """Bilinear interpolation weights of per-vertex positions over an ``h x w`` grid.
 
     Sampling a map at ``xy`` equals ``maps.flatten(2) @ weights.T``: each row holds the (at most
     four) non-zero tent weights ``max(0, 1 - |px - j|) * max(0, 1 - |py - i|)`` of the cells around
-    the point, in the ``grid_sample`` convention with border padding (coordinates clamped to the
-    outer cell centres). Gradients flow to ``xy``.
+    the point, in the ``grid_sample`` convention. ``padding`` "border": coordinates are clamped to
+    the outer cell centres (rows sum to 1); "zeros": cells outside the grid read 0 (their weights
+    are dropped, so rows near the edge sum to less than 1). Gradients flow to ``xy``.
 
     Parameters
     ----------
     xy : tensor of shape (n, 2), positions in [-1, 1]^2 (x right, y down)
-    h, w : grid size; align_corners : as in :func:`sample_maps`
+    h, w : grid size; align_corners : as in :func:`sample_maps`; padding : one of :data:`PADDING_MODES`
 
     Returns
     -------
-    tensor of shape (n, h * w), cell (i, j) at column ``i * w + j``; rows sum to 1
+    tensor of shape (n, h * w), cell (i, j) at column ``i * w + j``
     """
+    if padding not in PADDING_MODES:
+        raise ValueError(f"padding must be one of {PADDING_MODES}, got {padding!r}")
+
     def axis(t: torch.Tensor, size: int) -> torch.Tensor:
         pix = (t + 1) / 2 * (size - 1) if align_corners else ((t + 1) * size - 1) / 2
-        pix = pix.clamp(0, size - 1)
+        if padding == "border":
+            pix = pix.clamp(0, size - 1)
         centres = torch.arange(size, device=t.device, dtype=t.dtype)
         return (1 - (pix[:, None] - centres[None]).abs()).clamp_min(0)  # (n, size)
 
@@ -89,10 +105,11 @@ def bilinear_weights(xy: torch.Tensor, h: int, w: int, align_corners: bool = Fal
     return (wy[:, :, None] * wx[:, None, :]).reshape(xy.shape[0], h * w)
 
 
-def sample_maps(maps: torch.Tensor, xy: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
+def sample_maps(maps: torch.Tensor, xy: torch.Tensor, align_corners: bool = False,
+                padding: str = "border") -> torch.Tensor:
     """Bilinearly sample feature maps at per-vertex positions.
 
-    Same values and gradients as ``F.grid_sample(..., mode="bilinear", padding_mode="border")``,
+    Same values and gradients as ``F.grid_sample(..., mode="bilinear", padding_mode=padding)``,
     computed as one matrix product with :func:`bilinear_weights` (several times faster on CPU for
     the small token grids used here, and no scatter in the backward pass).
 
@@ -105,18 +122,19 @@ def sample_maps(maps: torch.Tensor, xy: torch.Tensor, align_corners: bool = Fals
         ``False``: -1 / +1 are the outer image edges (pixel j of w has its centre at
         ``(2j + 1) / w - 1``); ``True``: they are the centres of the corner pixels.
         Out-of-range points take the border value.
+    padding : "border" (outside the grid reads the nearest edge cell) or "zeros" (reads 0).
 
     Returns
     -------
     tensor of shape (B, n, C)
     """
     h, w = maps.shape[-2:]
-    weights = bilinear_weights(xy.to(maps.dtype), h, w, align_corners)  # (n, h*w)
+    weights = bilinear_weights(xy.to(maps.dtype), h, w, align_corners, padding)  # (n, h*w)
     return torch.einsum("bcp,np->bnc", maps.flatten(2), weights)
 
 
 def sample_mixed_maps(maps: torch.Tensor, xy: torch.Tensor, layer_weights: torch.Tensor,
-                      align_corners: bool = False) -> torch.Tensor:
+                      align_corners: bool = False, padding: str = "border") -> torch.Tensor:
     """Sample L stacked layer maps at per-vertex positions and mix them with per-vertex layer
     weights, in one matrix product (no (B, n, L, D) intermediate).
 
@@ -124,6 +142,7 @@ def sample_mixed_maps(maps: torch.Tensor, xy: torch.Tensor, layer_weights: torch
     ----------
     maps : tensor of shape (B, L * D, h, w), layer-major channels
     xy : tensor of shape (n, 2); layer_weights : tensor of shape (n, L)
+    align_corners, padding : as in :func:`sample_maps`
 
     Returns
     -------
@@ -134,7 +153,7 @@ def sample_mixed_maps(maps: torch.Tensor, xy: torch.Tensor, layer_weights: torch
     if ld % n_layers:
         raise ValueError(f"{ld} channels do not split into {n_layers} layers")
     d = ld // n_layers
-    spatial = bilinear_weights(xy.to(maps.dtype), h, w, align_corners)  # (n, P)
+    spatial = bilinear_weights(xy.to(maps.dtype), h, w, align_corners, padding)  # (n, P)
     mix = (layer_weights.to(maps.dtype)[:, :, None] * spatial[:, None, :]).reshape(xy.shape[0], n_layers * h * w)
     per_layer = maps.reshape(b, n_layers, d, h * w).transpose(1, 2).reshape(b, d, n_layers * h * w)
     return torch.einsum("bdq,nq->bnd", per_layer, mix)

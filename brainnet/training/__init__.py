@@ -8,7 +8,7 @@ Modules (imported on first use of a name: ``brainnet.training.TrainConfig`` impo
 * :mod:`.batches` - :class:`EncodingDataset` / :func:`make_loader`: one-subject model batches.
 * :mod:`.module` - :class:`EncoderModule`, the LightningModule wrapping a model; :mod:`.pearson_sync` -
   its validation r over several processes (per-vertex statistics gathered and merged).
-* :mod:`.optim` - loss, parameter groups, warmup + cosine schedule, distillation targets.
+* :mod:`.optim` - loss, parameter groups, warmup + cosine / constant schedule, distillation targets.
 * :mod:`.fit` - :func:`fit_encoder` (train, keep top-k, score), :func:`train_trial` (Ray Tune trainable).
 * :mod:`.evaluate` - per-vertex r, noise-normalised score, ROI tables, image identification.
 * :mod:`.baselines` - ridge (per-vertex alpha, himalaya) and PCA + linear (Algonauts tutorial).
@@ -17,6 +17,7 @@ Modules (imported on first use of a name: ``brainnet.training.TrainConfig`` impo
 * :mod:`.report` - tables comparing models (notebook 02; the figures are in :mod:`brainnet.plotting`).
 * :mod:`.metrics` - metric functions; :mod:`.grid` - Ray Tune grids.
 * :mod:`.network` - the FactorTopy run of the brain-to-network maps (standardised tokens).
+* :mod:`.b2n_config` - :class:`B2NConfig`, that run's settings as presets ("notebook", "bddn").
 * :mod:`.replay_fit`, :mod:`.replay_mlp`, :mod:`.replay_grid` - the memory-replay lag models and grid.
 """
 
@@ -42,7 +43,8 @@ _EXPORTS: dict[str, str] = {
     "PearsonAccumulator": "metrics", "algonauts_score": "metrics", "noise_normalized_score": "metrics",
     "pearson_r": "metrics", "roi_means": "metrics",
     "run_grid": "grid", "grid_search": "grid",
-    "network_features": "network", "network_train_config": "network", "standardize_tokens": "network",
+    "network_features": "network", "set_input_normalization": "network", "standardize_tokens": "network",
+    "B2NConfig": "b2n_config",
     "ReplayConfig": "replay_fit", "replay_features": "replay_fit", "run_replay": "replay_grid",
 }
 

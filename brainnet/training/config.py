@@ -12,6 +12,8 @@ from brainnet.data.layout import SPLITS, subject_name
 from brainnet.models.configs import DictConfig
 from brainnet.models.registry import list_models
 
+from .optim import SCHEDULES
+
 
 @dataclass(frozen=True)
 class TrainConfig(DictConfig):
@@ -42,8 +44,9 @@ class TrainConfig(DictConfig):
     Optimisation
         loss: "smooth_l1" | "mse"; beta: smooth-L1 transition; lr / readout_lr_mult: AdamW learning
         rate of the body / factor for the readouts; weight_decay (not on biases / norms);
-        warmup_steps, min_lr_ratio: linear warmup then cosine (min_lr_ratio=1: constant after
-        the warmup); warmup_epochs: > 0 sets warmup_steps to that many (limited) epochs of the
+        warmup_steps, min_lr_ratio, schedule: linear warmup over warmup_steps, then "cosine" down
+        to min_lr_ratio at the last step or "constant" (:func:`.optim.lr_multiplier`);
+        warmup_epochs: > 0 sets warmup_steps to that many (limited) epochs of the
         training data at the start of fit_encoder; vertex_weighting: "none" or
         "val_ema" (per-vertex loss weights from the EMA, factor vertex_weight_decay, of each
         vertex's validation-r improvement, mixed with uniform weights by vertex_weight_mix; see
@@ -92,6 +95,7 @@ class TrainConfig(DictConfig):
     warmup_steps: int = 50
     min_lr_ratio: float = 0.05
     warmup_epochs: float = 0.0
+    schedule: str = "cosine"
     grad_clip: float | None = 0.5
     vertex_weighting: str = "none"
     vertex_weight_decay: float = 0.7
@@ -128,6 +132,8 @@ class TrainConfig(DictConfig):
             raise ValueError(f"soup_top_k must be in [0, top_k={self.top_k}] (checkpoints kept), got {self.soup_top_k}")
         if self.lr <= 0 or self.readout_lr_mult <= 0 or self.weight_decay < 0:
             raise ValueError("lr and readout_lr_mult must be > 0, weight_decay >= 0")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.vertices_per_step is not None and self.vertices_per_step < 1:
             raise ValueError(f"vertices_per_step must be >= 1 or None, got {self.vertices_per_step}")
         if self.vertex_weighting not in ("none", "val_ema"):

@@ -14,7 +14,7 @@ from brainnet.models import EncodingModel, check_encoding_model
 
 from .config import TrainConfig
 from .metrics import PearsonAccumulator
-from .optim import blend_targets, encoding_loss, param_groups, warmup_cosine
+from .optim import blend_targets, encoding_loss, lr_multiplier, param_groups
 from .pearson_sync import reduce_accumulators
 from .vertex_weights import VertexWeightState, update_ema, weights_from_ema
 
@@ -108,7 +108,7 @@ class EncoderModule(pl.LightningModule):
         opt = torch.optim.AdamW(groups, lr=c.lr)
         total = int(self.trainer.estimated_stepping_batches)
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: warmup_cosine(step, total, c.warmup_steps, c.min_lr_ratio))
+            opt, lambda step: lr_multiplier(step, total, c.warmup_steps, c.min_lr_ratio, c.schedule))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint):

@@ -4,29 +4,25 @@
   cached tokens z-scored per channel, so backbones whose activation scale differs between
   layers (an untrained CNN's shrinks ~2.6x per stage) are compared on an equal footing, and one
   image's tokens standardised the same way;
-* :func:`network_train_config` — the notebook-scale FactorTopy run as a :class:`TrainConfig`
-  (train it with :func:`brainnet.training.fit.fit_encoder`).
+* :func:`set_input_normalization` — a backbone fed with another mean / std (Brain Decodes Deep
+  Nets normalised every backbone's input with ImageNet's).
 
-The maps read off the trained model are in :mod:`brainnet.analysis.brain_to_network`.
+The run's settings (TrainConfig, model options, backbones, analysis) are
+:class:`brainnet.training.b2n_config.B2NConfig` presets; the maps read off the trained model are
+in :mod:`brainnet.analysis.brain_to_network`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 import torch
 
-from brainnet.data.layout import subject_name
-from brainnet.data.prepared import prepared_root
-from brainnet.training.config import TrainConfig
 from brainnet.training.features import build_features
 
-__all__ = ["NETWORK_MODEL_OPTIONS", "NETWORK_TRAINING", "TokenStats", "image_tokens", "network_features",
-           "network_train_config", "standardize_tokens"]
+__all__ = ["TokenStats", "image_tokens", "network_features", "set_input_normalization", "standardize_tokens"]
 
 
 # --------------------------------------------------------------------------- tokens
@@ -124,34 +120,17 @@ def image_tokens(backbone, image: np.ndarray, token_stats: TokenStats | None = N
     return ({k: v.float() for k, v in local.items()}, {k: v.float() for k, v in glob.items()})
 
 
-# --------------------------------------------------------------------------- training
+def set_input_normalization(backbone, mean: Sequence[float], std: Sequence[float]):
+    """Make ``backbone`` normalise its [0, 1] input with ``mean`` / ``std`` (RGB) instead of its own.
 
-#: TrainConfig settings of a notebook-scale FactorTopy run (override any in :func:`network_train_config`).
-#: Few epochs, no early stopping, a random vertex subset per step (the selectors are shared MLPs over
-#: the sphere, so a subset per step trains them), smooth L1 with beta 0.1, no weight decay.
-NETWORK_TRAINING = MappingProxyType({
-    "model": "factortopy", "pool": 8, "max_epochs": 6, "max_steps": -1, "patience": None, "vertices_per_step": 512,
-    "lr": 2e-3, "batch_size": 32, "beta": 0.1, "weight_decay": 0.0, "resume": False, "seed": 0, "eval_split": "test"})
-
-#: FactorTopyConfig options of that run. ``readout_init_std`` is small (0.05) so that after a short run the
-#: readout directions are the learned ones, not the random start: the channel map clusters those directions
-#: (with std 1 and a few hundred steps it is salt-and-pepper).
-NETWORK_MODEL_OPTIONS = MappingProxyType({
-    "bottleneck": 32, "mlp_hidden": 64, "reg_decay_steps": 100, "readout_init_std": 0.05, "chunk_size": None})
-
-
-def network_train_config(data, subject, backbone: str, out_dir: str | Path, **changes) -> TrainConfig:
-    """The :class:`TrainConfig` of FactorTopy for one subject on one backbone, notebook scale.
-
-    :data:`NETWORK_TRAINING` with ``changes`` (TrainConfig fields) on top; ``model_options`` in
-    ``changes`` update :data:`NETWORK_MODEL_OPTIONS`. Train it with
-    ``brainnet.training.fit.fit_encoder(config, features=network_features(...)[0])``.
-
-    Parameters
-    ----------
-    data : prepared dataset (path or :class:`~brainnet.data.PreparedDataset`); subject : "subj01" or 1.
+    Changes the backbone in place (its ``input_config``, the buffers ``get_tokens`` reads and, through
+    the input config, its fingerprint: cached tokens of the old normalisation are not reused) and
+    returns it. Brain Decodes Deep Nets fed every backbone ImageNet-normalised images.
     """
-    options = {**NETWORK_MODEL_OPTIONS, **dict(changes.pop("model_options", None) or {})}
-    settings = {**NETWORK_TRAINING, **changes}
-    return TrainConfig(data_dir=str(prepared_root(data)), subjects=(subject_name(subject),),
-                       backbone=backbone, out_dir=str(out_dir), model_options=options, **settings)
+    config = replace(backbone.input_config, mean=tuple(mean), std=tuple(std))  # validated there
+    backbone.input_config = config
+    # Backbone keeps the normalisation as buffers and caches its fingerprint; no public setter yet
+    backbone._mean.copy_(torch.tensor(config.mean, dtype=backbone._mean.dtype).view(1, 3, 1, 1))
+    backbone._std.copy_(torch.tensor(config.std, dtype=backbone._std.dtype).view(1, 3, 1, 1))
+    backbone._fingerprint = None
+    return backbone

@@ -67,6 +67,10 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, readout_lr: f
     return out
 
 
+#: Learning-rate schedules of :func:`lr_multiplier` (``TrainConfig.schedule``).
+SCHEDULES = ("cosine", "constant")
+
+
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: float = 0.0) -> float:
     """LR multiplier: linear warmup from ~0 to 1 over ``warmup_steps``, then cosine to ``min_ratio``
     at ``total_steps`` (held there afterwards)."""
@@ -75,3 +79,17 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: flo
     span = max(1, total_steps - warmup_steps)
     t = min(1.0, (step - warmup_steps) / span)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def lr_multiplier(step: int, total_steps: int, warmup_steps: int, min_ratio: float = 0.0,
+                  schedule: str = "cosine") -> float:
+    """LR multiplier at ``step`` of one of :data:`SCHEDULES`.
+
+    "cosine": :func:`warmup_cosine`; "constant": the same linear warmup over ``warmup_steps``, then
+    1 (``total_steps`` and ``min_ratio`` unused; ``warmup_steps=0`` is a constant rate from step 0).
+    """
+    if schedule == "cosine":
+        return warmup_cosine(step, total_steps, warmup_steps, min_ratio)
+    if schedule == "constant":
+        return (step + 1) / warmup_steps if warmup_steps > 0 and step < warmup_steps else 1.0
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")

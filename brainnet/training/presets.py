@@ -46,7 +46,7 @@ def _mem_algonauts2023() -> dict:
         lora_rank=rank, lora_alpha=rank * scale, lora_targets=VIT_BLOCK_LORA_TARGETS,
         adaln_zero=True, adaln_targets=VIT_BLOCK_NORMS, adaln_gates=VIT_BLOCK_GATES, adaln_bound=0.5,
         loss="smooth_l1", beta=0.01, lr=3e-4, readout_lr_mult=1.0, weight_decay=3e-4,
-        warmup_epochs=20.0, min_lr_ratio=1.0, grad_clip=0.5,
+        warmup_epochs=20.0, schedule="constant", grad_clip=0.5,
         vertex_weighting="val_ema", vertex_weight_decay=0.9, vertex_weight_mix=1.0,
         batch_size=32, vertices_per_step=25600, max_epochs=500, limit_train_batches=0.05,
         patience=120, top_k=10, soup_top_k=10, teacher_path="", handover_steps=0,

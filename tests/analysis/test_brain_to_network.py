@@ -25,18 +25,12 @@ from brainnet.data import PreparedDataset
 from brainnet.models import FactorTopy, FactorTopyConfig
 from brainnet.plotting import plot_channel_map
 from brainnet.plotting.network import plot_backbones_side_by_side, plot_layer_vs_hierarchy, plot_top_channels
+from brainnet.training.b2n_config import B2NConfig
 from brainnet.training.batches import FeatureSet, subject_vertices
 from brainnet.training.config import TrainConfig
 from brainnet.training.fit import fit_encoder
 from brainnet.training.metrics import pearson_r
-from brainnet.training.network import (
-    NETWORK_MODEL_OPTIONS,
-    NETWORK_TRAINING,
-    image_tokens,
-    network_features,
-    network_train_config,
-    standardize_tokens,
-)
+from brainnet.training.network import image_tokens, network_features, standardize_tokens
 
 from tests._mini_cache import mini_tree, prepared_tiny
 
@@ -184,22 +178,23 @@ def test_hierarchy_profile_bins_means_and_masks():
         hierarchy_profile(v, h, n_bins=0)
 
 
-def test_network_train_config_is_a_train_config_with_overrides(tmp_path):
-    cfg = network_train_config(tmp_path, 1, "brainnet-tiny-random", tmp_path / "run")
+def test_b2n_train_config_is_a_train_config_with_overrides(tmp_path):
+    b2n = B2NConfig.preset("notebook")
+    cfg = b2n.train_config(tmp_path, 1, "brainnet-tiny-random", tmp_path / "run")
     assert isinstance(cfg, TrainConfig) and cfg.model == "factortopy" and cfg.subjects == ("subj01",)
     assert cfg.data_dir == str(tmp_path) and cfg.out_dir == str(tmp_path / "run")
-    assert cfg.backbone == "brainnet-tiny-random"
-    assert {k: getattr(cfg, k) for k in NETWORK_TRAINING} == dict(NETWORK_TRAINING)
-    assert cfg.model_options == dict(NETWORK_MODEL_OPTIONS)
-    more = network_train_config(tmp_path, "subj02", "x", tmp_path, max_epochs=2, seed=3,
-                                model_options={"bottleneck": 4, "n_freqs": 2})
+    assert cfg.backbone == "brainnet-tiny-random" and cfg.resume is False
+    assert {k: getattr(cfg, k) for k in B2NConfig.TRAIN_FIELDS} == {k: getattr(b2n, k) for k in B2NConfig.TRAIN_FIELDS}
+    assert cfg.model_options == b2n.model_options
+    more = b2n.train_config(tmp_path, "subj02", "x", tmp_path, max_epochs=2, seed=3,
+                            model_options={"bottleneck": 4, "n_freqs": 2})
     assert (more.max_epochs, more.seed, more.subjects) == (2, 3, ("subj02",))
-    assert more.model_options == {**NETWORK_MODEL_OPTIONS, "bottleneck": 4, "n_freqs": 2}
-    assert network_train_config(tmp_path, 1, "x", tmp_path).model_options["bottleneck"] == 32  # defaults untouched
+    assert more.model_options == {**b2n.model_options, "bottleneck": 4, "n_freqs": 2}
+    assert b2n.train_config(tmp_path, 1, "x", tmp_path).model_options["bottleneck"] == 32  # defaults untouched
     with pytest.raises(TypeError):
-        network_train_config(tmp_path, 1, "x", tmp_path, epochs=3)  # TrainConfig spells it max_epochs
+        b2n.train_config(tmp_path, 1, "x", tmp_path, epochs=3)  # TrainConfig spells it max_epochs
     with pytest.raises(ValueError):
-        network_train_config(tmp_path, 1, "x", tmp_path, lr=-1.0)
+        b2n.train_config(tmp_path, 1, "x", tmp_path, lr=-1.0)
 
 
 def test_image_tokens_standardised_like_the_training_tokens(prepared):
@@ -264,9 +259,9 @@ def test_network_figures(prepared, truth, tmp_path, rng):
 def test_short_training_recovers_receptive_fields(prepared, truth, tmp_path):
     """A short FactorTopy run on the tiny preset: positions follow the planted RFs, layers the hierarchy."""
     torch.set_num_threads(1)
-    cfg = network_train_config(prepared, "subj01", "brainnet-tiny", tmp_path / "run", max_epochs=12,
-                               vertices_per_step=None, lr=3e-3,
-                               model_options={"bottleneck": 16, "mlp_hidden": 32, "reg_decay_steps": 50})
+    cfg = B2NConfig.preset("notebook").train_config(
+        prepared, "subj01", "brainnet-tiny", tmp_path / "run", max_epochs=12, vertices_per_step=None, lr=3e-3,
+        model_options={"bottleneck": 16, "mlp_hidden": 32, "reg_decay_steps": 50})
     features, _ = network_features(prepared, "brainnet-tiny", pool=cfg.pool)
     fit = fit_encoder(cfg, features=features)
     maps = network_maps(fit.model, "subj01")

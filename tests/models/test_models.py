@@ -520,7 +520,8 @@ def test_selector_config_is_shared_and_old_flat_dicts_load():
                                           reg_decay_steps=0)
     ft = FactorTopyConfig.from_dict(OLD_FACTORTOPY_DICT)
     assert ft.layer_names == ("a", "b") and ft.bottleneck == 16
-    assert ft.to_dict() == OLD_FACTORTOPY_DICT  # the saved form is unchanged
+    # the saved form is unchanged but for the later token options, whose defaults are the old behaviour
+    assert ft.to_dict() == {**OLD_FACTORTOPY_DICT, "token_resize": "area", "padding": "border"}
     # each model keeps its own defaults of the shared fields
     assert (MemConfig().reg_weight, MemConfig().n_layers) == (1e-4, 4)
     assert (FactorTopyConfig().reg_weight, FactorTopyConfig().n_layers) == (0.1, 12)

@@ -54,7 +54,7 @@ def test_mem_preset_defining_settings():
     # optimisation
     assert (cfg.loss, cfg.beta, cfg.lr, cfg.readout_lr_mult) == ("smooth_l1", 0.01, 3e-4, 1.0)
     assert (cfg.vertices_per_step, cfg.patience, cfg.limit_train_batches) == (25600, 120, 0.05)
-    assert cfg.top_k == 10 and cfg.soup_top_k == 10
+    assert cfg.top_k == 10 and cfg.soup_top_k == 10 and cfg.schedule == "constant"
     assert cfg.vertex_weighting == "val_ema" and not cfg.teacher_path
 
 
