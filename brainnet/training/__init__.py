@@ -32,7 +32,7 @@ _EXPORTS: dict[str, str] = {
     "EncodingDataset": "batches", "FeatureSet": "batches", "ImagePixels": "batches", "SubjectTrials": "batches",
     "make_loader": "batches", "subject_vertices": "batches",
     "EncoderModule": "module",
-    "FitResult": "fit", "fit_encoder": "fit", "load_model": "fit", "run_key": "fit", "train_trial": "fit",
+    "FitResult": "fit", "fit_encoder": "fit", "load_model": "run_setup", "run_key": "fit", "train_trial": "fit",
     "EvalResult": "evaluate", "Predictions": "evaluate", "SubjectMeta": "evaluate", "evaluate_predictions": "evaluate",
     "predict_dataset": "evaluate",
     "BaselineResult": "baselines", "fit_pca_linear": "baselines", "fit_ridge": "baselines",

@@ -24,93 +24,21 @@ import torch
 
 from brainnet.data.layout import split_mask
 from brainnet.data.prepared import PreparedDataset
-from brainnet.models import AdaptConfig, BackboneInLoop, create_model, model_entry
+from brainnet.models import BackboneInLoop, model_entry
 
-from .batches import EncodingDataset, FeatureSet, ImagePixels, SubjectTrials, make_loader, subject_vertices
+from .batches import EncodingDataset, FeatureSet, ImagePixels, SubjectTrials, make_loader
 from .config import TrainConfig
 from .evaluate import EvalResult, SubjectMeta, evaluate_predictions, predict_dataset
-from .features import build_features, resolve_backbone
 from .module import EncoderModule
+from .run_setup import (
+    adapt_config,
+    build_model,
+    config_features,
+    in_loop_backbone,
+    model_config,
+    model_state,
+)
 from .soup import soup_checkpoints
-
-
-def model_config(config: TrainConfig, features: FeatureSet):
-    """The model's config dataclass for a TrainConfig and the cached feature shapes (the registered
-    model's ``configure``: ``config.model_options`` override fields, ``config.ablation`` picks the variant)."""
-    entry = model_entry(config.model)
-    if entry.configure is None:
-        raise ValueError(f"model {config.model!r} cannot be configured from cached tokens; "
-                         "build it with brainnet.models.create_model")
-    return entry.configure(features, dict(config.model_options), config.ablation)
-
-
-def build_model(kind: str, cfg, data_dir: str | Path | PreparedDataset, subjects) -> torch.nn.Module:
-    """The registered model ``kind`` (``"mem"``, ``"factortopy"``, see :func:`brainnet.models.list_models`)
-    for the subjects' vertices of a prepared dataset."""
-    coords, hemi = subject_vertices(data_dir, subjects)
-    return create_model(kind, cfg, coords, hemi)
-
-
-def config_backbone(config: TrainConfig, name: str | None = None):
-    """Backbone ``name`` (default ``config.backbone``) at ``config.image_size``; random-init weights
-    are drawn with ``config.seed`` (without touching the global RNG), so a checkpoint can rebuild them."""
-    kwargs = {} if config.image_size is None else {"image_size": config.image_size}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        return resolve_backbone(name or config.backbone, **kwargs)
-
-
-def in_loop_backbone(config: TrainConfig):
-    """The backbone of ``config`` for training in the loop (see :func:`config_backbone`)."""
-    return config_backbone(config)
-
-
-def config_features(config: TrainConfig, data: PreparedDataset, backbone=None) -> FeatureSet:
-    """Cached features of a TrainConfig: tokens of ``backbone`` (default: ``config.backbone``,
-    built at ``config.image_size`` when that is set), memory vectors from ``config.memory_backbone``
-    (or the token cache) standardised when ``config.standardize_memory``."""
-    if backbone is None:
-        backbone = config.backbone if config.image_size is None else config_backbone(config)
-    memory = None
-    if config.memory_backbone:
-        memory = (config.memory_backbone if config.image_size is None
-                  else config_backbone(config, config.memory_backbone))
-    return build_features(data, backbone, config.layers, config.pool, config.memory_layer, memory_backbone=memory,
-                          standardize_memory=config.standardize_memory)
-
-
-def adapt_config(config: TrainConfig, features: FeatureSet) -> AdaptConfig:
-    """The :class:`AdaptConfig` of a TrainConfig (layers and pooling as the cached features)."""
-    return AdaptConfig(lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, lora_targets=config.lora_targets,
-                       adaln_zero=config.adaln_zero, adaln_targets=config.adaln_targets,
-                       adaln_gates=config.adaln_gates, adaln_bound=config.adaln_bound, pool=config.pool,
-                       layers=features.layer_names)
-
-
-def load_model(checkpoint: str | Path, data_dir: str | Path | None = None) -> torch.nn.Module:
-    """Rebuild a trained model from a checkpoint written by :func:`fit_encoder` (eval mode, CPU).
-
-    A model trained with its backbone in the loop comes back as a :class:`BackboneInLoop`; its
-    backbone is rebuilt from the config and must have the weights it was trained on."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    tc = TrainConfig.from_dict(ckpt["train_config"])
-    kind = ckpt.get("model_kind", tc.model)
-    model = build_model(kind, model_entry(kind).config_class.from_dict(ckpt["model_config"]),
-                        data_dir or tc.data_dir, tc.subjects)
-    if "adapt_config" in ckpt:
-        backbone = in_loop_backbone(tc)
-        want = ckpt.get("backbone_fingerprint")
-        if want and backbone.fingerprint != want:
-            raise ValueError(f"{checkpoint} was trained on other weights of backbone {tc.backbone!r} "
-                             f"(fingerprint {want[:12]}, rebuilt {backbone.fingerprint[:12]}); provide those weights")
-        model = BackboneInLoop(backbone, model, AdaptConfig.from_dict(ckpt["adapt_config"]))
-    model.load_state_dict(model_state(ckpt))
-    return model.eval()
-
-
-def model_state(checkpoint: dict) -> dict[str, torch.Tensor]:
-    """The wrapped model's state dict from a Lightning checkpoint dict."""
-    return {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
 
 
 class EncodingData(pl.LightningDataModule):

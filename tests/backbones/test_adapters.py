@@ -313,7 +313,7 @@ def test_fit_in_the_loop_trains_adapters_only_saves_small_checkpoints_and_reload
     from brainnet.training.batches import EncodingDataset, ImagePixels
     from brainnet.training.evaluate import predict_dataset
     from brainnet.training.features import build_features
-    from brainnet.training.fit import load_model
+    from brainnet.training.run_setup import load_model
 
     result = fits
     model = result.model

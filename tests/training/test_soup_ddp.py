@@ -102,7 +102,7 @@ def test_ddp_validation_r_equals_one_process_evaluation(root, features, tmp_path
     """strategy="ddp", devices=2 on CPU (gloo), two subjects, max_steps below one epoch: the run
     validates at its last step (no val r otherwise), each rank scores half the validation batches
     (one subject each here), and both ranks log the r of a one-process evaluation of the saved weights."""
-    from brainnet.training.fit import load_model
+    from brainnet.training.run_setup import load_model
     from brainnet.training.soup import validation_scorer
 
     out = tmp_path_factory.mktemp("ddp")
@@ -134,7 +134,8 @@ def test_fit_soup_of_top_checkpoints(root, features, tmp_path):
     checkpoints is scored on val (>= the best alone), saved, evaluated and recorded. Resumed again
     with nothing to train: the same soup file is reused, not recomputed."""
     from brainnet.training.config import TrainConfig
-    from brainnet.training.fit import fit_encoder, load_model, model_state
+    from brainnet.training.fit import fit_encoder
+    from brainnet.training.run_setup import load_model, model_state
     from brainnet.training.soup import validation_scorer
 
     with pytest.raises(ValueError, match="soup_top_k"):
