@@ -238,8 +238,9 @@ def test_resume_refuses_a_folder_of_other_settings(first_fit, features):
 
 def test_trainable_runs_from_a_config_dict(root, tmp_path, features, monkeypatch):
     from brainnet.training import fit as fit_mod
+    from brainnet.training import run_setup
 
-    monkeypatch.setattr(fit_mod, "build_features", lambda *a, **k: features)
+    monkeypatch.setattr(run_setup, "build_features", lambda *a, **k: features)
     cfg = _fit_config(root, tmp_path / "trial", max_epochs=1).to_dict()
     summary = fit_mod.train_trial(cfg)
     assert summary["global_step"] > 0 and "eval_mean_r" in summary
