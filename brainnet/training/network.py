@@ -135,7 +135,8 @@ NETWORK_TRAINING = MappingProxyType({
 
 #: FactorTopyConfig options of that run. ``readout_init_std`` is small (0.05) so that after a short run the
 #: readout directions are the learned ones, not the random start: the channel map clusters those directions
-#: (with std 1 and a few hundred steps it is salt-and-pepper).
+#: (with std 1 and a few hundred steps it is salt-and-pepper). It stays explicit: it is half the models'
+#: fan-in default for this bottleneck (1 / sqrt(3 * 32) = 0.10), and 0.05 is the value this run was checked with.
 NETWORK_MODEL_OPTIONS = MappingProxyType({
     "bottleneck": 32, "mlp_hidden": 64, "reg_decay_steps": 100, "readout_init_std": 0.05, "chunk_size": None})
 
