@@ -140,7 +140,8 @@ class FitResult:
     start_step / global_step : step training started from (> 0 after a resume) / ended at
     history : DataFrame per validation (epoch, step, train_loss, val_r)
     evaluation : subject -> EvalResult on ``config.eval_split``
-    summary : flat numbers (best_val_r, eval_mean_r, eval_mean_score, ...); also metrics.json
+    summary : flat numbers (best_val_r, eval_mean_r, eval_mean_score (trial-level), eval_challenge_score
+        (Algonauts challenge score), ...); also metrics.json
     """
 
     config: TrainConfig
@@ -325,11 +326,16 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
 
 def summarize_fit(result: FitResult) -> dict:
     """Flat numbers of a fit: best val r, steps, and per evaluated subject mean r / score / identification
-    (also averaged over subjects as ``eval_*``)."""
+    (also averaged over subjects as ``eval_*``).
+
+    ``eval_mean_score`` is trial-level (r over single trials / NC of 3 repeats); ``eval_challenge_score``
+    is the Algonauts challenge score (image-averaged, NC from the repeat counts): only the latter compares
+    with challenge numbers (see :mod:`brainnet.training.metrics`)."""
     s: dict = {"best_val_r": float(result.history["val_r"].max()) if len(result.history) else float("nan"),
                "global_step": result.global_step, "start_step": result.start_step,
                "eval_split": result.config.eval_split}
-    keys = ("mean_r", "median_r", "mean_score", "median_score", "identification")
+    keys = ("mean_r", "median_r", "mean_score", "median_score", "identification", "challenge_score",
+            "challenge_mean_r")
     for subj, ev in result.evaluation.items():
         for k in keys:
             if k in ev.summary:

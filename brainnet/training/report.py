@@ -19,9 +19,9 @@ def _per_vertex(result, subject: str) -> pd.DataFrame:
 
 
 def roi_score_table(results: Mapping[str, object], subject: str, atlas: str = "streams") -> pd.DataFrame:
-    """Mean noise-normalised score per ROI of ``atlas`` for each named result, plus the mean noise
-    ceiling (percent) and vertex count; a final "all vertices" row. Columns: roi, n_vertices,
-    noise_ceiling, then one column per result name."""
+    """Mean trial-level noise-normalised score (per-vertex ``score``; not the challenge score) per ROI of
+    ``atlas`` for each named result, plus the mean noise ceiling (percent, 3 repeats) and vertex count; a
+    final "all vertices" row. Columns: roi, n_vertices, noise_ceiling, then one column per result name."""
     rows = None
     for name, res in results.items():
         pv = _per_vertex(res, subject)
@@ -48,12 +48,16 @@ def name_rois(table: pd.DataFrame, names) -> pd.DataFrame:
 
 def ablation_table(fits: Mapping[str, object], subject: str,
                    groups: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
-    """One row per ablation: mean r and mean score over all vertices and over each vertex group
-    (e.g. planted kinds from :func:`brainnet.analysis.truth.kind_mask`)."""
+    """One row per ablation: trial-level mean r and mean score over all vertices and over each vertex group
+    (e.g. planted kinds from :func:`brainnet.analysis.truth.kind_mask`), and over all vertices the
+    Algonauts challenge score (``challenge_score``: image-averaged, NC from the repeat counts) when the
+    evaluation has it."""
     rows = []
     for name, fit in fits.items():
         pv = _per_vertex(fit, subject)
         row = {"model": name, "mean_r": float(pv["r"].mean()), "mean_score": float(pv["score"].mean())}
+        if "challenge_score" in pv:
+            row["challenge_score"] = float(pv["challenge_score"].mean())
         for g, mask in (groups or {}).items():
             mask = np.asarray(mask, bool)
             if mask.any():

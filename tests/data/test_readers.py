@@ -19,8 +19,9 @@ from brainnet.data.formats import nsd
 from brainnet.data.layout import BEHAVIOUR_COLUMNS as COLUMN_NAMES
 from brainnet.data.layout import BEHAVIOUR_GROUPS as GROUPS
 from brainnet.data.layout import N_BEHAVIOUR as N_FEATURES
+from brainnet.data.noise_ceiling import noise_ceiling
 from brainnet.data.prep.behaviour import behaviour_features, showing_links
-from brainnet.data.prep.tables import assign_splits, memory_index, noise_ceiling, select_vertices, zscore_session
+from brainnet.data.prep.tables import assign_splits, memory_index, select_vertices, zscore_session
 from brainnet.errors import DataFormatError
 
 
