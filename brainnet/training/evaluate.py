@@ -114,7 +114,8 @@ class EvalResult:
         scored images' repeat counts)
     summary : mean_r, median_r, mean_score, median_score (trial-level: r over single trials, score =
         100 r^2 / NC of 3 repeats); with image ids also challenge_score (the Algonauts challenge score:
-        image-averaged, NC from the repeat counts, mean over vertices), challenge_mean_r, n_images,
+        image-averaged, NC from the repeat counts, mean over the Algonauts mask's vertices: all of them
+        unless prepare added vertices by NC), challenge_mean_r, n_images,
         identification (top-1 accuracy among ``n_candidates`` images, image-averaged responses),
         n_candidates; n_trials
     roi_table : DataFrame: atlas, roi, n_vertices, mean_r, mean_score, mean_nc (percent)
@@ -156,7 +157,8 @@ def evaluate_predictions(pred: np.ndarray, target: np.ndarray, meta: SubjectMeta
             summary["identification"] = identification_accuracy(p_img, t_img, k, n_draws, seed)
             summary["n_candidates"] = k
             ch = challenge_score(pred, target, image, meta.ncsnr)
-            summary.update(challenge_score=ch.mean, challenge_mean_r=float(ch.r.mean()))
+            scored = meta.challenge if meta.challenge.any() else slice(None)  # the challenge's vertices
+            summary.update(challenge_score=float(ch.score[scored].mean()), challenge_mean_r=float(ch.r[scored].mean()))
             table["challenge_r"], table["challenge_score"], table["challenge_nc"] = ch.r, ch.score, ch.nc
     rows = []
     for atlas, (labels, names) in meta.rois.items():

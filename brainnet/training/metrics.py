@@ -4,8 +4,9 @@ identification.
 Two noise-normalised scores, not to be compared with each other:
 
 * the **trial-level score** (:func:`noise_normalized_score` of a trial-level r, with the stored NC of
-  the mean of 3 repeats): r over single trials, whose noise is that of one repeat, so it sits below
-  the challenge's number; what training curves and the acceptance criteria use;
+  the mean of 3 repeats): r over single trials, whose noise is that of one repeat, so a perfect model
+  of the image-locked signal scores only 100 NC(1) / NC(3), below the challenge's number; what
+  training curves and the acceptance criteria use;
 * the **Algonauts challenge score** (:func:`challenge_score`): predictions and responses averaged over
   each image's repeats, r over images, NC from the images' actual repeat counts. Only this one is
   comparable with challenge leaderboard numbers.
