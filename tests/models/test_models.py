@@ -120,7 +120,8 @@ def test_readout_init_is_fan_in_scaled_unless_set():
         assert w.std().item() == pytest.approx((3 * dim) ** -0.5, rel=0.03)
     assert VertexReadout(4000, 8, init_std=1.0).weight.std().item() == pytest.approx(1.0, rel=0.03)
     assert not SubjectReadouts({"subj01": 5}, dim=3, init_std=0.0)["subj01"].weight.any()
-    assert MemConfig().readout_init_std is None and LagConfig().readout_init_std is None
+    assert FactorTopyConfig().readout_init_std is None and LagConfig().readout_init_std is None
+    assert MemConfig().readout_init_std == 1.0  # measured: the mean readout needs weights of order 1
     with pytest.raises(ValueError, match="init_std"):
         VertexReadout(5, 3, init_std=-1.0)
 
