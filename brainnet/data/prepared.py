@@ -19,6 +19,7 @@ import numpy as np
 
 from brainnet.data import layout as L
 from brainnet.data.io import npy_header, sha256_file
+from brainnet.data.noise_ceiling import ncsnr_from_noise_ceiling
 from brainnet.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,13 @@ class PreparedSubject:
     def noise_ceiling(self) -> np.ndarray:
         """float32 [n_vertices], fraction in [0, 1] for the mean of 3 repeats."""
         return self._npy(L.NOISE_CEILING, mmap=False)
+
+    @property
+    def ncsnr(self) -> np.ndarray:
+        """float64 [n_vertices] NSD ncsnr, recovered exactly from :attr:`noise_ceiling` (0 where it is 0).
+
+        For the NC of other repeat counts: :func:`brainnet.data.noise_ceiling.noise_ceiling`."""
+        return ncsnr_from_noise_ceiling(self.noise_ceiling)
 
     @cached_property
     def vertex_valid(self) -> np.ndarray:

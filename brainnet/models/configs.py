@@ -78,8 +78,11 @@ class SelectorConfig(DictConfig):
         ``grid_sample`` convention for positions (False: -1 / +1 are the image edges).
     chunk_size : int or None
         Vertices per chunk in the forward pass (None: all at once).
-    readout_init_std : float
-        Std of the readout weight initialisation.
+    readout_init_std : float or None
+        Std of the normal readout weight initialisation; None (default): fan-in scaled
+        ``1 / sqrt(3 D)`` (:func:`brainnet.models.readout.default_init_std`, the std of the references'
+        ``nn.Linear`` init). Saved configs of older runs hold 1.0, the former default (a start so
+        large that short runs give salt-and-pepper channel maps).
     reg_weight, reg_decay_steps : selector regulariser weight and its linear decay length
         (constant weight when ``reg_decay_steps <= 0``).
     """
@@ -95,7 +98,7 @@ class SelectorConfig(DictConfig):
     jitter: float = 0.0
     align_corners: bool = False
     chunk_size: int | None = 25600
-    readout_init_std: float = 1.0
+    readout_init_std: float | None = None
     reg_weight: float = 0.1
     reg_decay_steps: int = 2000
 

@@ -8,6 +8,7 @@ vertex subset (``vertex_idx``); both give the same numbers as the full computati
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
@@ -86,6 +87,27 @@ def iter_vertex_chunks(n_vertices: int, chunk_size: int) -> Iterator[torch.Tenso
         yield torch.arange(start, min(start + chunk_size, n_vertices))
 
 
+def default_init_std(dim: int) -> float:
+    """Fan-in scaled std of the readout weights at initialisation: ``1 / sqrt(3 D)``.
+
+    It is the std of ``torch.nn.Linear``'s default initialisation U(-1/sqrt(D), 1/sqrt(D)), which both
+    reference implementations use for their per-vertex weights. A start this small leaves the trained
+    weights to the data: with std 1 and Adam steps of ~lr, a few hundred steps barely move the random
+    start, so neighbouring vertices keep unrelated directions (salt-and-pepper channel maps).
+    """
+    if dim < 1:
+        raise ValueError(f"dim must be >= 1, got {dim}")
+    return 1.0 / math.sqrt(3.0 * dim)
+
+
+def _init_std(dim: int, init_std: float | None) -> float:
+    if init_std is None:
+        return default_init_std(dim)
+    if not math.isfinite(init_std) or init_std < 0:
+        raise ValueError(f"init_std must be a finite number >= 0 or None, got {init_std}")
+    return float(init_std)
+
+
 class VertexReadout(nn.Module):
     """Per-vertex linear readout.
 
@@ -95,15 +117,15 @@ class VertexReadout(nn.Module):
         N, number of vertices.
     dim : int
         D, feature size.
-    init_std : float
-        Std of the normal initialisation of the weights (bias starts at 0); used by
-        ``init="normal"``.
+    init_std : float or None
+        Std of the normal initialisation of the weights (bias starts at 0) with ``init="normal"``;
+        None: :func:`default_init_std` of D.
     init : str
         "normal" (weights ~ N(0, init_std^2), bias 0) or "linear" (weights and bias
         ~ U(-1/sqrt(D), 1/sqrt(D)), the default init of a ``nn.Linear(D, N)``).
     """
 
-    def __init__(self, n_vertices: int, dim: int, init_std: float = 1.0, init: str = "normal"):
+    def __init__(self, n_vertices: int, dim: int, init_std: float | None = None, init: str = "normal"):
         super().__init__()
         if n_vertices < 1 or dim < 1:
             raise ValueError(f"n_vertices and dim must be >= 1, got {n_vertices}, {dim}")
@@ -112,7 +134,7 @@ class VertexReadout(nn.Module):
         self.n_vertices = n_vertices
         self.dim = dim
         if init == "normal":
-            self.weight = nn.Parameter(torch.randn(n_vertices, dim) * init_std)
+            self.weight = nn.Parameter(torch.randn(n_vertices, dim) * _init_std(dim, init_std))
             self.bias = nn.Parameter(torch.zeros(n_vertices))
         else:
             bound = dim ** -0.5
@@ -176,10 +198,11 @@ class SubjectReadouts(nn.Module):
         Vertex count per subject.
     dim : int
         Feature size D.
-    init_std, init : see :class:`VertexReadout`
+    init_std, init : see :class:`VertexReadout` (init_std None: :func:`default_init_std`)
     """
 
-    def __init__(self, n_vertices: Mapping[str, int], dim: int, init_std: float = 1.0, init: str = "normal"):
+    def __init__(self, n_vertices: Mapping[str, int], dim: int, init_std: float | None = None,
+                 init: str = "normal"):
         super().__init__()
         if not n_vertices:
             raise ValueError("need at least one subject")

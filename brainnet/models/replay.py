@@ -32,14 +32,16 @@ class LagConfig(DictConfig):
     out_dim : int
         Feature size D fed to the per-vertex readout.
     dropout : float
-    readout_init_std : float
+    readout_init_std : float or None
+        Readout weight init std; None: fan-in scaled (see
+        :func:`brainnet.models.readout.default_init_std`).
     """
 
     in_dims: tuple[int, ...] = (384,) * 4
     hidden: int = 256
     out_dim: int = 64
     dropout: float = 0.1
-    readout_init_std: float = 1.0
+    readout_init_std: float | None = None
 
     def __post_init__(self):
         if not self.in_dims or min(self.in_dims) < 1 or self.hidden < 1 or self.out_dim < 1:

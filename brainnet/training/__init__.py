@@ -10,7 +10,7 @@ Modules (imported on first use of a name: ``brainnet.training.TrainConfig`` impo
   its validation r over several processes (per-vertex statistics gathered and merged).
 * :mod:`.optim` - loss, parameter groups, warmup + cosine / constant schedule, distillation targets.
 * :mod:`.fit` - :func:`fit_encoder` (train, keep top-k, score), :func:`train_trial` (Ray Tune trainable).
-* :mod:`.evaluate` - per-vertex r, noise-normalised score, ROI tables, image identification.
+* :mod:`.evaluate` - per-vertex r, trial-level and challenge scores, ROI tables, image identification.
 * :mod:`.baselines` - ridge (per-vertex alpha, himalaya) and PCA + linear (Algonauts tutorial).
 * :mod:`.soup`, :mod:`.distill` - greedy model soup, prediction distillation.
 * :mod:`.submission` - Algonauts 2023 submission files.
@@ -40,8 +40,8 @@ _EXPORTS: dict[str, str] = {
     "distill": "distill", "ensemble_predictions": "distill",
     "write_submission": "submission",
     "ablation_table": "report", "roi_score_table": "report",
-    "PearsonAccumulator": "metrics", "algonauts_score": "metrics", "noise_normalized_score": "metrics",
-    "pearson_r": "metrics", "roi_means": "metrics",
+    "PearsonAccumulator": "metrics", "mean_noise_normalized_score": "metrics", "noise_normalized_score": "metrics",
+    "pearson_r": "metrics", "roi_means": "metrics", "ChallengeScore": "metrics", "challenge_score": "metrics",
     "run_grid": "grid", "grid_search": "grid",
     "network_features": "network", "set_input_normalization": "network", "standardize_tokens": "network",
     "B2NConfig": "b2n_config",

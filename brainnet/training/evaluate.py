@@ -1,4 +1,9 @@
-"""Scores on a split: per-vertex r, noise-normalised score, ROI tables, image identification.
+"""Scores on a split: per-vertex r, noise-normalised scores, ROI tables, image identification.
+
+Two scores (see :mod:`brainnet.training.metrics`): ``score`` / ``mean_score`` is **trial-level**
+(r over single trials / NC of the mean of 3 repeats: what training and acceptance criteria use);
+``challenge_score`` is the **Algonauts challenge score** (image-averaged, NC from the scored images'
+repeat counts), the only one comparable with challenge numbers.
 
 Works on predictions of any model (encoding models, ridge baselines), so every model is scored
 by the same code.
@@ -13,15 +18,24 @@ import numpy as np
 import pandas as pd
 import torch
 
+from brainnet.data.noise_ceiling import ncsnr_from_noise_ceiling
 from brainnet.data.prepared import PreparedDataset, PreparedSubject
 
-from .metrics import identification_accuracy, noise_normalized_score, pearson_r, roi_means, summarize
+from .metrics import (
+    challenge_score,
+    identification_accuracy,
+    image_means,
+    noise_normalized_score,
+    pearson_r,
+    roi_means,
+    summarize,
+)
 
 
 @dataclass
 class SubjectMeta:
-    """Per-vertex metadata of one subject: nc (V,) fraction, rois {atlas: (labels (V,), names)},
-    hemi int64 (V,), challenge bool (V,)."""
+    """Per-vertex metadata of one subject: nc (V,) fraction (the stored NC of the mean of 3 repeats),
+    rois {atlas: (labels (V,), names)}, hemi int64 (V,), challenge bool (V,); ``ncsnr`` (V,) derived."""
 
     name: str
     nc: np.ndarray
@@ -33,6 +47,11 @@ class SubjectMeta:
     def from_subject(cls, subject: PreparedSubject) -> SubjectMeta:
         nc = np.clip(subject.noise_ceiling.astype(np.float64), 0.0, 1.0)
         return cls(subject.name, nc, dict(subject.rois), subject.hemi.astype(np.int64), subject.challenge)
+
+    @property
+    def ncsnr(self) -> np.ndarray:
+        """float64 (V,) NSD ncsnr recovered from :attr:`nc`."""
+        return ncsnr_from_noise_ceiling(self.nc)
 
     @classmethod
     def load(cls, root: str | Path | PreparedDataset, subject) -> SubjectMeta:
@@ -84,23 +103,21 @@ def _to_device(batch, device):
     return batch
 
 
-def image_means(values: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Average trial rows (n, V) per image: returns (images (m,), means (m, V))."""
-    uniq, inv = np.unique(image, return_inverse=True)
-    sums = np.zeros((uniq.size, values.shape[1]), np.float64)
-    np.add.at(sums, inv, values)
-    return uniq, sums / np.bincount(inv, minlength=uniq.size)[:, None]
-
-
 @dataclass
 class EvalResult:
     """Scores of one subject on one split.
 
     Attributes
     ----------
-    per_vertex : DataFrame (V rows): r, score, nc (fraction), hemi, one column per ROI atlas
-    summary : mean_r, median_r, mean_score, median_score, identification (top-1 accuracy among
-        ``n_candidates`` images, image-averaged responses), n_candidates, n_trials, n_images
+    per_vertex : DataFrame (V rows): r, score (trial-level), nc (fraction, 3 repeats), hemi, one column
+        per ROI atlas; with image ids also challenge_r, challenge_score, challenge_nc (fraction, for the
+        scored images' repeat counts)
+    summary : mean_r, median_r, mean_score, median_score (trial-level: r over single trials, score =
+        100 r^2 / NC of 3 repeats); with image ids also challenge_score (the Algonauts challenge score:
+        image-averaged, NC from the repeat counts, mean over the Algonauts mask's vertices: all of them
+        unless prepare added vertices by NC), challenge_mean_r, n_images,
+        identification (top-1 accuracy among ``n_candidates`` images, image-averaged responses),
+        n_candidates; n_trials
     roi_table : DataFrame: atlas, roi, n_vertices, mean_r, mean_score, mean_nc (percent)
     """
 
@@ -118,7 +135,8 @@ def evaluate_predictions(pred: np.ndarray, target: np.ndarray, meta: SubjectMeta
     ----------
     pred, target : arrays of shape (n_trials, V)
     meta : the subject's :class:`SubjectMeta`
-    image : int array (n_trials,) image row per trial, for identification (None: skipped)
+    image : int array (n_trials,) image row per trial, for identification and the challenge score
+        (None: both skipped)
     n_candidates : candidates per identification trial (capped at the number of images)
     """
     pred = np.asarray(pred, np.float64)
@@ -129,15 +147,19 @@ def evaluate_predictions(pred: np.ndarray, target: np.ndarray, meta: SubjectMeta
     score = noise_normalized_score(r, meta.nc)
     summary = summarize(r, meta.nc)
     summary.update(n_trials=int(pred.shape[0]))
+    table = pd.DataFrame({"r": r, "score": score, "nc": meta.nc, "hemi": meta.hemi})
     if image is not None:
-        imgs, p_img = image_means(pred, image)
-        _, t_img = image_means(target, image)
+        imgs, p_img, _ = image_means(pred, image)
+        _, t_img, _ = image_means(target, image)
         summary["n_images"] = int(imgs.size)
         if imgs.size >= 2:
             k = min(int(n_candidates), int(imgs.size))
             summary["identification"] = identification_accuracy(p_img, t_img, k, n_draws, seed)
             summary["n_candidates"] = k
-    table = pd.DataFrame({"r": r, "score": score, "nc": meta.nc, "hemi": meta.hemi})
+            ch = challenge_score(pred, target, image, meta.ncsnr)
+            scored = meta.challenge if meta.challenge.any() else slice(None)  # the challenge's vertices
+            summary.update(challenge_score=float(ch.score[scored].mean()), challenge_mean_r=float(ch.r[scored].mean()))
+            table["challenge_r"], table["challenge_score"], table["challenge_nc"] = ch.r, ch.score, ch.nc
     rows = []
     for atlas, (labels, names) in meta.rois.items():
         table[atlas] = labels

@@ -113,8 +113,9 @@ class FitResult:
     start_step / global_step : step training started from (> 0 after a resume) / ended at
     history : DataFrame per validation (epoch, step, train_loss, val_r)
     evaluation : subject -> EvalResult on ``config.eval_split``
-    summary : flat numbers (best_val_r, eval_mean_r, eval_mean_score, ...) and ``backbone_weights``
-        (the ``weights_id`` of the backbone that made the tokens); also metrics.json
+    summary : flat numbers (best_val_r, eval_mean_r, eval_mean_score (trial-level), eval_challenge_score
+        (Algonauts challenge score), ...) and ``backbone_weights`` (the ``weights_id`` of the backbone
+        that made the tokens); also metrics.json
     soup : with ``config.soup_top_k > 0``, the record of :func:`.soup.soup_checkpoints` (``model`` and
         ``evaluation`` are then the soup's; ``checkpoints/soup.ckpt`` holds its weights)
     """
@@ -331,11 +332,16 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
 def summarize_fit(result: FitResult) -> dict:
     """Flat numbers of a fit: best val r, steps, and per evaluated subject mean r / score / identification
     (also averaged over subjects as ``eval_*``); with a soup, ``soup_val_r`` / ``soup_best_single_val_r``
-    (validation r of the soup / of the best checkpoint alone), ``soup_members`` (file names), ``soup_size``."""
+    (validation r of the soup / of the best checkpoint alone), ``soup_members`` (file names), ``soup_size``.
+
+    ``eval_mean_score`` is trial-level (r over single trials / NC of 3 repeats); ``eval_challenge_score``
+    is the Algonauts challenge score (image-averaged, NC from the repeat counts): only the latter compares
+    with challenge numbers (see :mod:`brainnet.training.metrics`)."""
     s: dict = {"best_val_r": float(result.history["val_r"].max()) if len(result.history) else float("nan"),
                "global_step": result.global_step, "start_step": result.start_step,
                "eval_split": result.config.eval_split}
-    keys = ("mean_r", "median_r", "mean_score", "median_score", "identification")
+    keys = ("mean_r", "median_r", "mean_score", "median_score", "identification", "challenge_score",
+            "challenge_mean_r")
     for subj, ev in result.evaluation.items():
         for k in keys:
             if k in ev.summary:

@@ -1,5 +1,15 @@
-"""Evaluation metrics: per-vertex Pearson r, Algonauts noise-normalised score, ROI summaries,
-image identification.
+"""Evaluation metrics: per-vertex Pearson r, noise-normalised scores, ROI summaries, image
+identification.
+
+Two noise-normalised scores, not to be compared with each other:
+
+* the **trial-level score** (:func:`noise_normalized_score` of a trial-level r, with the stored NC of
+  the mean of 3 repeats): r over single trials, whose noise is that of one repeat, so a perfect model
+  of the image-locked signal scores only 100 NC(1) / NC(3), below the challenge's number; what
+  training curves and the acceptance criteria use;
+* the **Algonauts challenge score** (:func:`challenge_score`): predictions and responses averaged over
+  each image's repeats, r over images, NC from the images' actual repeat counts. Only this one is
+  comparable with challenge leaderboard numbers.
 
 Conventions: predictions and measurements are arrays of shape (n_samples, n_vertices);
 per-vertex results have shape (n_vertices,). Functions accept NumPy arrays or torch tensors;
@@ -10,9 +20,12 @@ A vertex whose prediction or measurement is constant has r = 0 (not NaN).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from brainnet.data.noise_ceiling import noise_ceiling
 
 NC_FLOOR = 1e-14
 
@@ -116,7 +129,8 @@ def pearson_r(pred, target):
 
 
 def noise_normalized_score(r, nc, cap: float = 100.0) -> np.ndarray:
-    """Algonauts per-vertex score ``100 * clip(r, 0)^2 / NC``, capped at ``cap``.
+    """Noise-normalised per-vertex score ``100 * clip(r, 0)^2 / NC``, capped at ``cap`` (the challenge's
+    formula; which r and NC go in decides whether it is the challenge score: see :func:`challenge_score`).
 
     Parameters
     ----------
@@ -141,8 +155,9 @@ def noise_normalized_score(r, nc, cap: float = 100.0) -> np.ndarray:
     return np.minimum(100.0 * np.clip(r, 0, None) ** 2 / nc, cap)
 
 
-def algonauts_score(r, nc, reduce: str = "mean", cap: float = 100.0) -> float:
-    """Mean (or median) of :func:`noise_normalized_score` over vertices."""
+def mean_noise_normalized_score(r, nc, reduce: str = "mean", cap: float = 100.0) -> float:
+    """Mean (or median) of :func:`noise_normalized_score` over vertices (of the r and NC given; the
+    Algonauts challenge score is :func:`challenge_score`)."""
     s = noise_normalized_score(r, nc, cap)
     if reduce == "mean":
         return float(s.mean())
@@ -151,8 +166,91 @@ def algonauts_score(r, nc, reduce: str = "mean", cap: float = 100.0) -> float:
     raise ValueError(f"reduce must be 'mean' or 'median', got {reduce!r}")
 
 
+def image_means(values, image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Average trial rows per image.
+
+    Parameters
+    ----------
+    values : array of shape (n_trials, V)
+    image : int array of shape (n_trials,), image id per trial
+
+    Returns
+    -------
+    images (m,) sorted ids, means (m, V) float64, repeats (m,) int64 trials per image
+    """
+    values = _to_numpy(values, "values")
+    image = _to_numpy(image, "image")
+    if values.ndim != 2 or image.shape != values.shape[:1]:
+        raise ValueError(f"values must be (n, V) and image (n,), got {values.shape} and {image.shape}")
+    uniq, inv = np.unique(image, return_inverse=True)
+    sums = np.zeros((uniq.size, values.shape[1]), np.float64)
+    np.add.at(sums, inv, values)
+    repeats = np.bincount(inv, minlength=uniq.size)
+    return uniq, sums / repeats[:, None], repeats
+
+
+@dataclass(frozen=True)
+class ChallengeScore:
+    """The Algonauts challenge score of one subject (see :func:`challenge_score`).
+
+    Attributes
+    ----------
+    r : (V,) Pearson r over images of the image-averaged prediction and response
+    nc : (V,) noise ceiling, fraction in [0, 1], for the images' repeat counts
+    score : (V,) ``min(100, 100 * max(r, 0)^2 / nc)``, percent
+    repeat_counts : {k: number of images shown k times}
+    """
+
+    r: np.ndarray
+    nc: np.ndarray
+    score: np.ndarray
+    repeat_counts: dict[int, int]
+
+    @property
+    def mean(self) -> float:
+        """The challenge's number: the mean of :attr:`score` over vertices."""
+        return float(self.score.mean())
+
+    @property
+    def n_images(self) -> int:
+        return int(sum(self.repeat_counts.values()))
+
+
+def challenge_score(pred, resp, image_ids, ncsnr) -> ChallengeScore:
+    """The Algonauts challenge's score of trial-level predictions.
+
+    1. Average prediction and response over each image's trials (its repeats).
+    2. Per vertex, Pearson r over images; r < 0 counts as 0.
+    3. NC per vertex from NSD's ncsnr and the images' repeat counts:
+       ``ncsnr^2 / (ncsnr^2 + (n3/3 + n2/2 + n1/1) / (n3 + n2 + n1))`` with n_k images shown k times
+       (other counts enter the same way, ``sum_k n_k / k / sum_k n_k``); a fraction here, where the
+       challenge code writes 100x it.
+    4. Score per vertex ``min(100, 100 * r^2 / NC)`` (NC 0 -> any r > 0 scores 100); the challenge's
+       number is its mean over vertices (:attr:`ChallengeScore.mean`).
+
+    Parameters
+    ----------
+    pred, resp : arrays of shape (n_trials, V)
+    image_ids : int array of shape (n_trials,), image per trial (at least 2 distinct images)
+    ncsnr : array of shape (V,), NSD ncsnr (NaN counts as 0); from a prepared dataset,
+        :attr:`brainnet.data.PreparedSubject.ncsnr`
+    """
+    pred, resp = _to_numpy(pred, "pred"), _to_numpy(resp, "resp")
+    _check_pair(pred, resp)
+    ncsnr = _to_numpy(ncsnr, "ncsnr")
+    if ncsnr.shape != pred.shape[1:]:
+        raise ValueError(f"ncsnr must be (V={pred.shape[1]},), got {ncsnr.shape}")
+    _, p_img, repeats = image_means(pred, image_ids)
+    _, r_img, _ = image_means(resp, image_ids)
+    r = pearson_r(p_img, r_img)
+    nc = noise_ceiling(ncsnr, repeats).astype(np.float64)
+    counts = {int(k): int(n) for k, n in zip(*np.unique(repeats, return_counts=True))}
+    return ChallengeScore(r=r, nc=nc, score=noise_normalized_score(r, nc), repeat_counts=counts)
+
+
 def summarize(r, nc=None) -> dict[str, float]:
-    """Summary numbers: mean / median r and, with ``nc`` (V,), mean / median score."""
+    """Summary numbers: mean / median r and, with ``nc`` (V,), mean / median score (of ``r`` as given:
+    trial-level in :func:`brainnet.training.evaluate.evaluate_predictions`, not the challenge score)."""
     r = np.nan_to_num(_to_numpy(r, "r").astype(np.float64), nan=0.0)
     out = {"mean_r": float(r.mean()), "median_r": float(np.median(r))}
     if nc is not None:

@@ -11,17 +11,22 @@ import numpy as np
 import pandas as pd
 
 
-def _per_vertex(result, subject: str) -> pd.DataFrame:
-    """Per-vertex table of a FitResult (``.evaluation[subject]``) or a BaselineResult."""
+def _evaluation(result, subject: str):
+    """EvalResult of a FitResult (``.evaluation[subject]``) or a BaselineResult."""
     if hasattr(result, "evaluation") and isinstance(result.evaluation, dict):
-        return result.evaluation[subject].per_vertex
-    return result.evaluation.per_vertex
+        return result.evaluation[subject]
+    return result.evaluation
+
+
+def _per_vertex(result, subject: str) -> pd.DataFrame:
+    """Per-vertex table of a FitResult or a BaselineResult."""
+    return _evaluation(result, subject).per_vertex
 
 
 def roi_score_table(results: Mapping[str, object], subject: str, atlas: str = "streams") -> pd.DataFrame:
-    """Mean noise-normalised score per ROI of ``atlas`` for each named result, plus the mean noise
-    ceiling (percent) and vertex count; a final "all vertices" row. Columns: roi, n_vertices,
-    noise_ceiling, then one column per result name."""
+    """Mean trial-level noise-normalised score (per-vertex ``score``; not the challenge score) per ROI of
+    ``atlas`` for each named result, plus the mean noise ceiling (percent, 3 repeats) and vertex count; a
+    final "all vertices" row. Columns: roi, n_vertices, noise_ceiling, then one column per result name."""
     rows = None
     for name, res in results.items():
         pv = _per_vertex(res, subject)
@@ -48,12 +53,17 @@ def name_rois(table: pd.DataFrame, names) -> pd.DataFrame:
 
 def ablation_table(fits: Mapping[str, object], subject: str,
                    groups: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
-    """One row per ablation: mean r and mean score over all vertices and over each vertex group
-    (e.g. planted kinds from :func:`brainnet.analysis.truth.kind_mask`)."""
+    """One row per ablation: trial-level mean r and mean score over all vertices and over each vertex group
+    (e.g. planted kinds from :func:`brainnet.analysis.truth.kind_mask`), and the Algonauts challenge score
+    (``challenge_score``: image-averaged, NC from the repeat counts, over the challenge's vertices) when
+    the evaluation has it."""
     rows = []
     for name, fit in fits.items():
         pv = _per_vertex(fit, subject)
         row = {"model": name, "mean_r": float(pv["r"].mean()), "mean_score": float(pv["score"].mean())}
+        summary = _evaluation(fit, subject).summary
+        if "challenge_score" in summary:
+            row["challenge_score"] = float(summary["challenge_score"])
         for g, mask in (groups or {}).items():
             mask = np.asarray(mask, bool)
             if mask.any():

@@ -19,8 +19,9 @@ from brainnet.data.formats import nsd
 from brainnet.data.layout import BEHAVIOUR_COLUMNS as COLUMN_NAMES
 from brainnet.data.layout import BEHAVIOUR_GROUPS as GROUPS
 from brainnet.data.layout import N_BEHAVIOUR as N_FEATURES
+from brainnet.data.noise_ceiling import noise_ceiling
 from brainnet.data.prep.behaviour import behaviour_features, showing_links
-from brainnet.data.prep.tables import assign_splits, memory_index, noise_ceiling, select_vertices, zscore_session
+from brainnet.data.prep.tables import assign_splits, memory_index, select_vertices, zscore_session
 from brainnet.errors import DataFormatError
 
 
@@ -221,6 +222,10 @@ def test_behaviour_prev_next_use_full_history(rng):
         np.testing.assert_array_equal(feats[t, 28:35], want_next)
     # NaN RT -> column mean; RT z-scores have mean 0 over the subject
     assert abs(feats[:, 0].mean()) < 1e-5 and feats[4, 0] == pytest.approx(0.0, abs=1e-6)
+    # minutes since the previous showing (TIME is in days); an unseen image counts as 500 days ago
+    minutes = table["TIME"].to_numpy() * 24 * 60
+    raw = np.log1p(np.where(prev >= 0, minutes - minutes[np.maximum(prev, 0)], 500 * 24 * 60))
+    np.testing.assert_allclose(feats[:, 11], (raw - raw.mean()) / raw.std(), atol=1e-5)
 
 
 def test_memory_index_matches_brute_force(rng):

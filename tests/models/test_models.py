@@ -113,6 +113,19 @@ def test_readout_shared_part_subset_and_routing():
         subject_key(["subj01", "subj02"])
 
 
+def test_readout_init_is_fan_in_scaled_unless_set():
+    torch.manual_seed(0)
+    for dim in (8, 96):
+        w = VertexReadout(4000, dim).weight
+        assert w.std().item() == pytest.approx((3 * dim) ** -0.5, rel=0.03)
+    assert VertexReadout(4000, 8, init_std=1.0).weight.std().item() == pytest.approx(1.0, rel=0.03)
+    assert not SubjectReadouts({"subj01": 5}, dim=3, init_std=0.0)["subj01"].weight.any()
+    assert FactorTopyConfig().readout_init_std is None and LagConfig().readout_init_std is None
+    assert MemConfig().readout_init_std == 1.0  # measured: the mean readout needs weights of order 1
+    with pytest.raises(ValueError, match="init_std"):
+        VertexReadout(5, 3, init_std=-1.0)
+
+
 def test_sample_maps_pixel_centre_convention():
     maps = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4)
     # pixel (row 1, col 3) has its centre at x = (2*3+1)/4 - 1, y = (2*1+1)/4 - 1 (x right, y down)
@@ -517,7 +530,7 @@ def test_selector_config_is_shared_and_old_flat_dicts_load():
     mem = MemConfig.from_dict(OLD_MEM_DICT)
     assert mem.width == 8 and mem.in_channels == (4, 8) and not mem.use_time and mem.reg_decay_steps == 0
     assert mem.selector == SelectorConfig(in_channels=(4, 8), n_freqs=4, mlp_hidden=16, reg_weight=1e-4,
-                                          reg_decay_steps=0)
+                                          reg_decay_steps=0, readout_init_std=1.0)  # the saved value, kept
     ft = FactorTopyConfig.from_dict(OLD_FACTORTOPY_DICT)
     assert ft.layer_names == ("a", "b") and ft.bottleneck == 16
     # the saved form is unchanged but for the later token options, whose defaults are the old behaviour

@@ -66,9 +66,14 @@ def test_pca_linear_tutorial_recipe(root, features, truth):
     res = fit_pca_linear(root, "subj01", features, eval_split="heldout", n_components=100)
     assert res.info["n_components"] == min(100, res.info["n_train_images"])
     summary = res.evaluation.summary
-    assert {"mean_r", "median_r", "mean_score", "median_score", "identification"} <= set(summary)
-    r = res.evaluation.per_vertex["r"].to_numpy()
-    assert r[kind_mask(truth, "visual")].mean() > 0.15
+    assert {"mean_r", "median_r", "mean_score", "median_score", "identification", "challenge_score"} <= set(summary)
+    pv = res.evaluation.per_vertex
+    r, visual = pv["r"].to_numpy(), kind_mask(truth, "visual")
+    assert r[visual].mean() > 0.15
+    # the challenge score: image-averaged responses (less noise) against an NC of <= 3 repeats
+    assert pv["challenge_r"].to_numpy()[visual].mean() > r[visual].mean()
+    assert (pv["challenge_nc"] <= pv["nc"] + 1e-6).all()  # equal when every scored image has 3 repeats
+    assert summary["challenge_score"] == pytest.approx(pv["challenge_score"].mean())
 
 
 def test_baseline_rejects_unknown_split(root, features):

@@ -7,12 +7,14 @@ import pytest
 import torch
 from scipy.stats import pearsonr
 
+from brainnet.data.noise_ceiling import ncsnr_from_noise_ceiling, noise_ceiling
 from brainnet.training.metrics import (
     PearsonAccumulator,
-    algonauts_score,
+    challenge_score,
     correlation_matrix,
     identification_accuracy,
     identification_ranks,
+    mean_noise_normalized_score,
     noise_normalized_score,
     pearson_r,
     roi_means,
@@ -73,13 +75,53 @@ def test_noise_normalized_score_values_cap_and_zero_nc():
     nc = np.array([0.5, 0.5, 0.1, 0.0, 0.0, 0.4])
     s = noise_normalized_score(r, nc)
     np.testing.assert_allclose(s, [50.0, 0.0, 100.0, 100.0, 0.0, 0.0])
-    assert algonauts_score(r, nc) == pytest.approx(s.mean())
-    assert algonauts_score(r, nc, reduce="median") == pytest.approx(np.median(s))
+    assert mean_noise_normalized_score(r, nc) == pytest.approx(s.mean())
+    assert mean_noise_normalized_score(r, nc, reduce="median") == pytest.approx(np.median(s))
     assert noise_normalized_score([0.9], [0.1], cap=1000.0)[0] == pytest.approx(810.0)
     with pytest.raises(ValueError, match="fraction"):
         noise_normalized_score(r, nc * 100)
     with pytest.raises(ValueError):
-        algonauts_score(r, nc, reduce="max")
+        mean_noise_normalized_score(r, nc, reduce="max")
+
+
+def test_challenge_score_against_a_hand_computation(rng):
+    """Images 10 (3 repeats), 20 (2), 30 and 40 (1 each): n3 = 1, n2 = 1, n1 = 2."""
+    image = np.array([10, 20, 10, 30, 40, 20, 10])
+    p0 = np.array([1.0, 2, 3, 5, 0, 4, 2])  # image means 2, 3, 5, 0
+    t0 = np.array([0.0, 3, 3, 2, 1, 5, 0])  # image means 1, 4, 2, 1
+    pred = np.stack([p0, -p0, p0], axis=1)  # vertex 1: r < 0; vertex 2: tiny ncsnr
+    resp = np.stack([t0, t0, t0], axis=1)
+    ncsnr = np.array([0.8, 0.8, 0.1])
+    r = np.corrcoef([2.0, 3, 5, 0], [1.0, 4, 2, 1])[0, 1]
+    nc = ncsnr**2 / (ncsnr**2 + (1 / 3 + 1 / 2 + 2 / 1) / (1 + 1 + 2))
+    want = [100 * r**2 / nc[0], 0.0, 100.0]  # r < 0 counts as 0; 100 r^2 / NC > 100 -> capped
+    assert 0 < want[0] < 100 and 100 * r**2 / nc[2] > 100
+    ch = challenge_score(pred, resp, image, ncsnr)
+    np.testing.assert_allclose(ch.r, [r, -r, r], atol=1e-12)
+    np.testing.assert_allclose(ch.nc, nc, rtol=1e-6)
+    np.testing.assert_allclose(ch.score, want, rtol=1e-5)
+    assert ch.mean == pytest.approx(np.mean(want), rel=1e-5)
+    assert ch.repeat_counts == {1: 2, 2: 1, 3: 1} and ch.n_images == 4
+    # trial order does not matter; trial-level r differs from the image-averaged one
+    perm = rng.permutation(image.size)
+    np.testing.assert_allclose(challenge_score(pred[perm], resp[perm], image[perm], ncsnr).score, ch.score)
+    assert abs(pearson_r(pred, resp)[0] - r) > 0.05
+    with pytest.raises(ValueError, match="ncsnr"):
+        challenge_score(pred, resp, image, ncsnr[:2])
+
+
+def test_noise_ceiling_repeat_counts_and_inverse(rng):
+    ncsnr = rng.uniform(0, 2, 50)
+    # all images with k repeats: the NC of the mean of k repeats, 1 / (1 + 1 / (k ncsnr^2))
+    for k in (1, 3, 4):
+        np.testing.assert_allclose(noise_ceiling(ncsnr, np.full(7, k)), 1 / (1 + 1 / (k * ncsnr**2)), rtol=1e-6)
+    np.testing.assert_allclose(noise_ceiling(ncsnr, np.array([4, 4, 2])), ncsnr**2 / (ncsnr**2 + (2 / 4 + 1 / 2) / 3),
+                               rtol=1e-6)
+    nc3 = noise_ceiling(ncsnr)  # the stored NC (3 repeats)
+    np.testing.assert_allclose(ncsnr_from_noise_ceiling(nc3), ncsnr, rtol=1e-3, atol=1e-4)
+    assert ncsnr_from_noise_ceiling(np.array([0.0]))[0] == 0.0
+    with pytest.raises(ValueError, match="n_repeats"):
+        noise_ceiling(ncsnr, np.array([3, 0]))
 
 
 def test_summarize_and_roi_means():

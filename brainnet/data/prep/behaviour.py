@@ -20,9 +20,9 @@ within the trial's session):
 8     has MEMORYRECENT (an earlier showing exists)
 9     has MEMORYFIRST (two earlier showings exist)
 10    ISOLDCURRENT
-11    log1p(minutes since the most recent earlier showing), z (unseen: 500 min)
+11    log1p(minutes since the most recent earlier showing), z (unseen: 500 days)
 12    the same, session z
-13    log1p(minutes since the first earlier showing), z (unseen: 500 min)
+13    log1p(minutes since the first earlier showing), z (unseen: 500 days)
 14    the same, session z
 15    log1p(MEMORYRECENT) (NaN -> 15000 trials), z
 16    the same, session z
@@ -34,7 +34,9 @@ within the trial's session):
 28-34 the same at the next showing
 ====  =================================================================
 
-Minutes come from ``TIME`` (days) x 1440. After all features are computed, NaN in a column
+Minutes come from ``TIME`` (days) x 1440. A trial with no earlier showing gets
+:data:`UNSEEN_DAYS` (500 days, far longer than any gap within the experiment, so it sits above every
+real gap) before the same conversion, as in the reference. After all features are computed, NaN in a column
 is replaced by that column's mean over the subject's trials (0 if the column is all NaN).
 """
 
@@ -45,7 +47,13 @@ import pandas as pd
 
 from brainnet.data.layout import CARRIED
 
-UNSEEN_MINUTES = 500.0
+#: Minutes per day: ``TIME`` in ``responses.tsv`` is in days.
+MINUTES_PER_DAY = 1440.0
+#: Time since an earlier showing given to a trial that has none, in days (converted to minutes like
+#: every measured gap).
+UNSEEN_DAYS = 500.0
+UNSEEN_MINUTES = UNSEEN_DAYS * MINUTES_PER_DAY
+#: Trials since an earlier showing (MEMORYRECENT / MEMORYFIRST) given when there is none.
 UNSEEN_TRIALS = 15000.0
 
 
@@ -106,7 +114,7 @@ def behaviour_features(responses: pd.DataFrame) -> np.ndarray:
     session = col["SESSION"]
     n = len(responses)
     prev, first, nxt = showing_links(responses["73KID"].to_numpy())
-    minutes = col["TIME"] * 1440.0
+    minutes = col["TIME"] * MINUTES_PER_DAY
     idx = np.arange(n)
 
     def since(link: np.ndarray) -> np.ndarray:

@@ -18,9 +18,10 @@ import numpy as np
 from brainnet.data.formats import algonauts as alg
 from brainnet.data.formats import freesurfer as fs
 from brainnet.data.formats import nsd
+from brainnet.data.noise_ceiling import noise_ceiling
 from brainnet.data.prep.behaviour import behaviour_features
 from brainnet.data.prep.config import PrepareConfig
-from brainnet.data.prep.tables import assign_splits, memory_index, noise_ceiling, select_vertices, trial_table
+from brainnet.data.prep.tables import assign_splits, memory_index, select_vertices, trial_table
 from brainnet.errors import DataFormatError
 
 log = logging.getLogger(__name__)

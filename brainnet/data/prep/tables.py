@@ -133,19 +133,6 @@ def assign_splits(nsd_ids: list[np.ndarray], heldout: list[np.ndarray], fraction
     return out, image_split
 
 
-def noise_ceiling(ncsnr: np.ndarray, n_repeats: int = 3) -> np.ndarray:
-    """NC (fraction) of the mean of ``n_repeats`` repeats: ncsnr^2 / (ncsnr^2 + 1/n); NaN -> 0.
-
-    Args:
-        ncsnr: float [V].
-
-    Returns:
-        float32 [V] in [0, 1].
-    """
-    snr2 = np.nan_to_num(np.asarray(ncsnr, dtype=np.float64), nan=0.0) ** 2
-    return (snr2 / (snr2 + 1.0 / n_repeats)).astype(np.float32)
-
-
 def select_vertices(mask: np.ndarray, nc: np.ndarray, threshold: float | str | None) -> tuple[np.ndarray, float | None]:
     """The selected vertices: the challenge mask, optionally extended by noise ceiling.
 
