@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -195,6 +195,18 @@ class Backbone(nn.Module):
             blob = json.dumps(payload, sort_keys=True, default=str).encode()
             self._fingerprint = hashlib.sha256(blob).hexdigest()
         return self._fingerprint
+
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> Backbone:
+        """Normalise the [0, 1] input with ``mean`` / ``std`` (RGB) instead of the backbone's own.
+
+        In place: the input config, the buffers ``get_tokens`` reads and so the fingerprint (tokens
+        cached under the old normalisation are not reused). Returns the backbone."""
+        config = replace(self.input_config, mean=tuple(mean), std=tuple(std))  # validated there
+        self.input_config = config
+        self._mean.copy_(torch.tensor(config.mean, dtype=self._mean.dtype).view(1, 3, 1, 1))
+        self._std.copy_(torch.tensor(config.std, dtype=self._std.dtype).view(1, 3, 1, 1))
+        self._fingerprint = None
+        return self
 
     # ----------------------------------------------------------------- freezing
     def freeze(self) -> Backbone:

@@ -127,10 +127,4 @@ def set_input_normalization(backbone, mean: Sequence[float], std: Sequence[float
     the input config, its fingerprint: cached tokens of the old normalisation are not reused) and
     returns it. Brain Decodes Deep Nets fed every backbone ImageNet-normalised images.
     """
-    config = replace(backbone.input_config, mean=tuple(mean), std=tuple(std))  # validated there
-    backbone.input_config = config
-    # Backbone keeps the normalisation as buffers and caches its fingerprint; no public setter yet
-    backbone._mean.copy_(torch.tensor(config.mean, dtype=backbone._mean.dtype).view(1, 3, 1, 1))
-    backbone._std.copy_(torch.tensor(config.std, dtype=backbone._std.dtype).view(1, 3, 1, 1))
-    backbone._fingerprint = None
-    return backbone
+    return backbone.set_normalization(mean, std)
