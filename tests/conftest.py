@@ -20,6 +20,17 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No network and empty weight caches (torch hub, Hugging Face): published weights cannot be found."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("BRAINNET_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    return tmp_path
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield

@@ -25,17 +25,6 @@ OPEN_CLIP_SMALL = {"layers": 2, "width": 64, "head_width": 32, "patch_size": 16,
 SAM_SMALL = dict(image_size=32, embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1,), window_size=2)
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """No network and empty weight caches (torch hub, Hugging Face)."""
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("BRAINNET_OFFLINE", "1")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    return tmp_path
-
-
 @pytest.mark.parametrize("name", ["clip-vit-b-16", "clip-vit-l-14", "open_clip:ViT-B-16", "vit-b-16-imagenet",
                                   "timm:test_vit"])
 def test_named_published_backbone_offline_raises_instead_of_random(name, offline):

@@ -10,16 +10,6 @@ from brainnet.training.config import TrainConfig
 from _mini_cache import prepared_tiny
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("BRAINNET_OFFLINE", "1")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    return tmp_path
-
-
 def test_published_backbone_offline_raises_in_build_features_and_fit(tmp_path_factory, offline):
     from brainnet.training.features import build_features
     from brainnet.training.fit import fit_encoder
