@@ -12,7 +12,8 @@ from brainnet.data.layout import SPLITS, subject_name
 from brainnet.models.configs import DictConfig
 from brainnet.models.registry import list_models
 
-from .optim import SCHEDULES
+from .optim import DISTILL_MIXES, SCHEDULES
+from .vertex_weights import WEIGHTINGS
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,11 @@ class TrainConfig(DictConfig):
         warmup_steps, min_lr_ratio, schedule: linear warmup over warmup_steps, then "cosine" down
         to min_lr_ratio at the last step or "constant" (:func:`.optim.lr_multiplier`);
         warmup_epochs: > 0 sets warmup_steps to that many (limited) epochs of the
-        training data at the start of fit_encoder; vertex_weighting: "none" or
-        "val_ema" (per-vertex loss weights from the EMA, factor vertex_weight_decay, of each
-        vertex's validation-r improvement, mixed with uniform weights by vertex_weight_mix; see
-        :mod:`.vertex_weights`); grad_clip: Trainer gradient clip
+        training data at the start of fit_encoder; vertex_weighting: "none", "val_ema"
+        (per-vertex loss weights from the EMA, factor vertex_weight_decay, of each vertex's
+        validation-r improvement, mixed with uniform weights by vertex_weight_mix) or
+        "val_ema_minmax" (the EMA min-max scaled to [0, 1] over all subjects' vertices, from the
+        validation at epoch vertex_weight_start_epoch on; see :mod:`.vertex_weights`); grad_clip: Trainer gradient clip
         (None: off); batch_size; vertices_per_step: random vertex subset per step (None: all);
         max_epochs / max_steps (-1: no step limit); limit_train_batches: fraction of the training
         batches that makes one epoch (validation, early stopping and checkpoints run per epoch);
@@ -59,8 +61,10 @@ class TrainConfig(DictConfig):
         scored on the val split, then evaluated instead of the best checkpoint (0 = off; <= top_k);
         precision: "auto" = bf16/16-mixed on CUDA, 32 on CPU.
     Distillation
-        teacher_path: .npz of teacher predictions per subject (n_trials, V); handover_steps: steps
-        over which the target moves linearly from the teacher to the ground truth.
+        teacher_path: .npz of teacher predictions per subject (n_trials, V) ("" = off); the
+        teacher's weight falls linearly from 1 to 0 over handover_epochs epochs (when > 0) or
+        handover_steps steps; distill_mix: "targets" (train on the blended target) or "losses"
+        (blend the losses against truth and teacher); see :func:`.optim.distillation_loss`.
     Run
         out_dir: run folder (checkpoints, config.json, history.jsonl, metrics.json); seed;
         accelerator / devices / strategy: passed to the Trainer; resume: continue from
@@ -100,6 +104,7 @@ class TrainConfig(DictConfig):
     vertex_weighting: str = "none"
     vertex_weight_decay: float = 0.7
     vertex_weight_mix: float = 0.5
+    vertex_weight_start_epoch: int = 0
     batch_size: int = 32
     vertices_per_step: int | None = None
     max_epochs: int = 20
@@ -111,6 +116,8 @@ class TrainConfig(DictConfig):
     precision: str = "auto"
     teacher_path: str = ""
     handover_steps: int = 0
+    handover_epochs: int = 0
+    distill_mix: str = "targets"
     out_dir: str = ""
     seed: int = 0
     accelerator: str = "auto"
@@ -136,8 +143,15 @@ class TrainConfig(DictConfig):
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.vertices_per_step is not None and self.vertices_per_step < 1:
             raise ValueError(f"vertices_per_step must be >= 1 or None, got {self.vertices_per_step}")
-        if self.vertex_weighting not in ("none", "val_ema"):
-            raise ValueError(f"vertex_weighting must be 'none' or 'val_ema', got {self.vertex_weighting!r}")
+        if self.vertex_weighting not in WEIGHTINGS:
+            raise ValueError(f"vertex_weighting must be one of {WEIGHTINGS}, got {self.vertex_weighting!r}")
+        if self.vertex_weight_start_epoch < 0:
+            raise ValueError(f"vertex_weight_start_epoch must be >= 0, got {self.vertex_weight_start_epoch}")
+        if self.distill_mix not in DISTILL_MIXES:
+            raise ValueError(f"distill_mix must be one of {DISTILL_MIXES}, got {self.distill_mix!r}")
+        if self.handover_steps < 0 or self.handover_epochs < 0 or (self.handover_steps and self.handover_epochs):
+            raise ValueError("handover_steps and handover_epochs must be >= 0 and at most one of them > 0 "
+                             f"(got {self.handover_steps} and {self.handover_epochs}; set the other to 0)")
         if not 0.0 <= self.vertex_weight_decay < 1.0 or not 0.0 <= self.vertex_weight_mix <= 1.0:
             raise ValueError("vertex_weight_decay must be in [0, 1) and vertex_weight_mix in [0, 1]")
         if not self.subjects:

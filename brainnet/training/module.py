@@ -14,9 +14,9 @@ from brainnet.models import EncodingModel, check_encoding_model
 
 from .config import TrainConfig
 from .metrics import PearsonAccumulator
-from .optim import blend_targets, encoding_loss, lr_multiplier, param_groups
+from .optim import distillation_loss, encoding_loss, lr_multiplier, param_groups, teacher_share
 from .pearson_sync import reduce_accumulators
-from .vertex_weights import VertexWeightState, update_ema, weights_from_ema
+from .vertex_weights import VertexWeightState, normalizes_by_weight_sum, update_states
 
 
 class EncoderModule(pl.LightningModule):
@@ -39,7 +39,7 @@ class EncoderModule(pl.LightningModule):
         self._val: dict[str, PearsonAccumulator] = {}
         self._train_losses: list[float] = []
         self.history: list[dict] = []
-        self.vertex_state: dict[str, VertexWeightState] = {}  # per subject (vertex_weighting="val_ema")
+        self.vertex_state: dict[str, VertexWeightState] = {}  # per subject (vertex_weighting != "none")
 
     def forward(self, batch, vertex_idx=None):
         return self.model(batch, vertex_idx)
@@ -51,15 +51,20 @@ class EncoderModule(pl.LightningModule):
         return torch.randperm(n_vertices, device=device)[:k]
 
     def training_step(self, batch, batch_idx):
-        target = batch["fmri"]
-        if "teacher" in batch:
-            target = blend_targets(target, batch["teacher"], int(self.global_step), self.config.handover_steps)
+        c = self.config
+        target, teacher = batch["fmri"], batch.get("teacher")
         idx = self._vertex_subset(target.shape[1], target.device)
         pred = self.model(batch, idx)
         if idx is not None:
             target = target[:, idx]
-        loss = encoding_loss(pred, target, self.config.loss, self.config.beta,
-                             self._loss_weights(batch["subject"], idx, target.device))
+            teacher = None if teacher is None else teacher[:, idx]
+        weights = self._loss_weights(batch["subject"], idx, target.device)
+        by_sum = normalizes_by_weight_sum(c.vertex_weighting)
+        if teacher is None:
+            loss = encoding_loss(pred, target, c.loss, c.beta, weights, by_sum)
+        else:
+            a = teacher_share(int(self.global_step), int(self.current_epoch), c.handover_steps, c.handover_epochs)
+            loss = distillation_loss(pred, target, teacher, a, c.distill_mix, c.loss, c.beta, weights, by_sum)
         reg_w = self.model.regularizer_weight(int(self.global_step))
         if reg_w > 0:
             loss = loss + reg_w * self.model.regularizer(batch["subject"], idx)
@@ -68,11 +73,11 @@ class EncoderModule(pl.LightningModule):
         return loss
 
     def _loss_weights(self, subject: str, idx: torch.Tensor | None, device) -> torch.Tensor | None:
-        """Per-vertex loss weights of this step's vertices (None: uniform)."""
+        """Per-vertex loss weights of this step's vertices (None: uniform); set at validation ends."""
         state = self.vertex_state.get(subject)
-        if self.config.vertex_weighting == "none" or state is None or state.steps == 0:
+        if self.config.vertex_weighting == "none" or state is None or state.weights is None:
             return None
-        w = weights_from_ema(state.ema, self.config.vertex_weight_mix).to(device)
+        w = state.weights.to(device)
         return w if idx is None else w[idx]
 
     def on_validation_epoch_start(self):
@@ -90,9 +95,11 @@ class EncoderModule(pl.LightningModule):
             return
         per_vertex = {s: acc.compute() for s, acc in merged.items() if acc.n >= 2}
         rs = [float(r.mean()) for r in per_vertex.values()]
-        if self.config.vertex_weighting == "val_ema" and not self.trainer.sanity_checking:
-            for s, r in per_vertex.items():
-                self.vertex_state[s] = update_ema(self.vertex_state.get(s), r, self.config.vertex_weight_decay)
+        c = self.config
+        if c.vertex_weighting != "none" and not self.trainer.sanity_checking:
+            # r is already merged over processes, so every process computes the same weights
+            self.vertex_state = update_states(c.vertex_weighting, self.vertex_state, per_vertex, c.vertex_weight_decay,
+                                              int(self.current_epoch), c.vertex_weight_mix, c.vertex_weight_start_epoch)
         val_r = float(np.mean(rs)) if rs else 0.0
         # already reduced: the same value on every process (sync_dist would only average equal numbers)
         self.log("val_r", val_r, prog_bar=True, sync_dist=False)

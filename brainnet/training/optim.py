@@ -15,11 +15,12 @@ READOUT_PREFIX = "readouts."
 
 
 def encoding_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "smooth_l1", beta: float = 0.01,
-                  vertex_weights: torch.Tensor | None = None) -> torch.Tensor:
+                  vertex_weights: torch.Tensor | None = None, by_weight_sum: bool = True) -> torch.Tensor:
     """Mean loss over samples and vertices: pred, target (B, N) -> scalar.
 
     ``kind``: "smooth_l1" (Huber-like with transition ``beta``) or "mse". ``vertex_weights``
-    (N,), optional: a weighted mean over vertices (see :mod:`.vertex_weights`).
+    (N,), optional: a weighted mean over vertices, divided by the weights' sum or, with
+    ``by_weight_sum=False``, by the element count (see :func:`.vertex_weights.weighted_vertex_mean`).
     """
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
@@ -30,16 +31,50 @@ def encoding_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "smooth_
         per = F.mse_loss(pred, target, reduction="none")
     else:
         raise ValueError(f"loss must be 'smooth_l1' or 'mse', got {kind!r}")
-    return weighted_vertex_mean(per, vertex_weights)
+    return weighted_vertex_mean(per, vertex_weights, by_weight_sum)
 
 
-def blend_targets(truth: torch.Tensor, teacher: torch.Tensor, step: int, handover_steps: int) -> torch.Tensor:
-    """Distillation target: ``a * teacher + (1 - a) * truth`` with ``a`` falling linearly from 1
-    at step 0 to 0 at ``handover_steps`` (ground truth only afterwards). Shapes (B, N)."""
-    if handover_steps <= 0:
+#: TrainConfig.distill_mix values: blend the targets, or the losses against truth and teacher.
+DISTILL_MIXES: tuple[str, ...] = ("targets", "losses")
+
+
+def teacher_share(step: int, epoch: int, handover_steps: int, handover_epochs: int) -> float:
+    """Weight ``a`` of the teacher in distillation, falling linearly from 1 to 0 (then held at 0):
+    ``1 - epoch / handover_epochs`` when handover_epochs > 0, else ``1 - step / handover_steps``
+    when handover_steps > 0, else 0 (no distillation)."""
+    if handover_epochs > 0:
+        return min(1.0, max(0.0, 1.0 - epoch / handover_epochs))
+    if handover_steps > 0:
+        return min(1.0, max(0.0, 1.0 - step / handover_steps))
+    return 0.0
+
+
+def blend_targets(truth: torch.Tensor, teacher: torch.Tensor, a: float) -> torch.Tensor:
+    """Distillation target ``a * teacher + (1 - a) * truth`` (``a`` from :func:`teacher_share`). Shapes (B, N)."""
+    if a <= 0.0:
         return truth
-    a = max(0.0, 1.0 - step / handover_steps)
     return a * teacher.to(truth.dtype) + (1.0 - a) * truth
+
+
+def distillation_loss(pred: torch.Tensor, truth: torch.Tensor, teacher: torch.Tensor, a: float, mix: str,
+                      kind: str = "smooth_l1", beta: float = 0.01, vertex_weights: torch.Tensor | None = None,
+                      by_weight_sum: bool = True) -> torch.Tensor:
+    """Loss of pred (B, N) against truth and teacher (B, N), teacher weight ``a``.
+
+    ``mix="targets"``: ``L(pred, a * teacher + (1 - a) * truth)``; ``mix="losses"`` (the Memory
+    Encoding Model's rule): ``(1 - a) * L(pred, truth) + a * L(pred, teacher)``. ``L`` is
+    :func:`encoding_loss` with ``kind``, ``beta``, ``vertex_weights`` and ``by_weight_sum``.
+    """
+    def loss(target):
+        return encoding_loss(pred, target, kind, beta, vertex_weights, by_weight_sum)
+
+    if mix == "targets":
+        return loss(blend_targets(truth, teacher, a))
+    if mix != "losses":
+        raise ValueError(f"mix must be one of {DISTILL_MIXES}, got {mix!r}")
+    if a <= 0.0:
+        return loss(truth)
+    return (1.0 - a) * loss(truth) + a * loss(teacher)
 
 
 def _no_decay(name: str, p: nn.Parameter) -> bool:

@@ -47,9 +47,11 @@ def _mem_algonauts2023() -> dict:
         adaln_zero=True, adaln_targets=VIT_BLOCK_NORMS, adaln_gates=VIT_BLOCK_GATES, adaln_bound=0.5,
         loss="smooth_l1", beta=0.01, lr=3e-4, readout_lr_mult=1.0, weight_decay=3e-4,
         warmup_epochs=20.0, schedule="constant", grad_clip=0.5,
-        vertex_weighting="val_ema", vertex_weight_decay=0.9, vertex_weight_mix=1.0,
+        vertex_weighting="val_ema_minmax", vertex_weight_decay=0.9, vertex_weight_start_epoch=20,
         batch_size=32, vertices_per_step=25600, max_epochs=500, limit_train_batches=0.05,
-        patience=120, top_k=10, soup_top_k=10, teacher_path="", handover_steps=0,
+        patience=120, top_k=10, soup_top_k=10,
+        # distillation off (teacher_path=""); with a teacher: the seed's loss mix over 100 epochs
+        teacher_path="", distill_mix="losses", handover_epochs=100, handover_steps=0,
     )
 
 

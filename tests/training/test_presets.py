@@ -55,7 +55,9 @@ def test_mem_preset_defining_settings():
     assert (cfg.loss, cfg.beta, cfg.lr, cfg.readout_lr_mult) == ("smooth_l1", 0.01, 3e-4, 1.0)
     assert (cfg.vertices_per_step, cfg.patience, cfg.limit_train_batches) == (25600, 120, 0.05)
     assert cfg.top_k == 10 and cfg.soup_top_k == 10 and cfg.schedule == "constant"
-    assert cfg.vertex_weighting == "val_ema" and not cfg.teacher_path
+    # the seed's vertex reweighting and (with a teacher) its loss-mixing distillation over 100 epochs
+    assert (cfg.vertex_weighting, cfg.vertex_weight_decay, cfg.vertex_weight_start_epoch) == ("val_ema_minmax", 0.9, 20)
+    assert not cfg.teacher_path and (cfg.distill_mix, cfg.handover_epochs, cfg.handover_steps) == ("losses", 100, 0)
 
 
 def test_mem_preset_schedule_is_warmup_then_constant():

@@ -17,7 +17,7 @@ from brainnet.training.batches import (
     trial_memory_index,
 )
 from brainnet.training.config import TrainConfig
-from brainnet.training.optim import blend_targets, encoding_loss, param_groups, warmup_cosine
+from brainnet.training.optim import blend_targets, encoding_loss, param_groups, teacher_share, warmup_cosine
 
 from _mini_cache import TINY_MODEL, mini_tree, prepared_tiny, tiny_features
 from _mini_cache import tiny_fit_config as _fit_config
@@ -140,9 +140,9 @@ def test_schedule_and_blend():
     assert warmup_cosine(100, 100, 10, 0.05) == pytest.approx(0.05)
     assert warmup_cosine(55, 100, 10) == pytest.approx(0.5)
     truth, teacher = torch.zeros(2, 3), torch.ones(2, 3)
-    assert torch.allclose(blend_targets(truth, teacher, 0, 10), teacher)
-    assert torch.allclose(blend_targets(truth, teacher, 5, 10), torch.full((2, 3), 0.5))
-    assert torch.allclose(blend_targets(truth, teacher, 20, 10), truth)
+    assert torch.allclose(blend_targets(truth, teacher, teacher_share(0, 0, 10, 0)), teacher)
+    assert torch.allclose(blend_targets(truth, teacher, teacher_share(5, 0, 10, 0)), torch.full((2, 3), 0.5))
+    assert torch.allclose(blend_targets(truth, teacher, teacher_share(20, 0, 10, 0)), truth)
     assert encoding_loss(torch.zeros(2, 2), torch.ones(2, 2), "mse").item() == pytest.approx(1.0)
     assert encoding_loss(torch.zeros(2, 2), torch.ones(2, 2), "smooth_l1", 0.5).item() == pytest.approx(0.75)
     with pytest.raises(ValueError):
@@ -205,19 +205,22 @@ def test_resume_continues_from_the_saved_step(root, features, tmp_path):
 
 
 def test_vertex_weighting_state_is_checkpointed_and_resumed(root, features, tmp_path):
-    """vertex_weighting="val_ema": after 2 epochs the EMA has one improvement step per subject, it
-    is saved in last.ckpt, and a resumed run continues it (steps 1 -> 2) instead of restarting."""
+    """vertex_weighting="val_ema_minmax", start epoch 1: after 2 epochs the EMA has folded in both
+    validations, the weights (set at epoch 1) span [0, 1], all saved in last.ckpt; a resumed run
+    continues the EMA (steps 2 -> 3) instead of restarting."""
     from brainnet.training.fit import fit_encoder
 
-    first = fit_encoder(_fit_config(root, tmp_path, max_epochs=2, vertex_weighting="val_ema"), features=features)
+    kw = dict(vertex_weighting="val_ema_minmax", vertex_weight_start_epoch=1)
+    first = fit_encoder(_fit_config(root, tmp_path, max_epochs=2, **kw), features=features)
     ck = torch.load(first.out_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     state = ck["vertex_weight_state"]["subj01"]
     n_vertices = first.evaluation["subj01"].per_vertex.shape[0]
-    assert state["steps"] == 1 and state["ema"].shape == (n_vertices,)
+    assert state["steps"] == 2 and state["epoch"] == 1 and state["ema"].shape == (n_vertices,)
     assert torch.count_nonzero(state["ema"]) > 0
-    second = fit_encoder(_fit_config(root, tmp_path, max_epochs=3, vertex_weighting="val_ema"), features=features)
+    assert state["weights"].min().item() == 0.0 and state["weights"].max().item() == 1.0
+    second = fit_encoder(_fit_config(root, tmp_path, max_epochs=3, **kw), features=features)
     ck2 = torch.load(second.out_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ck2["vertex_weight_state"]["subj01"]["steps"] == 2
+    assert ck2["vertex_weight_state"]["subj01"]["steps"] == 3
     with pytest.raises(ValueError, match="vertex_weighting"):
         TrainConfig(vertex_weighting="loss")
 
@@ -281,8 +284,8 @@ def test_distillation_uses_teacher_targets(first_fit, root, features, tmp_path):
     with_teacher = EncodingDataset(root, ["subj01"], "train", features, n_frames=8, teacher=dict(np.load(path)))
     b = with_teacher.__getitems__([0, 1, 2])
     np.testing.assert_allclose(b["teacher"].numpy(), preds["subj01"][b["trial"].numpy()])
-    student = distill(_fit_config(root, tmp_path / "student", max_epochs=1), path, handover_steps=5,
-                      features=features)
+    student = distill(_fit_config(root, tmp_path / "student", max_epochs=1, distill_mix="losses"), path,
+                      handover_steps=5, features=features)
     assert student.config.teacher_path == str(path) and student.global_step > 0
     with pytest.raises(ValueError, match="teacher"):
         EncodingDataset(root, ["subj01"], "train", features, teacher={"subj01": np.zeros((3, 3))})
