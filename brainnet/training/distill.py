@@ -1,8 +1,11 @@
 """Prediction distillation: train a student on a blend of an ensemble's predictions and the data.
 
 The teacher's predictions for every trial are saved once (:func:`save_teacher`); training then
-uses ``a * teacher + (1 - a) * measured`` as target, with ``a`` falling linearly from 1 to 0
-over ``handover_steps`` (:func:`brainnet.training.optim.blend_targets`).
+mixes teacher and measured responses with the teacher's share ``a`` falling linearly from 1 to 0
+over ``handover_steps`` or ``handover_epochs`` (:func:`brainnet.training.optim.teacher_share`):
+``TrainConfig.distill_mix="targets"`` trains on ``a * teacher + (1 - a) * measured``, "losses" (the
+Memory Encoding Model's rule) on ``a * L(teacher) + (1 - a) * L(measured)``
+(:func:`brainnet.training.optim.distillation_loss`).
 """
 
 from __future__ import annotations
@@ -43,11 +46,17 @@ def save_teacher(path: str | Path, predictions: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def distill(config, teacher_path: str | Path, handover_steps: int, features=None):
-    """``fit_encoder`` with the teacher's predictions blended into the targets (see module doc)."""
+def distill(config, teacher_path: str | Path, handover_steps: int | None = None, features=None):
+    """``fit_encoder`` with the teacher's predictions mixed in (see module doc).
+
+    ``handover_steps`` None keeps the config's own handover (``handover_epochs`` of a preset such as
+    ``mem-algonauts2023``, or its ``handover_steps``); a number sets a handover over that many steps."""
     from .fit import fit_encoder
 
-    if handover_steps < 1:
-        raise ValueError(f"handover_steps must be >= 1, got {handover_steps}")
-    return fit_encoder(config.replace(teacher_path=str(teacher_path), handover_steps=int(handover_steps)),
-                       features=features)
+    if handover_steps is not None:
+        if handover_steps < 1:
+            raise ValueError(f"handover_steps must be >= 1, got {handover_steps}")
+        config = config.replace(handover_steps=int(handover_steps), handover_epochs=0)
+    elif config.handover_steps < 1 and config.handover_epochs < 1:
+        raise ValueError("pass handover_steps, or use a config with handover_steps or handover_epochs >= 1")
+    return fit_encoder(config.replace(teacher_path=str(teacher_path)), features=features)
