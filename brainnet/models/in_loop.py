@@ -12,8 +12,18 @@ backbone on each batch's images, with trainable adapters inside it (see
   groups the wrapped model switches off set to zero (all zero for models without behaviour).
 
 Everything else in the batch (memory vectors, behaviour) goes to the wrapped model unchanged.
-The frozen backbone weights are left out of :meth:`state_dict` (checkpoints hold the adapters
-and the model only); :attr:`base_fingerprint` names the backbone weights they belong to.
+
+Optionally a second backbone (``t1_backbone``, with its own adapters of the same settings) runs on
+the previous trial's image, ``batch["t1_pixels"]`` (B, 3, S', S') uint8 (served when the dataset's
+:class:`~brainnet.training.batches.ImagePixels` has ``t1_size``); its global token of layer
+``AdaptConfig.t1_layer`` goes to the model as ``batch["t1_global"]`` (B, D') (zeros where
+``memory_valid[:, 0]`` is False: no previous image), read by :class:`MemModel`'s T = -1 path
+(``MemConfig.t1_input_dim``). Its AdaLN-zero is conditioned on the previous trial's behaviour
+(``memory_behaviour[:, 0]``, masked the same way).
+
+The frozen backbone weights (of both backbones) are left out of :meth:`state_dict` (checkpoints
+hold the adapters and the model only); :attr:`base_fingerprint` / :attr:`t1_fingerprint` name the
+backbone weights they belong to.
 """
 
 from __future__ import annotations
@@ -48,6 +58,8 @@ class AdaptConfig(DictConfig):
     adaln_bound : None, or every AdaLN modulation squashed to ``bound * tanh(.)``
     pool : local maps pooled to ``pool x pool`` (as the token cache)
     layers : backbone layers fed to the model, in the model's order; () = all taps
+    t1_layer : layer of the T-1 backbone whose global token is the model's T-1 input ("" = its last
+        tap); only read when :class:`BackboneInLoop` is given a ``t1_backbone``
     """
 
     lora_rank: int = 0
@@ -59,6 +71,7 @@ class AdaptConfig(DictConfig):
     adaln_bound: float | None = None
     pool: int | None = 8
     layers: tuple[str, ...] = ()
+    t1_layer: str = ""
 
     def __post_init__(self):
         if self.lora_rank < 0:
@@ -84,29 +97,41 @@ class BackboneInLoop(nn.Module):
         ``batch["global"]`` (:class:`MemModel`, :class:`FactorTopy`); its members (``config``,
         ``positions``, ``layer_weights``, ``scale``, ``regularizer`` ...) are this wrapper's too
     config : AdaptConfig (at least one adapter on)
+    t1_backbone : optional second :class:`~brainnet.backbones.Backbone` for the previous image
+        (frozen here, then given its own adapters of ``config``'s settings); the model's config must
+        have ``t1_input_dim`` equal to the width of its layer ``config.t1_layer``
     """
 
-    def __init__(self, backbone, model: EncodingModel, config: AdaptConfig):
+    def __init__(self, backbone, model: EncodingModel, config: AdaptConfig, t1_backbone=None):
         super().__init__()
         check_encoding_model(model)
         if not config.enabled:
             raise ValueError("BackboneInLoop needs lora_rank > 0 or adaln_zero=True (else train on cached tokens)")
-        backbone.freeze()
-        self.base_fingerprint = backbone.fingerprint
         self.adapt_config = config
-        self.lora_layers = (add_lora(backbone, config.lora_rank, config.lora_alpha, config.lora_targets or None)
-                            if config.lora_rank > 0 else [])
-        self.adaln = (AdaLNZero(backbone, N_BEHAVIOUR, config.adaln_targets or None, config.adaln_gates or None,
-                                config.adaln_bound) if config.adaln_zero else None)
+        self.base_fingerprint = backbone.freeze().fingerprint
+        self.lora_layers, self.adaln = _adapt(backbone, config)
         self.backbone = backbone
         self.model = model
         mask = getattr(model, "behaviour_mask", None)
         self.register_buffer("cond_mask", mask.clone() if mask is not None else torch.zeros(N_BEHAVIOUR),
                              persistent=False)
         self.layers = list(config.layers) or list(backbone.layer_names)
-        frozen = {n for n, p in backbone.named_parameters() if not p.requires_grad}
-        frozen |= {n for n, _ in backbone.named_buffers()}
-        self._frozen_keys = frozenset(f"backbone.{n}" for n in frozen)
+        frozen = _frozen_names(backbone, "backbone.")
+        self.t1_backbone = self.t1_adaln = self.t1_fingerprint = None
+        self.t1_lora_layers, self.t1_layer = [], ""
+        if t1_backbone is not None:
+            key = int(config.t1_layer) if config.t1_layer.lstrip("-").isdigit() else config.t1_layer  # tap or name
+            self.t1_layer = t1_backbone.layer_names[t1_backbone.select([key])[0] if key != "" else -1]
+            width = dict(zip(t1_backbone.layer_names, t1_backbone.widths))[self.t1_layer]
+            want = getattr(model.config, "t1_input_dim", 0)
+            if want != width:
+                raise ValueError(f"the model's T-1 input is {want} wide (t1_input_dim; 0 = the memory vector), "
+                                 f"the t1 backbone's layer {self.t1_layer} gives {width}")
+            self.t1_fingerprint = t1_backbone.freeze().fingerprint
+            self.t1_lora_layers, self.t1_adaln = _adapt(t1_backbone, config)
+            self.t1_backbone = t1_backbone
+            frozen |= _frozen_names(t1_backbone, "t1_backbone.")
+        self._frozen_keys = frozenset(frozen)
         self.register_load_state_dict_post_hook(self._ignore_missing_frozen)
 
     # ---- forward ----
@@ -118,7 +143,7 @@ class BackboneInLoop(nn.Module):
         x = batch["pixels"]
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"pixels must be (B, 3, S, S), got {tuple(x.shape)}")
-        x = x.float() / 255.0 if not x.is_floating_point() else x
+        x = _as_float(x)
         ctx = nullcontext()
         if self.adaln is not None:
             if "behaviour" not in batch:
@@ -128,9 +153,35 @@ class BackboneInLoop(nn.Module):
             local, glob = self.backbone.get_tokens(x, layers=self.layers)
         return {n: pool_map(t, self.adapt_config.pool) for n, t in local.items()}, glob
 
+    def t1_tokens(self, batch) -> torch.Tensor:
+        """Global token (B, D') of the previous image ``batch["t1_pixels"]`` through the adapted T-1
+        backbone, layer :attr:`t1_layer`; zero rows where ``batch["memory_valid"][:, 0]`` is False."""
+        if "t1_pixels" not in batch or "memory_valid" not in batch:
+            raise ValueError("the T-1 backbone runs in the loop: the batch needs 't1_pixels' (B, 3, S, S) uint8 "
+                             "and 'memory_valid' (ImagePixels(..., t1_size=...))")
+        x, valid = batch["t1_pixels"], batch["memory_valid"][:, 0].bool()
+        width = dict(zip(self.t1_backbone.layer_names, self.t1_backbone.widths))[self.t1_layer]
+        out = torch.zeros(x.shape[0], width, device=x.device)
+        if not bool(valid.any()):
+            return out
+        ctx = nullcontext()
+        if self.t1_adaln is not None:
+            prev = batch.get("memory_behaviour")
+            prev = prev[:, 0] if prev is not None else torch.zeros(x.shape[0], N_BEHAVIOUR, device=x.device)
+            ctx = self.t1_adaln.condition(prev[valid].float() * self.cond_mask)
+        with ctx:
+            glob = self.t1_backbone.get_tokens(_as_float(x[valid]), layers=[self.t1_layer])[1][self.t1_layer]
+        return out.to(glob.dtype).index_put((valid,), glob)
+
     def forward(self, batch, vertex_idx=None) -> torch.Tensor:
+        extra = {} if self.t1_backbone is None else {"t1_global": self.t1_tokens(batch)}
         local, glob = self.tokens(batch)
-        return self.model({**batch, "local": local, "global": glob}, vertex_idx)
+        return self.model({**batch, **extra, "local": local, "global": glob}, vertex_idx)
+
+    @property
+    def input_sizes(self) -> tuple[int, int | None]:
+        """Input sides of the backbone and of the T-1 backbone (None without one)."""
+        return self.backbone.input_size, None if self.t1_backbone is None else self.t1_backbone.input_size
 
     # ---- EncodingModel members: the wrapped model's ----
     @property
@@ -180,10 +231,32 @@ class BackboneInLoop(nn.Module):
         incompatible.missing_keys[:] = keep
 
     def n_trainable(self) -> dict[str, int]:
-        """Trainable parameter counts: ``lora``, ``adaln``, ``model``."""
-        count = {"lora": 0, "adaln": 0, "model": 0}
+        """Trainable parameter counts: ``lora``, ``adaln``, ``model`` (and ``t1``: the T-1 backbone's adapters)."""
+        count = {"lora": 0, "adaln": 0, "model": 0} | ({} if self.t1_backbone is None else {"t1": 0})
         for name, p in self.named_parameters():
             if p.requires_grad:
-                part = "model" if name.startswith("model.") else "adaln" if name.startswith("adaln.") else "lora"
+                part = ("t1" if name.startswith(("t1_backbone.", "t1_adaln.")) else "model" if name.startswith("model.")
+                        else "adaln" if name.startswith("adaln.") else "lora")
                 count[part] += p.numel()
         return count
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [0, 1] (float input passes through)."""
+    return x if x.is_floating_point() else x.float() / 255.0
+
+
+def _adapt(backbone, config: AdaptConfig) -> tuple[list, AdaLNZero | None]:
+    """Add ``config``'s adapters to a frozen ``backbone`` in place: (LoRA layers, AdaLNZero or None)."""
+    lora = (add_lora(backbone, config.lora_rank, config.lora_alpha, config.lora_targets or None)
+            if config.lora_rank > 0 else [])
+    adaln = (AdaLNZero(backbone, N_BEHAVIOUR, config.adaln_targets or None, config.adaln_gates or None,
+                       config.adaln_bound) if config.adaln_zero else None)
+    return lora, adaln
+
+
+def _frozen_names(backbone, prefix: str) -> set[str]:
+    """State-dict keys (with ``prefix``) of the backbone's frozen weights and buffers."""
+    frozen = {n for n, p in backbone.named_parameters() if not p.requires_grad}
+    frozen |= {n for n, _ in backbone.named_buffers()}
+    return {prefix + n for n in frozen}

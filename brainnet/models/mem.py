@@ -21,7 +21,9 @@ Branches (each switchable by :class:`MemConfig`):
   samples every layer's map at its :class:`RetinaMapper` position, and :class:`LayerSelector`
   weights mix the sampled features and the global features; the two mixes are summed ->
   (B, n, width). Selectors are shared by the subjects unless ``per_subject_selectors``.
-* T = -1 (``separate_t1``): the previous image's vector -> MLP -> ``t1_dim`` (zeros if blank).
+* T = -1 (``separate_t1``): the previous image's vector -> MLP -> ``t1_dim`` (zeros if blank);
+  the vector is the memory vector of slot T = -1, or, with ``t1_input_dim > 0``,
+  ``batch["t1_global"]`` (B, t1_input_dim): the previous image through its own backbone in the loop.
 * memory frames T = -2..-F (or -1..-F without ``separate_t1``): each frame concat(vector,
   the frame's behaviour embedding (or zeros), time embedding of its slot) -> MLP ->
   ``frame_dim``; blank frames are zero; frames flattened -> subject-specific linear ->
@@ -150,8 +152,8 @@ class MemModel(SelectorMaps, nn.Module):
                 nn.GELU(), nn.Dropout(c.dropout), _mlp(c.behaviour_hidden, c.behaviour_hidden,
                                                        c.behaviour_out, c.dropout))
         # memory images
-        if c.use_memory_images and c.separate_t1:
-            self.t1_mlp = _mlp(c.memory_dim, c.memory_hidden, c.t1_dim, c.dropout)
+        if c.has_t1_path:
+            self.t1_mlp = _mlp(c.t1_input_dim or c.memory_dim, c.memory_hidden, c.t1_dim, c.dropout)
         if c.n_stack_frames > 0:
             if c.time_embedding == "learned":
                 self.time_embedding = nn.Embedding(c.n_memory_frames, c.time_dim)
@@ -214,6 +216,19 @@ class MemModel(SelectorMaps, nn.Module):
             mem_beh = mem_beh[:, :f]
         return mem[:, :f].to(self._dtype()), valid[:, :f].bool(), mem_beh
 
+    def _t1_input(self, batch: Mapping, mem: torch.Tensor) -> torch.Tensor:
+        """Input of the T = -1 MLP (B, t1_input_dim or memory_dim): see ``MemConfig.t1_input_dim``."""
+        c = self.config
+        if not c.t1_input_dim:
+            return mem[:, 0]
+        t1 = batch.get("t1_global")
+        if t1 is None:
+            raise ValueError("t1_input_dim > 0: the batch needs 't1_global' (B, t1_input_dim), the previous "
+                             "image's token from BackboneInLoop's t1 backbone")
+        if t1.shape != (mem.shape[0], c.t1_input_dim):
+            raise ValueError(f"t1_global must be {(mem.shape[0], c.t1_input_dim)}, got {tuple(t1.shape)}")
+        return t1.to(self._dtype())
+
     def shared_features(self, batch: Mapping, subject: str) -> torch.Tensor | None:
         """Vertex-independent features (B, readout_dim - width): T-1 | memory | behaviour T=0 | T=-1."""
         c = self.config
@@ -221,8 +236,8 @@ class MemModel(SelectorMaps, nn.Module):
         mem = valid = mem_beh = None
         if c.use_memory_images:
             mem, valid, mem_beh = self._memory_inputs(batch)
-        if c.use_memory_images and c.separate_t1:
-            parts.append(self.t1_mlp(mem[:, 0]) * valid[:, :1])
+        if c.has_t1_path:
+            parts.append(self.t1_mlp(self._t1_input(batch, mem)) * valid[:, :1])
         frame_beh = None
         if c.use_behaviour:
             if "behaviour" not in batch:

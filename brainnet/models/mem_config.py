@@ -46,6 +46,10 @@ class MemConfig(SelectorConfig):
     separate_t1 : bool
         T = -1 gets its own MLP path (``t1_dim``) instead of joining the frame stack.
     frame_dim, time_dim, memory_hidden, memory_out, t1_dim : memory branch sizes.
+    t1_input_dim : int
+        0: the T = -1 MLP reads the memory vector of slot T = -1 (``memory_dim``); > 0: it reads
+        ``batch["t1_global"]`` (B, t1_input_dim) instead, the previous image's global token from a
+        second backbone in the loop (:class:`~brainnet.models.BackboneInLoop` with ``t1_backbone``).
     use_answer, use_memory_c, use_time : bool
         Behaviour groups B (answer), M (memory), T (time).
     behaviour_hidden, behaviour_out : behaviour embedding sizes (``behaviour_out`` per
@@ -90,6 +94,7 @@ class MemConfig(SelectorConfig):
     memory_hidden: int = 256
     memory_out: int = 64
     t1_dim: int = 64
+    t1_input_dim: int = 0
     use_answer: bool = True
     use_memory_c: bool = True
     use_time: bool = True
@@ -128,6 +133,8 @@ class MemConfig(SelectorConfig):
             raise ValueError("layer sizes must be >= 1 and block counts >= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.t1_input_dim < 0:
+            raise ValueError(f"t1_input_dim must be >= 0 (0 = the memory vector), got {self.t1_input_dim}")
 
     @classmethod
     def upgrade_dict(cls, data: dict) -> dict:
@@ -149,10 +156,15 @@ class MemConfig(SelectorConfig):
         return self.n_memory_frames - 1 if self.separate_t1 else self.n_memory_frames
 
     @property
+    def has_t1_path(self) -> bool:
+        """True when T = -1 has its own MLP path (memory images on and ``separate_t1``)."""
+        return self.use_memory_images and self.separate_t1
+
+    @property
     def readout_dim(self) -> int:
         """Size of the concatenated per-vertex feature fed to the readout."""
         d = self.width
-        if self.use_memory_images and self.separate_t1:
+        if self.has_t1_path:
             d += self.t1_dim
         if self.n_stack_frames > 0:
             d += self.memory_out

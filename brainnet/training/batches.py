@@ -9,9 +9,9 @@ A batch (one subject, B trials) holds what :class:`brainnet.models.MemModel` and
   1..F run slots back (zeros at blank slots), from the prepared ``memory_index``;
 * ``behaviour`` (B, 35) and ``memory_behaviour`` (B, F, 35): the behaviour row of the trial and of
   the trial shown k slots back in the same run (zeros when that slot is blank or before the run);
-* ``pixels`` (B, 3, S, S) uint8: the trial's image at the backbone's input size, only when the
-  dataset is given ``images`` (backbone in the loop, :class:`brainnet.models.BackboneInLoop`);
-  then ``local`` / ``global`` are left out;
+* ``pixels`` (B, 3, S, S) uint8: the trial's image at the backbone's input size when the dataset
+  is given ``images`` (:class:`brainnet.models.BackboneInLoop`; ``local`` / ``global`` are then left
+  out), and ``t1_pixels`` the image one slot back (zeros if blank) when ``images.t1_size`` is set;
 * ``fmri`` (B, V) float32 targets, ``trial`` (B,) trial rows, ``image`` (B,) image rows,
   ``subject`` (str); ``teacher`` (B, V) when the dataset has teacher predictions (distillation).
 
@@ -116,26 +116,27 @@ class ImagePixels:
     ----------
     images : uint8 array (n_images, H, W, 3) (e.g. the memmap of ``images/images.npy``)
     size : the backbone's input side; images are resized as the token cache resizes them
+    t1_size : None, or a T-1 backbone's input side (batches then carry ``t1_pixels``, see above)
 
-    ``pixels(rows)`` -> uint8 tensor (b, 3, size, size).
+    ``pixels(rows, size=None)`` -> uint8 tensor (b, 3, size, size) (default ``self.size``).
     """
 
-    def __init__(self, images: np.ndarray, size: int):
+    def __init__(self, images: np.ndarray, size: int, t1_size: int | None = None):
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must be (n_images, H, W, 3), got {images.shape}")
-        self.images, self.size = images, int(size)
+        self.images, self.size, self.t1_size = images, int(size), None if t1_size is None else int(t1_size)
 
     @classmethod
-    def load(cls, root: str | Path | PreparedDataset, size: int) -> ImagePixels:
-        return cls(PreparedDataset.open(root).images, size)
+    def load(cls, root: str | Path | PreparedDataset, size: int, t1_size: int | None = None) -> ImagePixels:
+        return cls(PreparedDataset.open(root).images, size, t1_size)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def __call__(self, rows: np.ndarray) -> torch.Tensor:
+    def __call__(self, rows: np.ndarray, size: int | None = None) -> torch.Tensor:
         from brainnet.cache import load_resized
 
-        return torch.stack([load_resized(self.images[int(r)], self.size) for r in rows])
+        return torch.stack([load_resized(self.images[int(r)], size or self.size) for r in rows])
 
 
 def pixels_for(model: torch.nn.Module, root: str | Path) -> ImagePixels | None:
@@ -143,7 +144,7 @@ def pixels_for(model: torch.nn.Module, root: str | Path) -> ImagePixels | None:
     from brainnet.models.in_loop import BackboneInLoop
 
     if isinstance(model, BackboneInLoop):
-        return ImagePixels.load(root, model.backbone.input_size)
+        return ImagePixels.load(root, *model.input_sizes)
     return None
 
 
@@ -303,6 +304,9 @@ class EncodingDataset(Dataset):
             batch["local"], batch["global"] = self.features.tokens(st.image[rows])
         else:
             batch["pixels"] = self.images(st.image[rows])
+            if self.images.t1_size is not None:  # blank slots: zeros
+                batch["t1_pixels"] = (self.images(np.maximum(mem_rows[:, 0], 0), self.images.t1_size)
+                                      * torch.from_numpy(valid[:, :1, None, None]))
         if self.teacher is not None:
             batch["teacher"] = torch.from_numpy(np.asarray(self.teacher[s][rows], np.float32))
         return batch

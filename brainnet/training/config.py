@@ -42,6 +42,9 @@ class TrainConfig(DictConfig):
         adaln_gates: residual-branch layers gated by 1 + gate, () = none; adaln_bound: None or
         modulations squashed to bound * tanh). With any of these on, the backbone runs on
         every batch (its base weights stay frozen) instead of being read from the token cache.
+        t1_backbone: "" or a second backbone, with its own adapters of the same settings, run on the
+        previous trial's image; its global token of layer t1_layer (None = last) replaces the
+        memory vector as the input of the model's T-1 path (mem only; needs an adapted backbone).
     Optimisation
         loss: "smooth_l1" | "mse"; beta: smooth-L1 transition; lr / readout_lr_mult: AdamW learning
         rate of the body / factor for the readouts; weight_decay (not on biases / norms);
@@ -91,6 +94,8 @@ class TrainConfig(DictConfig):
     adaln_targets: tuple[str, ...] = ()
     adaln_gates: tuple[str, ...] = ()
     adaln_bound: float | None = None
+    t1_backbone: str = ""
+    t1_layer: int | None = None
     loss: str = "smooth_l1"
     beta: float = 0.01
     lr: float = 1e-3
@@ -168,6 +173,8 @@ class TrainConfig(DictConfig):
             raise ValueError(f"image_size must be >= 1 or None, got {self.image_size}")
         if self.adaln_bound is not None and self.adaln_bound <= 0:
             raise ValueError(f"adaln_bound must be > 0 or None, got {self.adaln_bound}")
+        if self.t1_backbone and not self.adapts_backbone:
+            raise ValueError("t1_backbone runs in the training loop: it needs lora_rank > 0 or adaln_zero=True")
         if not isinstance(self.model_options, dict):
             raise ValueError(f"model_options must be a dict, got {type(self.model_options).__name__}")
 

@@ -37,6 +37,7 @@ from .run_setup import (
     in_loop_backbone,
     model_config,
     model_state,
+    t1_in_loop_backbone,
 )
 from .soup import soup_checkpoints
 
@@ -99,6 +100,8 @@ class _ModelConfigSaver(pl.Callback):
         if isinstance(self.model, BackboneInLoop):
             checkpoint["adapt_config"] = self.model.adapt_config.to_dict()
             checkpoint["backbone_fingerprint"] = self.model.base_fingerprint
+            if self.model.t1_fingerprint is not None:
+                checkpoint["t1_fingerprint"] = self.model.t1_fingerprint
 
 
 @dataclass
@@ -252,10 +255,14 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
     backbone = in_loop_backbone(config) if config.adapts_backbone else None
     if features is None:
         features = config_features(config, data, backbone)
+    t1 = t1_in_loop_backbone(config)
+    mcfg = model_config(config, features, t1)
+    if not getattr(mcfg, "t1_input_dim", 0):
+        t1 = None  # a variant without the T-1 path
     images = None
     if backbone is not None:
         _check_in_loop_features(backbone, features, config.backbone)
-        images = ImagePixels.load(data, backbone.input_size)
+        images = ImagePixels.load(data, backbone.input_size, None if t1 is None else t1.input_size)
     trials = {s: SubjectTrials.load(data, s) for s in config.subjects}
     teacher = None
     if config.teacher_path:
@@ -272,10 +279,9 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
         config = config.replace(warmup_steps=round(config.warmup_epochs * train_batches))
     out.mkdir(parents=True, exist_ok=True)  # inputs checked: only now is anything written
     config.save(out / "config.json")
-    mcfg = model_config(config, features)
     model = build_model(config.model, mcfg, data, config.subjects)
     if backbone is not None:
-        model = BackboneInLoop(backbone, model, adapt_config(config, features))
+        model = BackboneInLoop(backbone, model, adapt_config(config, features), t1)
     module = EncoderModule(model, config)
 
     ckpt_dir = out / "checkpoints"

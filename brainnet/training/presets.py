@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 #: Memory Encoding Model (Algonauts 2023): layers 2, 5, 8, 11 of DINOv2-B/14 (12 blocks).
 MEM_LAYERS: tuple[int, ...] = (2, 5, 8, 11)
+#: The previous image (T-1) goes through DINOv2-S/14; its layer 11 (the last) CLS token feeds the T-1 MLP.
+MEM_T1_LAYER: int = 11
 #: LoRA targets of a DINOv2 / timm ViT block: attention qkv and output projection, MLP fc1 / fc2.
 VIT_BLOCK_LORA_TARGETS: tuple[str, ...] = ("*blocks.*.attn.qkv", "*blocks.*.attn.proj", "*blocks.*.mlp.fc1",
                                            "*blocks.*.mlp.fc2")
@@ -45,6 +47,7 @@ def _mem_algonauts2023() -> dict:
         model="mem", ablation="full", model_options=model_options,
         lora_rank=rank, lora_alpha=rank * scale, lora_targets=VIT_BLOCK_LORA_TARGETS,
         adaln_zero=True, adaln_targets=VIT_BLOCK_NORMS, adaln_gates=VIT_BLOCK_GATES, adaln_bound=0.5,
+        t1_backbone="dinov2-vits14", t1_layer=MEM_T1_LAYER,
         loss="smooth_l1", beta=0.01, lr=3e-4, readout_lr_mult=1.0, weight_decay=3e-4,
         warmup_epochs=20.0, schedule="constant", grad_clip=0.5,
         vertex_weighting="val_ema_minmax", vertex_weight_decay=0.9, vertex_weight_start_epoch=20,

@@ -3,6 +3,8 @@ the cached features, the adapter settings; rebuilding a trained model from its c
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 
 import torch
@@ -14,15 +16,28 @@ from .batches import FeatureSet, subject_vertices
 from .config import TrainConfig
 from .features import build_features, resolve_backbone
 
+logger = logging.getLogger(__name__)
 
-def model_config(config: TrainConfig, features: FeatureSet):
+
+def model_config(config: TrainConfig, features: FeatureSet, t1_backbone=None):
     """The model's config dataclass for a TrainConfig and the cached feature shapes (the registered
-    model's ``configure``: ``config.model_options`` override fields, ``config.ablation`` picks the variant)."""
+    model's ``configure``: ``config.model_options`` override fields, ``config.ablation`` picks the variant);
+    with ``t1_backbone`` (:func:`t1_in_loop_backbone`), ``t1_input_dim`` is its layer ``config.t1_layer``'s width
+    (left at 0 for a variant without the T-1 path, e.g. ablation ``no_memory_images``: that backbone is not used)."""
     entry = model_entry(config.model)
     if entry.configure is None:
         raise ValueError(f"model {config.model!r} cannot be configured from cached tokens; "
                          "build it with brainnet.models.create_model")
-    return entry.configure(features, dict(config.model_options), config.ablation)
+    cfg = entry.configure(features, dict(config.model_options), config.ablation)
+    if t1_backbone is None:
+        return cfg
+    if not hasattr(cfg, "t1_input_dim"):
+        raise ValueError(f"model {config.model!r} has no T-1 image path for t1_backbone")
+    if not cfg.has_t1_path:
+        logger.info("ablation %r has no T-1 path: t1_backbone %r is not used", config.ablation, config.t1_backbone)
+        return cfg
+    pos = -1 if config.t1_layer is None else t1_backbone.select([config.t1_layer])[0]
+    return dataclasses.replace(cfg, t1_input_dim=t1_backbone.widths[pos])
 
 
 def build_model(kind: str, cfg, data_dir: str | Path | PreparedDataset, subjects) -> torch.nn.Module:
@@ -46,6 +61,11 @@ def in_loop_backbone(config: TrainConfig):
     return config_backbone(config)
 
 
+def t1_in_loop_backbone(config: TrainConfig):
+    """``config.t1_backbone`` (built as :func:`config_backbone`) for the previous image, or None."""
+    return config_backbone(config, config.t1_backbone) if config.t1_backbone else None
+
+
 def config_features(config: TrainConfig, data: PreparedDataset, backbone=None) -> FeatureSet:
     """Cached features of a TrainConfig: tokens of ``backbone`` (default: ``config.backbone``,
     built at ``config.image_size`` when that is set), memory vectors from ``config.memory_backbone``
@@ -65,14 +85,14 @@ def adapt_config(config: TrainConfig, features: FeatureSet) -> AdaptConfig:
     return AdaptConfig(lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, lora_targets=config.lora_targets,
                        adaln_zero=config.adaln_zero, adaln_targets=config.adaln_targets,
                        adaln_gates=config.adaln_gates, adaln_bound=config.adaln_bound, pool=config.pool,
-                       layers=features.layer_names)
+                       layers=features.layer_names, t1_layer="" if config.t1_layer is None else str(config.t1_layer))
 
 
 def load_model(checkpoint: str | Path, data_dir: str | Path | None = None) -> torch.nn.Module:
     """Rebuild a trained model from a checkpoint written by :func:`fit_encoder` (eval mode, CPU).
 
     A model trained with its backbone in the loop comes back as a :class:`BackboneInLoop`; its
-    backbone is rebuilt from the config and must have the weights it was trained on."""
+    backbone (and T-1 backbone) is rebuilt from the config and must have the weights it was trained on."""
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     tc = TrainConfig.from_dict(ckpt["train_config"])
     kind = ckpt.get("model_kind", tc.model)
@@ -80,11 +100,13 @@ def load_model(checkpoint: str | Path, data_dir: str | Path | None = None) -> to
                         data_dir or tc.data_dir, tc.subjects)
     if "adapt_config" in ckpt:
         backbone = in_loop_backbone(tc)
-        want = ckpt.get("backbone_fingerprint")
-        if want and backbone.fingerprint != want:
-            raise ValueError(f"{checkpoint} was trained on other weights of backbone {tc.backbone!r} "
-                             f"(fingerprint {want[:12]}, rebuilt {backbone.fingerprint[:12]}); provide those weights")
-        model = BackboneInLoop(backbone, model, AdaptConfig.from_dict(ckpt["adapt_config"]))
+        t1 = t1_in_loop_backbone(tc) if getattr(model.config, "t1_input_dim", 0) else None
+        for bb, name, key in ((backbone, tc.backbone, "backbone_fingerprint"), (t1, tc.t1_backbone, "t1_fingerprint")):
+            want = ckpt.get(key)
+            if bb is not None and want and bb.fingerprint != want:
+                raise ValueError(f"{checkpoint} was trained on other weights of backbone {name!r} (fingerprint "
+                                 f"{want[:12]}, rebuilt {bb.fingerprint[:12]}); provide those weights")
+        model = BackboneInLoop(backbone, model, AdaptConfig.from_dict(ckpt["adapt_config"]), t1)
     model.load_state_dict(model_state(ckpt))
     return model.eval()
 

@@ -97,7 +97,7 @@ def greedy_soup(model: torch.nn.Module, checkpoints: Sequence, score: Callable[[
 
 
 #: Entries of a Lightning checkpoint that describe the model (copied into a soup checkpoint).
-_MODEL_KEYS = ("train_config", "model_config", "model_kind", "adapt_config", "backbone_fingerprint")
+_MODEL_KEYS = ("train_config", "model_config", "model_kind", "adapt_config", "backbone_fingerprint", "t1_fingerprint")
 
 
 def soup_checkpoints(model: torch.nn.Module, candidates: Sequence[tuple[str, float]], val_dataset,

@@ -293,6 +293,87 @@ def test_in_loop_model_matches_the_cached_model_at_init(root):
         BackboneInLoop(create_backbone("brainnet-tiny-random"), model, AdaptConfig())
 
 
+def test_t1_backbone_reads_the_previous_image_and_trains_its_own_adapters(root):
+    """A second backbone (own LoRA + AdaLN) runs on the image one slot back; its global token is the
+    input of the T-1 MLP, zeros for a blank slot; its adapters get gradients and are checkpointed."""
+    from brainnet.models import AdaptConfig, BackboneInLoop
+    from brainnet.training.batches import EncodingDataset, pixels_for
+    from brainnet.training.fit import build_model, model_config
+
+    torch.manual_seed(0)
+    bb = create_backbone("brainnet-tiny-random")
+    t1 = _t1_vit()
+    feats = _shape_features(root, bb)
+    cfg = _config(root, "", t1_backbone="timm:vit_tiny_patch16_224-random", t1_layer=0)
+    model = build_model("mem", model_config(cfg, feats, t1), root, ["subj01"])
+    assert model.config.t1_input_dim == 192
+    assert model_config(cfg.replace(ablation="no_memory_images"), feats, t1).t1_input_dim == 0  # T-1 path off
+    x_seen = torch.rand(3, 3, 32, 32)
+    base = t1.get_tokens(x_seen, layers=["0"])[1]["0"]  # before adapters: what they start from
+    wrapped = BackboneInLoop(bb, model, AdaptConfig(lora_rank=2, adaln_zero=True, pool=4, layers=feats.layer_names,
+                                                    t1_layer="0"), t1).eval()
+    assert wrapped.t1_layer == "0" and wrapped.input_sizes == (bb.input_size, 32)
+    ds = EncodingDataset(root, ["subj01"], "val", feats, 4, images=pixels_for(wrapped, root))
+    st = ds.data["subj01"]
+    prev_rows = st.memory_index[ds.trials, 1]
+    pick = np.r_[np.flatnonzero(prev_rows < 0)[:2], np.flatnonzero(prev_rows >= 0)[:4]]
+    batch = ds.__getitems__(pick)
+    blank = ~batch["memory_valid"][:, 0]
+    assert blank.sum() == 2 and batch["t1_pixels"].shape == (6, 3, 32, 32)
+    assert batch["t1_pixels"][blank].abs().sum() == 0
+    torch.testing.assert_close(batch["t1_pixels"][~blank], ds.images(prev_rows[pick[2:]], 32))
+    with torch.no_grad():
+        # adapters at zero: the T-1 token is the plain backbone's, zeros where blank
+        seen = {"t1_pixels": x_seen, "memory_valid": torch.ones(3, 1, dtype=bool)}
+        torch.testing.assert_close(wrapped.t1_tokens(seen), base)
+        tok = wrapped.t1_tokens(batch)
+        assert tok[blank].abs().sum() == 0 and (tok[~blank].abs().sum(1) > 0).all()
+        pred = wrapped(batch)
+        other = dict(batch, t1_pixels=255 - batch["t1_pixels"])  # another previous image (and noise at blank)
+        pred2 = wrapped(other)
+    assert (pred2[~blank] - pred[~blank]).abs().amax(1).min() > 1e-4  # the T-1 image changes the prediction
+    torch.testing.assert_close(pred2[blank], pred[blank])  # a blank T-1 is not read (its token is zeros)
+    with pytest.raises(ValueError, match="t1_pixels"):
+        wrapped({k: v for k, v in batch.items() if k != "t1_pixels"})
+    # its adapters learn; the frozen T-1 weights neither train nor go into the checkpoint
+    wrapped.train()
+    wrapped(batch).square().mean().backward()
+    t1_lora_b = [p for n_, p in wrapped.named_parameters()  # block 0: up to the tap read
+                 if n_.startswith("t1_backbone.model.blocks.0.") and "lora_b" in n_]
+    assert t1_lora_b and all(p.grad is not None and p.grad.abs().sum() > 0 for p in t1_lora_b)
+    early = [m for k, m in wrapped.t1_adaln.modulators.items() if "blocks__0__" in k]
+    assert early and all(m.weight.grad.abs().sum() > 0 for m in early)
+    assert all(not p.requires_grad for n_, p in t1.named_parameters() if ".lora_" not in n_)
+    state = wrapped.state_dict()
+    t1_keys = [k for k in state if k.startswith("t1_backbone.")]
+    assert t1_keys and all(".lora_" in k for k in t1_keys) and any(k.startswith("t1_adaln.") for k in state)
+    t1_state = [state[k] for k in state if k.startswith(("t1_backbone.", "t1_adaln."))]
+    assert wrapped.n_trainable()["t1"] == sum(t.numel() for t in t1_state)
+    # a model whose T-1 input is the memory vector cannot take a T-1 backbone
+    plain = build_model("mem", model_config(cfg, feats), root, ["subj01"])
+    with pytest.raises(ValueError, match="t1_input_dim"):
+        BackboneInLoop(create_backbone("brainnet-tiny-random"), plain, AdaptConfig(lora_rank=2), _t1_vit())
+    with pytest.raises(ValueError, match="t1_backbone"):
+        _config(root, "", t1_backbone="x", lora_rank=0, adaln_zero=False)
+
+
+def _t1_vit():
+    """A 2-block ViT for the T-1 image (taps "0", "1", 192 wide; the tests read tap "0")."""
+    return create_backbone("timm:vit_tiny_patch16_224-random", image_size=32, depth=2)
+
+
+def _shape_features(root, bb):
+    """A FeatureSet with ``bb``'s layer shapes (zeros: a backbone in the loop reads pixels, not these)
+    and random 16-wide memory vectors."""
+    from brainnet.data.prepared import PreparedDataset
+    from brainnet.training.batches import FeatureSet
+
+    n = len(PreparedDataset(root).images)
+    local = {name: np.zeros((n, w, 1, 1), np.float16) for name, w in zip(bb.layer_names, bb.widths)}
+    return FeatureSet(local, {k: v[:, :, 0, 0] for k, v in local.items()},
+                      torch.randn(n, 16, generator=torch.Generator().manual_seed(0)))
+
+
 @pytest.fixture(scope="module")
 def fits(root, tmp_path_factory):
     """A Mem model trained with the backbone in the loop (LoRA rank 4 + AdaLN-zero)."""

@@ -48,6 +48,8 @@ def test_mem_preset_defining_settings():
     assert cfg.lora_rank == 4 and cfg.lora_alpha / cfg.lora_rank == pytest.approx(0.2)
     assert {t.rsplit(".", 1)[-1] for t in cfg.lora_targets} == {"qkv", "proj", "fc1", "fc2"}
     assert cfg.adaln_zero and cfg.adaln_gates and cfg.adaln_bound == 0.5
+    # the previous image through its own DINOv2-S/14 (layer 11 CLS), with its own adapters
+    assert (cfg.t1_backbone, cfg.t1_layer, opt["separate_t1"], opt["t1_dim"]) == ("dinov2-vits14", 11, True, 64)
     # memory frames from a raw DINOv2-L cache
     assert (cfg.memory_backbone, cfg.standardize_memory, opt["n_memory_frames"]) == ("dinov2-vitl14", False, 32)
     assert opt["time_embedding"] == "sinusoidal_subject"
@@ -145,10 +147,14 @@ def root(tmp_path_factory):
 def test_mem_preset_trains_a_few_steps(root, tmp_path):
     """The preset with a random DINOv2 ViT (same block layout; the S/14 for CPU time: the B/14 took
     79 s here) at 28 px (2 x 2 patches) trains and scores. The backbone runs in the loop, so the cached
-    tokens are only shapes; the memory vectors stand in for the DINOv2-L cache (random, 1024 wide)."""
+    tokens are only shapes; the memory vectors stand in for the DINOv2-L cache (random, 1024 wide).
+    The T-1 image runs through a random DINOv2-S/14 with its own adapters; the checkpoint reloads.
+    No soup here (one checkpoint; the soup has its own tests): it took 10 s."""
     from brainnet.data.prepared import PreparedDataset
-    from brainnet.training.batches import FeatureSet, SubjectTrials
+    from brainnet.training.batches import EncodingDataset, FeatureSet, SubjectTrials, pixels_for
+    from brainnet.training.evaluate import predict_dataset
     from brainnet.training.fit import epoch_batches, fit_encoder
+    from brainnet.training.run_setup import load_model
 
     n = len(PreparedDataset(root).images)
     zeros = {str(i): np.zeros((n, 384, 1, 1), np.float16) for i in (2, 5, 8, 11)}
@@ -156,13 +162,30 @@ def test_mem_preset_trains_a_few_steps(root, tmp_path):
                        torch.randn(n, 1024, generator=torch.Generator().manual_seed(0)))
     cfg = TrainConfig.preset(PRESET, data_dir=str(root), out_dir=str(tmp_path / "run"), subjects=("subj01",),
                              backbone="timm:vit_small_patch14_dinov2-random", image_size=28,
+                             t1_backbone="timm:vit_small_patch14_dinov2-random",
                              model_options={"grid_size": 2, "chunk_size": None}, batch_size=4,
-                             max_steps=2, limit_train_batches=1.0, eval_split="val")
+                             max_steps=2, limit_train_batches=1.0, eval_split="val", soup_top_k=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = fit_encoder(cfg, features=feats)
     assert result.global_step == 2
     n_train = int((SubjectTrials.load(root, "subj01").split == 0).sum())
     assert result.config.warmup_steps == 20 * epoch_batches(cfg, n_train) == 20 * (n_train // 4)
-    assert result.model.n_trainable()["lora"] > 0 and result.model.n_trainable()["adaln"] > 0
+    counts = result.model.n_trainable()
+    assert counts["lora"] > 0 and counts["adaln"] > 0 and counts["t1"] == counts["lora"] + counts["adaln"]
+    assert result.model.t1_layer == "11" and result.model.model.config.t1_input_dim == 384
     assert np.isfinite(result.summary["eval_mean_r"])
+    # the checkpoint holds the T-1 adapters (not its frozen weights) and load_model rebuilds the model
+    ckpt = torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)
+    t1_keys = [k for k in ckpt["state_dict"] if k.startswith("model.t1_")]
+    assert any(".lora_b" in k for k in t1_keys) and any(k.startswith("model.t1_adaln.") for k in t1_keys)
+    assert all(".lora_" in k for k in t1_keys if k.startswith("model.t1_backbone."))
+    assert ckpt["t1_fingerprint"] == result.model.t1_fingerprint
+    loaded = load_model(result.best_checkpoint)
+    st = SubjectTrials.load(root, "subj01")
+    some = np.isin(np.arange(st.split.size), np.flatnonzero(st.split == 1)[:12])
+    ds = EncodingDataset(root, ["subj01"], "val", feats, 32, trial_filter={"subj01": some},
+                         images=pixels_for(loaded, root))
+    assert "t1_pixels" in ds.__getitems__([0])
+    a, b = predict_dataset(result.model, ds)["subj01"], predict_dataset(loaded, ds)["subj01"]
+    np.testing.assert_allclose(a.pred, b.pred, atol=1e-5)
