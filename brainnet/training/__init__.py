@@ -23,7 +23,7 @@ Modules (imported on first use of a name: ``brainnet.training.TrainConfig`` impo
 
 from __future__ import annotations
 
-import importlib
+from brainnet._lazy import lazy_exports
 
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -43,7 +43,7 @@ _EXPORTS: dict[str, str] = {
     "PearsonAccumulator": "metrics", "mean_noise_normalized_score": "metrics", "noise_normalized_score": "metrics",
     "pearson_r": "metrics", "roi_means": "metrics", "ChallengeScore": "metrics", "challenge_score": "metrics",
     "run_grid": "grid", "grid_search": "grid",
-    "network_features": "network", "set_input_normalization": "network", "standardize_tokens": "network",
+    "network_features": "network", "standardize_tokens": "network",
     "B2NConfig": "b2n_config",
     "ReplayConfig": "replay_fit", "replay_features": "replay_fit", "run_replay": "replay_grid",
 }
@@ -51,13 +51,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'brainnet.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

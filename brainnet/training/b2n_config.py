@@ -36,7 +36,6 @@ from brainnet.models.factortopy import FactorTopyConfig
 
 from .config import TrainConfig
 from .features import resolve_backbone
-from .network import set_input_normalization
 
 __all__ = ["B2N_PRESETS", "B2NConfig", "NORMALIZATIONS", "adamw_default_weight_decay", "linear_init_std"]
 
@@ -200,7 +199,7 @@ class B2NConfig(DictConfig):
             kwargs.setdefault("image_size", self.image_size)
         bb = resolve_backbone(name, **kwargs)
         if self.normalization != "backbone":
-            set_input_normalization(bb, *NORMALIZATIONS[self.normalization])
+            bb.set_normalization(*NORMALIZATIONS[self.normalization])
         return bb
 
 

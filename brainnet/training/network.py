@@ -3,9 +3,8 @@
 * :func:`network_features` / :func:`standardize_tokens` / :func:`image_tokens` — a backbone's
   cached tokens z-scored per channel, so backbones whose activation scale differs between
   layers (an untrained CNN's shrinks ~2.6x per stage) are compared on an equal footing, and one
-  image's tokens standardised the same way;
-* :func:`set_input_normalization` — a backbone fed with another mean / std (Brain Decodes Deep
-  Nets normalised every backbone's input with ImageNet's).
+  image's tokens standardised the same way (a backbone fed with another mean / std, as Brain
+  Decodes Deep Nets fed every backbone ImageNet's: :meth:`brainnet.backbones.Backbone.set_normalization`).
 
 The run's settings (TrainConfig, model options, backbones, analysis) are
 :class:`brainnet.training.b2n_config.B2NConfig` presets; the maps read off the trained model are
@@ -14,7 +13,7 @@ in :mod:`brainnet.analysis.brain_to_network`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 
 from brainnet.training.features import build_features
 
-__all__ = ["TokenStats", "image_tokens", "network_features", "set_input_normalization", "standardize_tokens"]
+__all__ = ["TokenStats", "image_tokens", "network_features", "standardize_tokens"]
 
 
 # --------------------------------------------------------------------------- tokens
@@ -120,11 +119,3 @@ def image_tokens(backbone, image: np.ndarray, token_stats: TokenStats | None = N
     return ({k: v.float() for k, v in local.items()}, {k: v.float() for k, v in glob.items()})
 
 
-def set_input_normalization(backbone, mean: Sequence[float], std: Sequence[float]):
-    """Make ``backbone`` normalise its [0, 1] input with ``mean`` / ``std`` (RGB) instead of its own.
-
-    Changes the backbone in place (its ``input_config``, the buffers ``get_tokens`` reads and, through
-    the input config, its fingerprint: cached tokens of the old normalisation are not reused) and
-    returns it. Brain Decodes Deep Nets fed every backbone ImageNet-normalised images.
-    """
-    return backbone.set_normalization(mean, std)

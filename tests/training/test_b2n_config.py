@@ -21,7 +21,7 @@ from brainnet.training.b2n_config import B2N_PRESETS, B2NConfig
 from brainnet.training.config import TrainConfig
 from brainnet.training.fit import fit_encoder
 from brainnet.training.module import EncoderModule
-from brainnet.training.network import network_features, set_input_normalization
+from brainnet.training.network import network_features
 
 from tests._mini_cache import prepared_tiny
 
@@ -173,14 +173,14 @@ def test_imagenet_normalisation_of_the_bddn_backbone(vit):
     torch.testing.assert_close(vit.prepare(x), want)
     imagenet = vit.fingerprint
     try:
-        set_input_normalization(vit, CLIP_MEAN, CLIP_STD)  # what "clip-vit-b-16" uses by itself
+        vit.set_normalization(CLIP_MEAN, CLIP_STD)  # what "clip-vit-b-16" uses by itself
         assert vit.fingerprint != imagenet and not torch.allclose(vit.prepare(x), want)
         assert (vit.mean, vit.std) == (CLIP_MEAN, CLIP_STD)
     finally:
-        set_input_normalization(vit, IMAGENET_MEAN, IMAGENET_STD)
+        vit.set_normalization(IMAGENET_MEAN, IMAGENET_STD)
     assert vit.fingerprint == imagenet
     with pytest.raises(ValueError):
-        set_input_normalization(vit, (0.5, 0.5), (1, 1, 1))
+        vit.set_normalization((0.5, 0.5), (1, 1, 1))
 
 
 def test_bddn_preset_trains_on_nsd_mini_with_a_random_vit_b16(tmp_path_factory, tmp_path, vit):
