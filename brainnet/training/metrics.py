@@ -96,6 +96,28 @@ class PearsonAccumulator:
         if other._mx is not None:
             self._merge_stats(other.n, other._mx, other._my, other._sxx, other._syy, other._sxy)
 
+    @property
+    def n_vertices(self) -> int:
+        """Vertices of the batches seen (0 before the first)."""
+        return 0 if self._mx is None else int(self._mx.shape[0])
+
+    def pack(self, n_vertices: int, device=None) -> torch.Tensor:
+        """The statistics as one flat float64 tensor (1 + 5 V,): n, then the means and centred sums
+        (zeros, n = 0, when no batch was seen), e.g. to gather them from several processes."""
+        if self._mx is None:
+            return torch.zeros(1 + 5 * n_vertices, dtype=torch.float64, device=device)
+        if self.n_vertices != n_vertices:
+            raise ValueError(f"accumulator has {self.n_vertices} vertices, expected {n_vertices}")
+        parts = (self._mx, self._my, self._sxx, self._syy, self._sxy)
+        n = torch.tensor([float(self.n)], dtype=torch.float64, device=self._mx.device)
+        return torch.cat([n, *(p.to(torch.float64) for p in parts)])
+
+    def merge_packed(self, packed: torch.Tensor) -> None:
+        """Add the statistics of one :meth:`pack` tensor (nothing when its n is 0)."""
+        n = int(round(float(packed[0])))
+        if n:
+            self._merge_stats(n, *packed[1:].reshape(5, -1).unbind(0))
+
     def compute(self) -> torch.Tensor:
         """Per-vertex r (V,), float64; 0 where either side has zero variance."""
         if self._mx is None or self.n < 2:

@@ -24,26 +24,6 @@ from .metrics import PearsonAccumulator
 Gather = Callable[[torch.Tensor], torch.Tensor]
 
 
-def pack_stats(acc: PearsonAccumulator | None, n_vertices: int, device=None) -> torch.Tensor:
-    """The statistics of ``acc`` as a flat float64 tensor (1 + 5 V,); zeros (n = 0) for None / empty."""
-    if acc is None or acc._mx is None:
-        return torch.zeros(1 + 5 * n_vertices, dtype=torch.float64, device=device)
-    parts = (acc._mx, acc._my, acc._sxx, acc._syy, acc._sxy)
-    if parts[0].shape[0] != n_vertices:
-        raise ValueError(f"accumulator has {parts[0].shape[0]} vertices, expected {n_vertices}")
-    n = torch.tensor([float(acc.n)], dtype=torch.float64, device=parts[0].device)
-    return torch.cat([n, *(p.to(torch.float64) for p in parts)])
-
-
-def merge_packed(acc: PearsonAccumulator, packed: torch.Tensor) -> None:
-    """Add the statistics of one :func:`pack_stats` tensor to ``acc`` (nothing when its n is 0)."""
-    n = int(round(float(packed[0])))
-    if n == 0:
-        return
-    mx, my, sxx, syy, sxy = packed[1:].reshape(5, -1).unbind(0)
-    acc._merge_stats(n, mx, my, sxx, syy, sxy)
-
-
 def reduce_accumulators(local: Mapping[str, PearsonAccumulator], subjects: Sequence[str],
                         gather: Gather | None, device=None) -> dict[str, PearsonAccumulator]:
     """The accumulators of all processes, merged per subject.
@@ -65,8 +45,8 @@ def reduce_accumulators(local: Mapping[str, PearsonAccumulator], subjects: Seque
     extra = set(local) - set(subjects)
     if extra:
         raise ValueError(f"validation batches of subjects {sorted(extra)} not in {list(subjects)}")
-    counts = torch.tensor([local[s]._mx.shape[0] if s in local and local[s]._mx is not None else 0
-                           for s in subjects], dtype=torch.int64, device=device)
+    counts = torch.tensor([local[s].n_vertices if s in local else 0 for s in subjects],
+                          dtype=torch.int64, device=device)
     all_counts = gather(counts).reshape(-1, len(subjects))  # (world, S)
     out: dict[str, PearsonAccumulator] = {}
     for j, s in enumerate(subjects):
@@ -75,9 +55,11 @@ def reduce_accumulators(local: Mapping[str, PearsonAccumulator], subjects: Seque
             raise ValueError(f"processes disagree on the vertex count of {s}: {sorted(seen)}")
         if not seen:
             continue
-        stats = gather(pack_stats(local.get(s), seen.pop(), device)).reshape(all_counts.shape[0], -1)
+        n_vertices = seen.pop()
+        mine = local[s].pack(n_vertices, device) if s in local else PearsonAccumulator().pack(n_vertices, device)
+        stats = gather(mine).reshape(all_counts.shape[0], -1)
         acc = PearsonAccumulator()
         for row in stats:  # rank order: the same sums in the same order on every process
-            merge_packed(acc, row)
+            acc.merge_packed(row)
         out[s] = acc
     return out
