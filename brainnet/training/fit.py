@@ -308,11 +308,12 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
         # val_r is reduced across processes by the module itself (see EncoderModule)
         warnings.filterwarnings("ignore", message=r".*self\.log\('val_r', \.\.\., sync_dist=True\)")
-        trainer.fit(module, datamodule=EncodingData(train, val, config.batch_size, config.seed), ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=EncodingData(train, val, config.batch_size, config.seed), ckpt_path=ckpt_path,
+                    weights_only=True)
 
     best = checkpoint.best_model_path or (str(last) if last.is_file() else "")
     if best:
-        model.load_state_dict(model_state(torch.load(best, map_location="cpu", weights_only=False)))
+        model.load_state_dict(model_state(torch.load(best, map_location="cpu", weights_only=True)))
     model = model.cpu().eval()
     kept = pd.DataFrame([{"path": p, "val_r": float(v)} for p, v in checkpoint.best_k_models.items()])
     if len(kept):

@@ -93,7 +93,7 @@ def load_model(checkpoint: str | Path, data_dir: str | Path | None = None) -> to
 
     A model trained with its backbone in the loop comes back as a :class:`BackboneInLoop`; its
     backbone (and T-1 backbone) is rebuilt from the config and must have the weights it was trained on."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     tc = TrainConfig.from_dict(ckpt["train_config"])
     kind = ckpt.get("model_kind", tc.model)
     model = build_model(kind, model_entry(kind).config_class.from_dict(ckpt["model_config"]),

@@ -21,7 +21,7 @@ def load_state(checkpoint: str | Path | dict) -> dict[str, torch.Tensor]:
     """A model state dict from a Lightning checkpoint (``model.`` prefix removed), a saved state
     dict, or a dict already in memory."""
     ckpt = checkpoint if isinstance(checkpoint, dict) else torch.load(checkpoint, map_location="cpu",
-                                                                        weights_only=False)
+                                                                        weights_only=True)
     if "state_dict" in ckpt:
         return {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     return dict(ckpt)
@@ -132,7 +132,7 @@ def soup_checkpoints(model: torch.nn.Module, candidates: Sequence[tuple[str, flo
     record = {"candidates": names, "members": [Path(m).name for m in res.members], "soup_val_r": res.score,
               "best_single_val_r": max(res.member_scores.values()),
               "steps": [{**st, "checkpoint": Path(st["checkpoint"]).name} for st in res.steps]}
-    best = torch.load(paths[0], map_location="cpu", weights_only=False)
+    best = torch.load(paths[0], map_location="cpu", weights_only=True)
     out = {k: best[k] for k in _MODEL_KEYS if k in best}
     out["state_dict"] = {f"model.{k}": v for k, v in res.model.state_dict().items()}
     out["soup"] = record

@@ -2,7 +2,8 @@
 
 Image files are named ``train-NNNN_nsd-NNNNN.png`` / ``test-NNNN_nsd-NNNNN.png``: NNNN is a
 1-based row counter, NNNNN the 0-based NSD 73k id. ROI masks are ``.npy`` arrays over the
-fsaverage vertices; ``mapping_<class>.npy`` holds a pickled ``{code: name}`` dict.
+fsaverage vertices; ``mapping_<class>.npy`` holds a pickled ``{code: name}`` dict, read without running pickle code
+(:mod:`brainnet.data.formats.safe_pickle`).
 Every reader raises :class:`brainnet.errors.DataFormatError` naming the file on bad content.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainnet.data.formats.safe_pickle import load_object_npy
 from brainnet.data.layout import subject_name
 from brainnet.errors import DataFormatError
 
@@ -63,11 +65,11 @@ class AlgonautsLayout:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and re.fullmatch(r"subj\d\d", p.name))
 
 
-def _load_npy(path: Path, what: str, allow_pickle: bool = False):
+def _load_npy(path: Path, what: str):
     if not path.is_file():
         raise DataFormatError(path, what, "no such file")
     try:
-        return np.load(path, allow_pickle=allow_pickle, mmap_mode=None if allow_pickle else "r")
+        return np.load(path, allow_pickle=False, mmap_mode="r")
     except Exception as exc:
         raise DataFormatError(path, what, f"unreadable ({type(exc).__name__}: {exc})") from exc
 
@@ -182,9 +184,7 @@ def read_roi_mask(path: str | os.PathLike, n_vertices: int | None = None) -> np.
 def read_roi_mapping(path: str | os.PathLike) -> dict[int, str]:
     """Read ``mapping_<class>.npy``: a pickled ``{int code: name}`` dict including ``0``."""
     path = Path(path)
-    obj = _load_npy(path, "a pickled {code: name} dict", allow_pickle=True)
-    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
-        obj = obj.item()
+    obj = load_object_npy(path, "a pickled {code: name} dict")
     if not isinstance(obj, dict):
         raise DataFormatError(path, "a pickled dict {code: name}", f"{type(obj).__name__}")
     out: dict[int, str] = {}
