@@ -3,14 +3,23 @@
 Every sub-command only parses arguments and calls the library; the logic lives in
 :mod:`brainnet.data.mini.generate`, :mod:`brainnet.data.prep.pipeline`,
 :class:`brainnet.data.PreparedDataset` and :mod:`brainnet.demo`.
+
+A failure the user can act on (bad or missing input, no weights, a bad setting, a full disk)
+prints one line ``brainnet: error: <message>`` on stderr and exits with status 2; the traceback
+only with ``--debug`` or ``BRAINNET_DEBUG=1``. Ctrl-C exits with 130 (long jobs resume on rerun).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
+
+#: Exit status of a failure reported in one line (argparse's own usage errors use it too).
+EXIT_ERROR = 2
+DEBUG_ENV = "BRAINNET_DEBUG"
 
 
 def _parse_subjects(text: str | None) -> list[int] | None:
@@ -76,13 +85,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from brainnet.data.prepared import PreparedDataset
-    from brainnet.errors import DataFormatError
 
-    try:
-        n = PreparedDataset(args.dir).verify(progress=not args.quiet)
-    except (DataFormatError, FileNotFoundError) as err:
-        print(f"brainnet: error: {err}", file=sys.stderr)
-        return 2
+    n = PreparedDataset(args.dir).verify(progress=not args.quiet)
     print(f"{args.dir}: {n} files verified")
     return 0
 
@@ -105,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="brainnet",
         description="Brain encoding models for NSD / Algonauts 2023 (memory encoding, brain-to-network maps).",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the full traceback of an error (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("make-mini-nsd", help="write nsd-mini: NSD + Algonauts trees with planted truth")
@@ -142,11 +148,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """The error as the user sees it: the message, or the type for one without a message."""
+    from brainnet.errors import BrainnetError
+
+    text = " ".join(str(err).split())
+    if isinstance(err, BrainnetError) and text:
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from brainnet.errors import BrainnetError
+
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
     # the library logs under "brainnet" (NullHandler); the command line shows its INFO messages
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return args.func(args)
+    if debug:
+        logging.getLogger("brainnet").setLevel(logging.DEBUG)
+    try:
+        return args.func(args)
+    except (BrainnetError, OSError, ValueError) as err:
+        if debug:
+            raise
+        print(f"brainnet: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("brainnet: interrupted (rerun the same command to resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

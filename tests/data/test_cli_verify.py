@@ -1,4 +1,4 @@
-"""``brainnet verify DIR``: one line on success, ``brainnet: error: ...`` and exit 2 on a bad dataset."""
+"""The command line: one line on success, ``brainnet: error: ...`` and exit 2 on bad input (--debug: traceback)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from brainnet.cli import main
 from brainnet.data import PreparedDataset
+from brainnet.errors import DataFormatError
 
 from _mini_cache import prepared_tiny
 
@@ -58,3 +59,28 @@ def test_verify_exit_code_from_the_shell(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("brainnet: error: ") and "manifest.json" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_prepare_error_is_one_line(tmp_path):
+    """A bad source tree: one ``brainnet: error: <path>: expected ..., found ...`` line, exit 2,
+    nothing written; ``--debug`` / ``BRAINNET_DEBUG=1`` give the traceback instead."""
+    nsd, alg, out = tmp_path / "nsd", tmp_path / "alg", tmp_path / "out"
+    (alg / "subj01").mkdir(parents=True)
+    argv = ["prepare", "--nsd-dir", str(nsd), "--alg-dir", str(alg), "--out-dir", str(out)]
+    proc = subprocess.run([sys.executable, "-m", "brainnet.cli", *argv], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"brainnet: error: {nsd}: expected "), proc.stderr
+    assert ", found " in lines[0] and not out.exists()
+    with pytest.raises(DataFormatError, match="expected"):
+        main(["--debug", *argv])
+
+
+def test_debug_env_and_user_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BRAINNET_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        main(["verify", str(tmp_path)])
+    monkeypatch.setenv("BRAINNET_DEBUG", "0")
+    assert main(["verify", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
