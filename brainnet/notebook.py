@@ -122,6 +122,31 @@ def show_figures_inline() -> None:
         shell.run_line_magic("matplotlib", "inline")
 
 
+def show_errors_briefly() -> None:
+    """In a Jupyter kernel, show brainnet's own errors (bad input, missing weights or inputs) as the
+    one line the command line prints, without the traceback; elsewhere do nothing.
+
+    The exception keeps its type and message, so the cell still fails (papermill reports
+    ``DataFormatError: <path>: expected ..., found ...``); ``%tb`` prints the traceback, and with
+    ``BRAINNET_DEBUG=1`` in the environment nothing is shortened."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None or os.environ.get("BRAINNET_DEBUG", "") not in ("", "0"):
+        return
+    from brainnet.errors import BrainnetError
+
+    def brief(shell, etype, value, tb, tb_offset=None):
+        # IPython records the error (the cell fails) and leaves showing it to this handler
+        stb = [f"{etype.__name__}: {value}", "(%tb shows the traceback; BRAINNET_DEBUG=1 keeps it)"]
+        shell._showtraceback(etype, value, stb)
+        return stb
+
+    shell.set_custom_exc((BrainnetError,), brief)
+
+
 def show_library_messages(level: int | str = logging.INFO) -> None:
     """Print the ``brainnet`` logger's messages of ``level`` and above in the notebook (stderr).
 
@@ -144,7 +169,8 @@ def setup_notebook(name: str, *, out_dir: str | os.PathLike | None = None,
                    progress: bool = False, log_level: int | str | None = logging.INFO) -> NotebookContext:
     """Prepare a notebook run and return its :class:`NotebookContext`.
 
-    In a Jupyter kernel, Figures show inline (:func:`show_figures_inline`).
+    In a Jupyter kernel, Figures show inline (:func:`show_figures_inline`) and brainnet's errors as
+    one line (:func:`show_errors_briefly`).
 
     Args:
         name: the notebook's stem; the default output folder is ``<data home>/outputs/<name>``.
@@ -161,6 +187,7 @@ def setup_notebook(name: str, *, out_dir: str | os.PathLike | None = None,
     """
     started = time.perf_counter()
     show_figures_inline()
+    show_errors_briefly()
     if log_level is not None:
         show_library_messages(log_level)
     if seed is not None:

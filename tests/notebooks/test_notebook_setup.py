@@ -116,3 +116,24 @@ def test_library_messages_show_once(capsys):
     finally:
         logger.handlers[:] = handlers
         logger.setLevel(level)
+
+
+def test_notebook_shows_brainnet_errors_in_one_line(tmp_path):
+    """A cell that meets bad input fails with the error's type and one-line message (no traceback
+    frames); other errors keep IPython's traceback."""
+    import nbformat
+    import papermill as pm
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from brainnet.notebook import show_errors_briefly\nshow_errors_briefly()"),
+                nbformat.v4.new_code_cell("from brainnet.errors import DataFormatError\n"
+                                          "raise DataFormatError('/data/x.npy', 'a float array', 'int8')")]
+    src = tmp_path / "bad.ipynb"
+    nbformat.write(nb, src)
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        pm.execute_notebook(str(src), str(tmp_path / "out.ipynb"), progress_bar=False, kernel_name="python3")
+    err = info.value
+    assert err.ename == "DataFormatError"
+    assert err.evalue == "/data/x.npy: expected a float array, found int8"
+    assert err.traceback[0] == "DataFormatError: /data/x.npy: expected a float array, found int8"
+    assert len(err.traceback) == 2 and not any("File " in line or "raise " in line for line in err.traceback)
