@@ -245,3 +245,18 @@ def test_interrupted_run_resumes_to_identical_files(tmp_path, tree, fsdir, image
     ours, ref = output_digests(out), output_digests(image_data.root)
     ours.pop("manifest.json"), ref.pop("manifest.json")
     assert ours == ref  # other chunking, same bytes
+
+
+def test_tables_and_trial_dataset_adapt(image_data):
+    from brainnet.data.summary import dataset_summary, run_table
+    from brainnet.data.trials import TrialDataset
+
+    table = dataset_summary(image_data)
+    assert table["mean_nc"].isna().all() and (table["predict_trials"] == table["predict_images"]).all()
+    with pytest.raises(MissingInputError, match="run_table needs it"):
+        run_table(image_data, "subj01", 0, 0)
+    ds = TrialDataset(image_data, 1, split="val")
+    assert "behaviour" not in ds.inputs and set(ds[0]) == {"subject", "trial", "image", "image_index",
+                                                           "memory_index", "fmri"}
+    with pytest.raises(MissingInputError, match="behaviour"):
+        TrialDataset(image_data, 1, inputs=("fmri", "behaviour"))
