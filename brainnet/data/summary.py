@@ -19,14 +19,15 @@ def dataset_summary(data: str | Path | PreparedDataset) -> pd.DataFrame:
 
     Columns: trials, images (unique), vertices (selected), challenge_vertices, sessions,
     ``<split>_trials`` and ``<split>_images`` for train / val / test / predict, median_nc, mean_nc
-    (noise ceiling as a fraction, over valid selected vertices).
+    (noise ceiling as a fraction, over valid selected vertices; NaN on a dataset without one).
     """
     data = PreparedDataset.open(data)
     rows = {}
     for name in data.subjects:
         subj = data.subject(name)
         t = subj.trials
-        nc, valid = subj.noise_ceiling, subj.vertex_valid
+        valid = subj.vertex_valid
+        nc = subj.noise_ceiling if data.has("noise_ceiling") else np.full(subj.n_vertices, np.nan, np.float32)
         row = {
             "trials": subj.n_trials,
             "images": int(np.unique(t["image"]).size),
@@ -51,6 +52,7 @@ def run_table(data: str | Path | PreparedDataset, subject: str, session: int, ru
     slot, nsd_id, image, split, then the 35 behaviour columns named as in the manifest.
     """
     data = PreparedDataset.open(data)
+    data.require("trial_order", "run_table")
     subj = data.subject(subject)
     t = subj.trials
     rows = np.flatnonzero((t["session"] == session) & (t["run"] == run))

@@ -29,7 +29,8 @@ class TrialDataset(Dataset):
         root: the prepared dataset directory, or an open :class:`PreparedDataset`.
         subject: ``"subj01"`` or ``1``.
         split: ``"train"``, ``"val"``, ``"test"``, ``"predict"``, ``"heldout"``, a list, or ``"all"``.
-        inputs: which of :data:`INPUTS` each item holds.
+        inputs: which of :data:`INPUTS` each item holds (None: all the dataset has; ``behaviour``
+            asked of a dataset without it raises :class:`~brainnet.errors.MissingInputError`).
         image_dtype: ``"float"`` -> float32 [3, S, S] in [0, 1]; ``"uint8"`` -> uint8 [3, S, S].
 
     Item (a dict):
@@ -40,9 +41,13 @@ class TrialDataset(Dataset):
     """
 
     def __init__(self, root: str | Path | PreparedDataset, subject: int | str, split: str | Sequence[str] = "train",
-                 inputs: Sequence[str] = INPUTS, image_dtype: str = "float"):
+                 inputs: Sequence[str] | None = None, image_dtype: str = "float"):
         self.data = PreparedDataset.open(root)
+        if inputs is None:
+            inputs = [i for i in INPUTS if i != "behaviour" or self.data.has("behaviour")]
         self.inputs = tuple(inputs)
+        if "behaviour" in self.inputs:
+            self.data.require("behaviour", "TrialDataset(inputs=[..., 'behaviour'])")
         unknown = [i for i in self.inputs if i not in INPUTS]
         if unknown:
             raise ValueError(f"unknown inputs {unknown}; choose from {INPUTS}")
