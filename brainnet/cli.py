@@ -68,22 +68,18 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
             raise SystemExit(f"--nc-threshold: expected a number or 'auto', got {nc!r}") from None
     from brainnet.data.prep import prepare
 
-    try:
-        out = prepare(
-            nsd_dir=args.nsd_dir,
-            alg_dir=args.alg_dir,
-            out_dir=args.out_dir,
-            subjects=subjects,
-            space=args.space,
-            beta_version=args.beta_version,
-            nc_threshold=nc,
-            image_size=args.image_size,
-            split_seed=args.split_seed,
-            fsaverage_dir=args.fsaverage_dir,
-        )
-    except ValueError as err:  # DataFormatError (a bad or missing input) and bad settings
-        print(f"brainnet: error: {err}", file=sys.stderr)
-        return 2
+    out = prepare(
+        nsd_dir=args.nsd_dir,
+        alg_dir=args.alg_dir,
+        out_dir=args.out_dir,
+        subjects=subjects,
+        space=args.space,
+        beta_version=args.beta_version,
+        nc_threshold=nc,
+        image_size=args.image_size,
+        split_seed=args.split_seed,
+        fsaverage_dir=args.fsaverage_dir,
+    )
     print(f"prepared dataset: {out}")
     return 0
 
