@@ -79,6 +79,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         split_seed=args.split_seed,
         fsaverage_dir=args.fsaverage_dir,
+        ncsnr_dir=args.ncsnr_dir,
     )
     print(f"prepared dataset: {out}")
     return 0
@@ -131,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alg-dir", required=True, help="Algonauts 2023 root (holds subj01/, ...)")
     p.add_argument("--fsaverage-dir", default=None, help="without --nsd-dir: FreeSurfer fsaverage folder for the "
                    "surfaces, e.g. $FREESURFER_HOME/subjects/fsaverage (default: nilearn's download, when online)")
+    p.add_argument("--ncsnr-dir", default=None, help="without --nsd-dir: an NSD root holding the subjects' "
+                   "nsddata_betas/ppdata/subjXX/fsaverage/<beta version>/{lh,rh}.ncsnr.mgh (the noise ceiling the "
+                   "release hides; default: none, scores fall back to r)")
     p.add_argument("--out-dir", required=True, help="prepared dataset folder")
     p.add_argument("--subjects", default=None, help="comma-separated subject numbers (default: all found)")
     p.add_argument("--space", default="fsaverage", help="surface space (fsaverage)")

@@ -7,6 +7,7 @@ and offline without either; bad releases; interruption and resume."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -260,3 +261,23 @@ def test_tables_and_trial_dataset_adapt(image_data):
                                                            "memory_index", "fmri"}
     with pytest.raises(MissingInputError, match="behaviour"):
         TrialDataset(image_data, 1, inputs=("fmri", "behaviour"))
+
+
+def test_noise_ceiling_from_nsd_ncsnr_files(tmp_path, tree, fsdir, trial_data):
+    """``ncsnr_dir``: the noise ceiling the release hides, from NSD's ncsnr files, equals the trial-level one."""
+    only_nc = tmp_path / "nsd-ncsnr"
+    for src in tree.nsd.glob("nsddata_betas/ppdata/subj01/fsaverage/betas_fithrf_GLMdenoise_RR/*.ncsnr.mgh"):
+        dst = only_nc / src.relative_to(tree.nsd)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    data = PreparedDataset(prepare(None, tree.algonauts, tmp_path / "out", subjects=[1], fsaverage_dir=fsdir,
+                                   ncsnr_dir=only_nc, **PREPARE_KW))
+    assert data.inputs == {"trial_order": False, "memory": False, "behaviour": False, "noise_ceiling": True}
+    got, want = data.subject(1), trial_data.subject(1)
+    assert np.array_equal(got.vertices["index"], want.vertices["index"])
+    np.testing.assert_array_equal(got.noise_ceiling, want.noise_ceiling)
+    assert got.noise_ceiling.std() > 0
+    with pytest.raises(DataFormatError, match=r"subj02.*lh\.ncsnr\.mgh"):
+        prepare(None, tree.algonauts, tmp_path / "out2", subjects=[2], fsaverage_dir=fsdir, ncsnr_dir=only_nc,
+                **PREPARE_KW)
+    assert not (tmp_path / "out2").exists()

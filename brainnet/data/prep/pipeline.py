@@ -68,7 +68,8 @@ def prepare(nsd_dir: str | Path | None = None, alg_dir: str | Path | None = None
             subjects=None, space: str = "fsaverage", beta_version: str = "betas_fithrf_GLMdenoise_RR",
             nc_threshold: float | str | None = None, image_size: int = 224, split_seed: int = 0,
             split_fractions: tuple[float, float, float] = (0.94, 0.04, 0.02), *,
-            fsaverage_dir: str | Path | None = None, config: PrepareConfig | None = None, progress: bool = True,
+            fsaverage_dir: str | Path | None = None, ncsnr_dir: str | Path | None = None,
+            config: PrepareConfig | None = None, progress: bool = True,
             verify: bool = False, on_session_done: SessionHook | None = None, **options) -> Path:
     """Build (or resume, or confirm) the prepared dataset in ``out_dir``; returns its path.
 
@@ -81,6 +82,8 @@ def prepare(nsd_dir: str | Path | None = None, alg_dir: str | Path | None = None
         fsaverage_dir: without ``nsd_dir``: a FreeSurfer fsaverage folder for the surfaces and
             sphere coordinates (None: nilearn's fetcher when online). Ignored with ``nsd_dir``
             (NSD's own copy is used).
+        ncsnr_dir: without ``nsd_dir``: an NSD root holding (at least) the subjects' fsaverage
+            ``{lh,rh}.ncsnr.mgh`` of ``beta_version``, for the noise ceiling the release hides.
         config: a ready :class:`PrepareConfig`; when given, the keyword fields are ignored.
         progress: show tqdm bars.
         verify: for an existing finished dataset, re-hash every file instead of checking sizes.
@@ -100,7 +103,10 @@ def prepare(nsd_dir: str | Path | None = None, alg_dir: str | Path | None = None
     for src in [Path(p).resolve() for p in (nsd_dir, alg_dir) if p is not None]:
         if out == src or src in out.parents or out in src.parents:
             raise ValueError(f"out_dir {out} must lie outside the source tree {src} (sources are never modified)")
-    plan = make_plan(nsd_dir, alg_dir, cfg) if nsd_dir is not None else make_image_plan(alg_dir, cfg, fsaverage_dir)
+    if nsd_dir is not None:
+        plan = make_plan(nsd_dir, alg_dir, cfg)
+    else:
+        plan = make_image_plan(alg_dir, cfg, fsaverage_dir, ncsnr_dir)
     fingerprint = plan.fingerprint()
     if is_finished(out, fingerprint, verify=verify):
         log.info("%s already holds this dataset (fingerprint %s): nothing to do", out, fingerprint[:12])
@@ -242,6 +248,7 @@ def _manifest(plan: DatasetPlan, fingerprint: str, files: dict, stage: Path) -> 
     subjects = {s.name: image_subject_counts(s, stage) if image else _trial_counts(plan, s, stage)
                 for s in plan.subjects}
     inputs = {name: not image for name in INPUTS}
+    inputs["noise_ceiling"] = all(s.noise_ceiling is not None for s in plan.subjects)
     out = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,

@@ -17,6 +17,7 @@ no fMRI values) and returns a :class:`~brainnet.data.prep.plan.DatasetPlan` of `
   from the fsaverage folder's ``label/`` when it is there, else from ``roi_masks`` when the
   release has that class (``streams``), else left out.
 * surfaces / sphere coordinates: :func:`brainnet.data.prep.fsaverage.fsaverage_surfaces`.
+* noise ceiling: none (the release hides it), unless ``ncsnr_dir`` points at NSD's ncsnr files.
 
 A bad input raises :class:`~brainnet.errors.DataFormatError` naming the file, before anything
 is written.
@@ -32,6 +33,8 @@ import numpy as np
 
 from brainnet.data.formats import algonauts as alg
 from brainnet.data.formats import freesurfer as fs
+from brainnet.data.formats import nsd
+from brainnet.data.noise_ceiling import noise_ceiling
 from brainnet.data.prep.config import PrepareConfig
 from brainnet.data.prep.fsaverage import HEMIS, NILEARN_SOURCE, fsaverage_surfaces
 from brainnet.data.prep.plan import DatasetPlan, algonauts_roi, fsaverage_atlas
@@ -55,7 +58,8 @@ class ImageSubjectPlan:
         fmri: the release's (lh, rh) training fMRI files.
         mesh_sizes: fsaverage vertices per hemisphere.
         n_train_images, n_test_images: the release's image counts (rows = their sum).
-        behaviour, noise_ceiling: None (the release has neither).
+        noise_ceiling: float32 [V] from NSD's ncsnr files when given (``ncsnr_dir``), else None.
+        behaviour: None (the release has none).
     """
 
     name: str
@@ -70,8 +74,8 @@ class ImageSubjectPlan:
     mesh_sizes: tuple[int, int]
     n_train_images: int
     n_test_images: int
+    noise_ceiling: np.ndarray | None = None
     behaviour: None = None
-    noise_ceiling: None = None
 
     @property
     def n_trials(self) -> int:
@@ -111,8 +115,21 @@ def _listings(alayout: alg.AlgonautsLayout, name: str) -> tuple[alg.ImageListing
     return train, test
 
 
+def _noise_ceiling(ncsnr_dir: Path, name: str, cfg: PrepareConfig, mesh: tuple[int, int], sel: np.ndarray,
+                   sources: list[Path]) -> np.ndarray:
+    """float32 [V]: NC (fraction, mean of 3 repeats) of the selected vertices from NSD's ncsnr files."""
+    layout = nsd.NSDLayout(ncsnr_dir)
+    per_hemi = []
+    for h, hemi in enumerate(HEMIS):
+        path = layout.ncsnr(name, hemi, "fsaverage", cfg.beta_version)
+        per_hemi.append(noise_ceiling(nsd.read_ncsnr(path, mesh[h])))
+        sources.append(path)
+    return np.concatenate(per_hemi)[sel].astype(np.float32)
+
+
 def _subject(name: str, cfg: PrepareConfig, alayout: alg.AlgonautsLayout, mesh: tuple[int, int],
-             surfaces: dict[str, np.ndarray], fsaverage_dir: Path | None, sources: list[Path]) -> dict:
+             surfaces: dict[str, np.ndarray], fsaverage_dir: Path | None, ncsnr_dir: Path | None,
+             sources: list[Path]) -> dict:
     masks = []
     for h, hemi in enumerate(HEMIS):
         path = alayout.all_vertices_mask(name, hemi)
@@ -142,19 +159,24 @@ def _subject(name: str, cfg: PrepareConfig, alayout: alg.AlgonautsLayout, mesh: 
         else:
             log.info("%s: no %s labels (neither in the fsaverage folder nor in roi_masks): left out", name, atlas)
     nsd_ids = np.concatenate([train.nsd_ids, test.nsd_ids]).astype(np.int64)
-    return dict(name=name, nsd_ids=nsd_ids, is_test=np.arange(nsd_ids.size) >= len(train), hemi=hemi_of,
+    nc = None if ncsnr_dir is None else _noise_ceiling(ncsnr_dir, name, cfg, mesh, sel, sources)
+    return dict(name=name, noise_ceiling=nc, nsd_ids=nsd_ids, is_test=np.arange(nsd_ids.size) >= len(train),
+                hemi=hemi_of,
                 index=index, challenge=np.ones(sel.size, bool), sphere=sphere.astype(np.float32), rois=rois,
                 fmri=tuple(fmri), mesh_sizes=mesh, n_train_images=len(train), n_test_images=len(test),
                 paths=train.paths + test.paths)
 
 
-def make_image_plan(alg_dir: str | Path, cfg: PrepareConfig, fsaverage_dir: str | Path | None = None) -> DatasetPlan:
+def make_image_plan(alg_dir: str | Path, cfg: PrepareConfig, fsaverage_dir: str | Path | None = None,
+                    ncsnr_dir: str | Path | None = None) -> DatasetPlan:
     """Read and cross-check the Algonauts 2023 release (no pixels, no fMRI values) and plan the outputs.
 
     Args:
         alg_dir: the folder holding subj01, ...; cfg: the parameters (``nc_threshold`` None,
             ``image_source`` png / auto).
         fsaverage_dir: a FreeSurfer fsaverage folder, or None (nilearn's fetcher when online).
+        ncsnr_dir: an NSD root holding at least ``nsddata_betas/ppdata/subjXX/fsaverage/<beta_version>/
+            {lh,rh}.ncsnr.mgh`` (the noise ceiling the release hides), or None: no noise ceiling.
 
     Raises:
         DataFormatError: naming the bad file; ValueError: settings that need the NSD tree.
@@ -170,7 +192,8 @@ def make_image_plan(alg_dir: str | Path, cfg: PrepareConfig, fsaverage_dir: str 
     folder = Path(fsaverage_dir).expanduser().resolve() if fsaverage_dir is not None else None
     surfaces, where = fsaverage_surfaces(folder, mesh, first_masks, sources)
 
-    firsts = [_subject(name, cfg, alayout, mesh, surfaces, folder, sources) for name in subjects]
+    ncsnr = Path(ncsnr_dir).expanduser().resolve() if ncsnr_dir is not None else None
+    firsts = [_subject(name, cfg, alayout, mesh, surfaces, folder, ncsnr, sources) for name in subjects]
     image_paths: dict[int, Path] = {}
     for first in firsts:
         image_paths.update(zip(first["nsd_ids"].tolist(), first.pop("paths")))

@@ -84,7 +84,7 @@ def image_subject_counts(s: ImageSubjectPlan, stage: Path) -> dict:
         "n_sessions": 0,
         "predict_sessions": [],
         "nc_threshold_used": None,
-        "mean_noise_ceiling_challenge": None,
+        "mean_noise_ceiling_challenge": None if s.noise_ceiling is None else float(s.noise_ceiling.mean()),
         "split_trials": {k: int((split == c).sum()) for k, c in L.SPLIT_CODES.items()},
         "split_images": {k: int(np.unique(s.trials["nsd_id"][split == c]).size) for k, c in L.SPLIT_CODES.items()},
         "algonauts_images": {"train": s.n_train_images, "test": s.n_test_images},
