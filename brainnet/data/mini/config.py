@@ -39,6 +39,10 @@ class MiniNSDConfig:
         missing_data_run: mark one run of subj01 as MISSINGDATA (response columns NaN).
         feature_grid: grid of the energy / category maps that drive the visual vertices.
         objects_per_image: (min, max) objects per scene.
+        volume_shape: (X, Y, Z) of the subject-space func1mm grid (thalamus / MTL ROIs and voxel
+            betas, see :mod:`brainnet.data.mini.volume`); None writes no volume files.
+        beta_versions: betas folders written (first = ``betas_fithrf_GLMdenoise_RR``, the b3 betas
+            the Algonauts files come from; ``betas_fithrf`` = b2, the same plus extra trial noise).
     """
 
     seed: int = 0
@@ -56,6 +60,8 @@ class MiniNSDConfig:
     missing_data_run: bool = True
     feature_grid: int = 16
     objects_per_image: tuple[int, int] = field(default=(1, 4))
+    volume_shape: tuple[int, int, int] | None = (16, 20, 16)
+    beta_versions: tuple[str, ...] = ("betas_fithrf_GLMdenoise_RR", "betas_fithrf")
 
     def __post_init__(self):
         if self.n_subjects < 1:
@@ -93,6 +99,12 @@ class MiniNSDConfig:
             raise ValueError(f"ncsnr_range must be (low, high) with 0 < low <= high, got {self.ncsnr_range}")
         if self.n_nan_vertices < 0:
             raise ValueError(f"n_nan_vertices must be >= 0, got {self.n_nan_vertices}")
+        if self.volume_shape is not None and (len(self.volume_shape) != 3 or min(self.volume_shape) < 12):
+            raise ValueError(f"volume_shape must be None or 3 sizes >= 12, got {self.volume_shape}")
+        versions = tuple(self.beta_versions)
+        if versions not in (("betas_fithrf_GLMdenoise_RR",), ("betas_fithrf_GLMdenoise_RR", "betas_fithrf")):
+            raise ValueError("beta_versions must start with 'betas_fithrf_GLMdenoise_RR' and may add 'betas_fithrf', "
+                             f"got {self.beta_versions}")
         if self.feature_grid < 2 or self.feature_grid > self.image_size:
             raise ValueError(f"feature_grid must be in [2, image_size], got {self.feature_grid}")
 
@@ -136,7 +148,7 @@ class MiniNSDConfig:
           hemisphere, nested in fsaverage5), 32 px images.
         * ``"algonauts"``: benchmark scale: 1 subject x 40 sessions (10000 images, 30000
           trials), fsaverage6-like mesh (40962 per hemisphere) with a ~49% mask (~40k
-          selected vertices), 96 px images. Large: ~10 GB of betas.
+          selected vertices), 96 px images, b3 betas only. Large: ~10 GB of betas.
         """
         presets = {
             "default": {},
@@ -146,7 +158,7 @@ class MiniNSDConfig:
             ),
             "algonauts": dict(
                 n_subjects=1, n_sessions=40, image_size=96, n_shared_images=1000, n_unused_images=500,
-                mesh="fsaverage6", mask_fraction=0.49,
+                mesh="fsaverage6", mask_fraction=0.49, beta_versions=("betas_fithrf_GLMdenoise_RR",),
             ),
         }
         if name not in presets:
