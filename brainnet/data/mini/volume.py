@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from brainnet.data.formats.nsd import FUNC1MM_BETA_SCALE
+
 from .config import TRIALS_PER_SESSION, MiniNSDConfig
 from .cortex import Cortex
 from .response import (
@@ -49,8 +51,6 @@ THALAMUS_NAMES = ("LGN", "SC", "Vpu", "DLpu", "DMpu")
 MTL_NAMES = ("ErC", "area35", "area36", "PhC", "Sub", "CA1", "CA2", "CA3", "DG", "HT")
 #: MTL labels of the hippocampus (group H: HHHB = Sub..DG, plus HT).
 HIPPOCAMPUS = ("Sub", "CA1", "CA2", "CA3", "DG", "HT")
-#: Stored betas are int16 = percent signal change x this (NSD's func1mm convention).
-BETA_SCALE = 300
 HIPPOCAMPUS_PEAK_LAG = 12
 HIPPOCAMPUS_LAG_SD = 3.0
 #: (x fraction of each side, z fraction, radius in voxels, y range fraction) of the two cylinders.
@@ -164,10 +164,10 @@ def write_subject_volume(cfg: MiniNSDConfig, s: int, n_sess: int, trial_ids: np.
         for k, version in enumerate(cfg.beta_versions):
             if k:  # b2: the same session with extra trial noise
                 b = b + gain[:, None] * (B2_EXTRA_NOISE * rng_of(24, s, se, k).standard_normal(b.shape, np.float32))
-            q = np.clip(np.rint(b * BETA_SCALE), -32767, 32767).astype(np.int16)
+            q = np.clip(np.rint(b * FUNC1MM_BETA_SCALE), -32767, 32767).astype(np.int16)
             full_flat[flat] = q
             write_nifti(betas_root / version / f"betas_session{se + 1:02d}.nii.gz", full, affine, compresslevel=0)
-            sums[version].add(zscore_session(q.astype(np.float32) / np.float32(BETA_SCALE)), rep3_row[tsl])
+            sums[version].add(zscore_session(q.astype(np.float32) / np.float32(FUNC1MM_BETA_SCALE)), rep3_row[tsl])
     out = {"shape": list(shape), "n_brain_voxels": int(n), "n_thalamus_voxels": int((vol["thalamus"] > 0).sum()),
            "n_MTL_voxels": int((vol["MTL"] > 0).sum()), "n_hippocampus_voxels": int((cx.kind == KIND_MEMORY).sum()),
            "n_LGN_voxels": int((cx.kind == KIND_VISUAL).sum())}
