@@ -30,6 +30,11 @@ from brainnet.errors import DataFormatError
 HEMIS: tuple[str, str] = ("lh", "rh")
 #: func1mm betas are stored as int16 = percent signal change x this.
 FUNC1MM_BETA_SCALE = 300
+#: Label names (code i + 1) of NSD's subject-space ROI volumes ``func1mm/roi/<atlas>.nii.gz``.
+FUNC1MM_ROI_NAMES: dict[str, tuple[str, ...]] = {
+    "thalamus": ("LGN", "SC", "Vpu", "DLpu", "DMpu"),
+    "MTL": ("ErC", "area35", "area36", "PhC", "Sub", "CA1", "CA2", "CA3", "DG", "HT"),
+}
 
 #: Columns of ``responses.tsv``, in file order.
 RESPONSE_COLUMNS: tuple[str, ...] = (

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from brainnet.data.formats.nsd import FUNC1MM_BETA_SCALE
+from brainnet.data.formats.nsd import FUNC1MM_BETA_SCALE, FUNC1MM_ROI_NAMES
 
 from .config import TRIALS_PER_SESSION, MiniNSDConfig
 from .cortex import Cortex
@@ -47,8 +47,8 @@ from .response import (
 from .truth import KIND_MEMORY, KIND_NONE, KIND_VISUAL
 from .writers import write_nifti
 
-THALAMUS_NAMES = ("LGN", "SC", "Vpu", "DLpu", "DMpu")
-MTL_NAMES = ("ErC", "area35", "area36", "PhC", "Sub", "CA1", "CA2", "CA3", "DG", "HT")
+THALAMUS_NAMES = FUNC1MM_ROI_NAMES["thalamus"]
+MTL_NAMES = FUNC1MM_ROI_NAMES["MTL"]
 #: MTL labels of the hippocampus (group H: HHHB = Sub..DG, plus HT).
 HIPPOCAMPUS = ("Sub", "CA1", "CA2", "CA3", "DG", "HT")
 HIPPOCAMPUS_PEAK_LAG = 12
