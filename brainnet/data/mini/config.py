@@ -61,7 +61,7 @@ class MiniNSDConfig:
     feature_grid: int = 16
     objects_per_image: tuple[int, int] = field(default=(1, 4))
     volume_shape: tuple[int, int, int] | None = (16, 20, 16)
-    beta_versions: tuple[str, ...] = ("betas_fithrf_GLMdenoise_RR", "betas_fithrf")
+    beta_versions: tuple[str, ...] = ("betas_fithrf_GLMdenoise_RR",)
 
     def __post_init__(self):
         if self.n_subjects < 1:
@@ -143,22 +143,24 @@ class MiniNSDConfig:
     def preset(name: str, **overrides) -> MiniNSDConfig:
         """A named configuration, optionally with fields overridden.
 
-        * ``"default"``: 2 subjects (6 and 5 sessions), fsaverage5, 64 px images.
+        * ``"default"``: 2 subjects (6 and 5 sessions), fsaverage5, 64 px images, b3 betas only
+          (``beta_versions`` adds b2 at ~1.7x the generation time).
         * ``"tiny"``: for unit tests: 2 subjects x 4 sessions, fsaverage4 (2562 vertices per
-          hemisphere, nested in fsaverage5), 32 px images.
+          hemisphere, nested in fsaverage5), 32 px images, b3 and b2 betas.
         * ``"algonauts"``: benchmark scale: 1 subject x 40 sessions (10000 images, 30000
           trials), fsaverage6-like mesh (40962 per hemisphere) with a ~49% mask (~40k
-          selected vertices), 96 px images, b3 betas only. Large: ~10 GB of betas.
+          selected vertices), 96 px images. Large: ~10 GB of betas.
         """
         presets = {
             "default": {},
             "tiny": dict(
                 n_subjects=2, n_sessions=4, image_size=32, n_shared_images=40, n_unused_images=10,
                 mesh="fsaverage4", n_nan_vertices=2, feature_grid=8,
+                beta_versions=("betas_fithrf_GLMdenoise_RR", "betas_fithrf"),
             ),
             "algonauts": dict(
                 n_subjects=1, n_sessions=40, image_size=96, n_shared_images=1000, n_unused_images=500,
-                mesh="fsaverage6", mask_fraction=0.49, beta_versions=("betas_fithrf_GLMdenoise_RR",),
+                mesh="fsaverage6", mask_fraction=0.49,
             ),
         }
         if name not in presets:
