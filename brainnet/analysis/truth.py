@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from brainnet.data.layout import HEMI_VOLUME
 from brainnet.data.mini.truth import (  # noqa: F401  (KIND_* re-exported for analyses and notebooks)
     KIND_ANSWER,
     KIND_MEMORY,
@@ -44,7 +45,8 @@ def vertex_truth(truth: str | Path | dict, prepared: str | Path | PreparedDatase
     Returns
     -------
     DataFrame with one row per selected vertex (row order of the prepared dataset): hemi, index,
-    the per-vertex planted arrays (:data:`~brainnet.data.mini.truth.MESH_KEYS`: mask, challenge,
+    the per-vertex planted arrays (voxel units, hemi 2: kind, rf, sigma and ncsnr from the subject's
+    ``{subj}_vol_*`` arrays, other columns 0) (:data:`~brainnet.data.mini.truth.MESH_KEYS`: mask, challenge,
     rf_x, rf_y, rf_size, hierarchy, kind (0 none, 1 visual, 2 memory, 3 answer), category_mix),
     kind_name, and the subject's (:data:`~brainnet.data.mini.truth.SUBJECT_KEYS`) ncsnr_planted,
     ncsnr_written, sigma_image, sigma_memory, sigma_answer.
@@ -74,6 +76,10 @@ def vertex_truth(truth: str | Path | dict, prepared: str | Path | PreparedDatase
             cols[key] = out
     if "kind" not in cols:
         raise ValueError("ground truth lacks the {hemi}_kind arrays")
+    voxel = hemi == HEMI_VOLUME
+    for key in ("kind", "rf_x", "rf_y", "rf_size", "sigma_image", "sigma_memory", "ncsnr_planted", "ncsnr_written"):
+        if voxel.any() and key in cols and f"{name}_vol_{key}" in gt:  # voxels: the subject's volume truth
+            cols[key][voxel] = gt[f"{name}_vol_{key}"].reshape(-1)[index[voxel]]
     df = pd.DataFrame(cols)
     df["kind_name"] = df["kind"].map(KIND_NAMES)
     return df

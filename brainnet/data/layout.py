@@ -51,6 +51,11 @@ def subject_files(inputs: dict[str, bool]) -> tuple[str, ...]:
     absent = {INPUT_FILES[k] for k, present in inputs.items() if not present and k in INPUT_FILES}
     return tuple(f for f in SUBJECT_FILES if f not in absent)
 
+#: ``vertices.npz["hemi"]`` of a unit that is a subject-space voxel (0 lh, 1 rh vertices); voxels follow the
+#: vertices on the unit axis. Their ``index`` is the flat C-order index into the volume whose
+#: ``vertices.npz["volume_shape"]`` / ``["volume_affine"]`` the dataset stores.
+HEMI_VOLUME = 2
+
 #: Split of each trial (``trials.npz["split"]``, int8).
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2, "predict": 3}
 #: Split names a consumer may ask for: the stored ones plus ``heldout`` (predict-split trials

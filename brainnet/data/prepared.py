@@ -147,7 +147,9 @@ class PreparedSubject:
 
     @cached_property
     def vertices(self) -> dict[str, np.ndarray]:
-        """hemi int8 [V] (0 lh, 1 rh), index int64 [V], sphere float32 [V, 3], challenge bool [V]."""
+        """hemi int8 [V] (0 lh, 1 rh, :data:`~brainnet.data.layout.HEMI_VOLUME` voxel), index int64 [V]
+        (vertex index, or flat C-order voxel index), sphere float32 [V, 3] (voxels: scanner mm),
+        challenge bool [V]; with voxels also volume_affine float64 [4, 4] and volume_shape int64 [3]."""
         table = self._npz(L.VERTICES)
         bad = [k for k in ("hemi", "index", "sphere", "challenge")
                if k not in table or table[k].shape[:1] != (self.n_vertices,)]
@@ -163,6 +165,35 @@ class PreparedSubject:
     @property
     def challenge(self) -> np.ndarray:
         return self.vertices["challenge"].astype(bool)
+
+    @property
+    def is_voxel(self) -> np.ndarray:
+        """bool [V]: the unit is a subject-space voxel (they follow the :attr:`n_surface` vertices)."""
+        return self.hemi == L.HEMI_VOLUME
+
+    @property
+    def n_surface(self) -> int:
+        """Units that are fsaverage vertices (the first ones)."""
+        return int((self.hemi != L.HEMI_VOLUME).sum())
+
+    @property
+    def volume_shape(self) -> tuple[int, int, int] | None:
+        """(X, Y, Z) of the voxels' grid (None without voxels)."""
+        shape = self.vertices.get("volume_shape")
+        return None if shape is None else tuple(int(n) for n in shape)
+
+    @property
+    def volume_affine(self) -> np.ndarray | None:
+        """float64 [4, 4] voxel (i, j, k) -> scanner mm of the voxels' grid (None without voxels)."""
+        return self.vertices.get("volume_affine")
+
+    @property
+    def voxel_ijk(self) -> np.ndarray:
+        """int64 [n_voxels, 3] grid coordinates of the voxel units, in unit order (empty without voxels)."""
+        index = self.vertices["index"][self.is_voxel]
+        if self.volume_shape is None:
+            return np.zeros((0, 3), np.int64)
+        return np.stack(np.unravel_index(index, self.volume_shape), axis=1).astype(np.int64)
 
     @cached_property
     def rois(self) -> dict[str, tuple[np.ndarray, list[str]]]:

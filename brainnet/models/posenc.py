@@ -7,6 +7,15 @@ start at 0 and multiplied by one common factor so that the longest axis (x) span
 steps (100 by default). The shift and scale depend only on the sphere radius, so every subject
 gets the same mapping whatever its vertex subset.
 
+Subject-space voxels (hemi :data:`~brainnet.data.layout.HEMI_VOLUME`, coordinates = scanner mm) form
+a third block: centred on their own centroid and moved along +x by ``2 * shift`` (one more slot beyond
+the right hemisphere), then shifted and scaled exactly like the vertices. The scale is still the one
+of the two spheres (voxels may reach past ``span``), so the encodings of the vertices are the same
+whether a dataset has voxels or not. Why the scanner position: it keeps physical distances between
+voxels (1 mm on the grid = 1 mm on the sphere's scale, close voxels get close codes), it works with
+every selector that consumes a position, and it adds no per-unit parameters (a learned embedding
+would grow with the voxel count and be untrained for held-out subjects).
+
 Each normalised coordinate is encoded by ``sin(f * p)`` and ``cos(f * p)`` for ``n_freqs``
 log-spaced angular frequencies whose periods run from ``min_period`` to ``max_period`` steps,
 giving ``3 * 2 * n_freqs`` features (192 for 32 frequencies).
@@ -18,6 +27,11 @@ import math
 
 import torch
 from torch import nn
+
+from brainnet.data.layout import HEMI_VOLUME
+
+#: Radius used when a subject has no surface vertices (the fsaverage sphere's, mm).
+DEFAULT_SPHERE_RADIUS = 100.0
 
 
 def _as_float_tensor(x, name: str) -> torch.Tensor:
@@ -43,6 +57,14 @@ def sphere_radius(coords) -> float:
     return r
 
 
+def surface_radius(coords, hemi) -> float:
+    """:func:`sphere_radius` of the vertices (hemi 0 / 1) of ``coords`` (V, 3); voxels are left out and
+    :data:`DEFAULT_SPHERE_RADIUS` is returned when there is no vertex."""
+    c, h = _as_float_tensor(coords, "coords"), torch.as_tensor(hemi)
+    surface = h != HEMI_VOLUME
+    return sphere_radius(c[surface]) if bool(surface.any()) else DEFAULT_SPHERE_RADIUS
+
+
 def normalize_sphere_coords(coords, hemi, radius: float | None = None, span: float = 100.0,
                             gap: float = 0.1) -> torch.Tensor:
     """Place both hemispheres side by side and rescale to ``span`` steps.
@@ -52,10 +74,11 @@ def normalize_sphere_coords(coords, hemi, radius: float | None = None, span: flo
     coords : array of shape (V, 3)
         fsaverage sphere coordinates of the selected vertices.
     hemi : array of shape (V,)
-        0 for left, 1 for right hemisphere.
+        0 for left, 1 for right hemisphere, 2 (``HEMI_VOLUME``) for a voxel (coords in scanner mm).
     radius : float, optional
-        Sphere radius; defaults to :func:`sphere_radius` of ``coords``. Pass the same value
-        for every subject to get identical mappings.
+        Sphere radius; defaults to :func:`sphere_radius` of the vertices' coordinates
+        (:data:`DEFAULT_SPHERE_RADIUS` without vertices). Pass the same value for every subject to
+        get identical mappings.
     span : float
         Number of steps covered by the longest axis after rescaling.
     gap : float
@@ -63,7 +86,8 @@ def normalize_sphere_coords(coords, hemi, radius: float | None = None, span: flo
 
     Returns
     -------
-    tensor of shape (V, 3), float32, each axis in ``[0, span]`` (x is the longest axis).
+    tensor of shape (V, 3), float32; vertices have each axis in ``[0, span]`` (x is the longest
+    axis); voxels lie beyond ``span`` along x.
     """
     c = _as_float_tensor(coords, "coords")
     h = torch.as_tensor(hemi)
@@ -71,15 +95,18 @@ def normalize_sphere_coords(coords, hemi, radius: float | None = None, span: flo
         raise ValueError(f"coords must have shape (V, 3), got {tuple(c.shape)}")
     if h.shape != (c.shape[0],):
         raise ValueError(f"hemi must have shape ({c.shape[0]},), got {tuple(h.shape)}")
-    if not bool(((h == 0) | (h == 1)).all()):
-        raise ValueError("hemi must contain only 0 (left) and 1 (right)")
+    if not bool(((h == 0) | (h == 1) | (h == HEMI_VOLUME)).all()):
+        raise ValueError(f"hemi must contain only 0 (left), 1 (right) and {HEMI_VOLUME} (voxel)")
     if not bool(torch.isfinite(c).all()):
         raise ValueError("coords contain NaN or inf")
-    r = sphere_radius(c) if radius is None else float(radius)
+    voxel = h == HEMI_VOLUME
+    r = surface_radius(c, h) if radius is None else float(radius)
     if r <= 0:
         raise ValueError(f"radius must be positive, got {r}")
     shift = 2.0 * r * (1.0 + gap)
     out = c.clone()
+    if bool(voxel.any()):
+        out[voxel] = out[voxel] - out[voxel].mean(dim=0)
     out[:, 0] = out[:, 0] + shift * h.to(torch.float32)
     lower = torch.tensor([-r, -r, -r])
     longest = shift + 2.0 * r  # x extent: [-r, shift + r]
@@ -157,7 +184,7 @@ class VertexEncodings(nn.Module):
     coords : mapping subject -> array of shape (V_s, 3)
         fsaverage sphere coordinates of each subject's selected vertices.
     hemi : mapping subject -> array of shape (V_s,)
-        0 left / 1 right hemisphere.
+        0 left / 1 right hemisphere / 2 voxel (coords in scanner mm, see the module docstring).
     encoder : SphereEncoder
         When its ``radius`` is None, one radius (the largest over all subjects) is used for
         every subject so that equal coordinates get equal encodings.
@@ -171,7 +198,7 @@ class VertexEncodings(nn.Module):
             raise ValueError(f"coords and hemi name different subjects: {sorted(coords)} vs {sorted(hemi)}")
         radius = encoder.radius
         if radius is None:
-            radius = max(sphere_radius(c) for c in coords.values())
+            radius = max(surface_radius(coords[s], hemi[s]) for s in coords)
         self.radius = float(radius)
         self.out_dim = encoder.out_dim
         self._keys: dict[str, str] = {}

@@ -1,12 +1,15 @@
 """Place values given on selected vertices back onto the full per-hemisphere meshes.
 
 The selection is a prepared subject's vertices (``PreparedSubject.vertices``): ``hemi`` [V]
-(0 lh, 1 rh) and ``index`` [V] (vertex index within that hemisphere's full mesh).
+(0 lh, 1 rh) and ``index`` [V] (vertex index within that hemisphere's full mesh). Voxel units
+(hemi :data:`~brainnet.data.layout.HEMI_VOLUME`) are accepted and skipped: surface maps draw vertices.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from brainnet.data.layout import HEMI_VOLUME
 
 
 def check_selection(hemi, index, n_values: int, n_vertices: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -54,9 +57,10 @@ def check_selection(hemi, index, n_values: int, n_vertices: tuple[int, int]) -> 
         raise ValueError(f"index must hold integers, got dtype {index.dtype}")
     hemi = hemi.astype(np.int64)
     index = index.astype(np.int64)
-    bad = (hemi != 0) & (hemi != 1)
+    bad = (hemi != 0) & (hemi != 1) & (hemi != HEMI_VOLUME)
     if bad.any():
-        raise ValueError(f"hemi must be 0 (lh) or 1 (rh); found {np.unique(hemi[bad])[:5].tolist()}")
+        raise ValueError(f"hemi must be 0 (lh), 1 (rh) or {HEMI_VOLUME} (voxel, not drawn); "
+                         f"found {np.unique(hemi[bad])[:5].tolist()}")
     for h, n in enumerate(n_vertices):
         sel = index[hemi == h]
         if sel.size == 0:

@@ -29,6 +29,13 @@ from brainnet.data.layout import subject_name, subject_number  # noqa: F401  (re
 from brainnet.errors import DataFormatError
 
 HEMIS: tuple[str, str] = ("lh", "rh")
+#: func1mm betas are stored as int16 = percent signal change x this.
+FUNC1MM_BETA_SCALE = 300
+#: Label names (code i + 1) of NSD's subject-space ROI volumes ``func1mm/roi/<atlas>.nii.gz``.
+FUNC1MM_ROI_NAMES: dict[str, tuple[str, ...]] = {
+    "thalamus": ("LGN", "SC", "Vpu", "DLpu", "DMpu"),
+    "MTL": ("ErC", "area35", "area36", "PhC", "Sub", "CA1", "CA2", "CA3", "DG", "HT"),
+}
 
 #: Columns of ``responses.tsv``, in file order.
 RESPONSE_COLUMNS: tuple[str, ...] = (
@@ -75,6 +82,17 @@ class NSDLayout:
     def betas(self, subject: int | str, hemi: str, session: int, space: str = "fsaverage",
               beta_version: str = "betas_fithrf_GLMdenoise_RR") -> Path:
         return self.betas_dir(subject, space, beta_version) / f"{hemi}.betas_session{session:02d}.mgh"
+
+    def roi_volume(self, subject: int | str, name: str) -> Path:
+        """A subject-space ROI label volume, ``func1mm/roi/<name>.nii.gz`` (thalamus, MTL, ...)."""
+        return self.root / "nsddata/ppdata" / subject_name(subject) / "func1mm/roi" / f"{name}.nii.gz"
+
+    def volume_betas(self, subject: int | str, session: int, beta_version: str = "betas_fithrf_GLMdenoise_RR") -> Path:
+        """4-D func1mm betas of one session (int16 = percent signal change x :data:`FUNC1MM_BETA_SCALE`)."""
+        return self.betas_dir(subject, "func1mm", beta_version) / f"betas_session{session:02d}.nii.gz"
+
+    def volume_ncsnr(self, subject: int | str, beta_version: str = "betas_fithrf_GLMdenoise_RR") -> Path:
+        return self.betas_dir(subject, "func1mm", beta_version) / "ncsnr.nii.gz"
 
     def ncsnr(self, subject: int | str, hemi: str, space: str = "fsaverage",
               beta_version: str = "betas_fithrf_GLMdenoise_RR") -> Path:

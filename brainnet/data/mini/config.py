@@ -39,6 +39,10 @@ class MiniNSDConfig:
         missing_data_run: mark one run of subj01 as MISSINGDATA (response columns NaN).
         feature_grid: grid of the energy / category maps that drive the visual vertices.
         objects_per_image: (min, max) objects per scene.
+        volume_shape: (X, Y, Z) of the subject-space func1mm grid (thalamus / MTL ROIs and voxel
+            betas, see :mod:`brainnet.data.mini.volume`); None writes no volume files.
+        beta_versions: betas folders written (first = ``betas_fithrf_GLMdenoise_RR``, the b3 betas
+            the Algonauts files come from; ``betas_fithrf`` = b2, the same plus extra trial noise).
     """
 
     seed: int = 0
@@ -56,6 +60,8 @@ class MiniNSDConfig:
     missing_data_run: bool = True
     feature_grid: int = 16
     objects_per_image: tuple[int, int] = field(default=(1, 4))
+    volume_shape: tuple[int, int, int] | None = (16, 20, 16)
+    beta_versions: tuple[str, ...] = ("betas_fithrf_GLMdenoise_RR",)
 
     def __post_init__(self):
         if self.n_subjects < 1:
@@ -93,6 +99,12 @@ class MiniNSDConfig:
             raise ValueError(f"ncsnr_range must be (low, high) with 0 < low <= high, got {self.ncsnr_range}")
         if self.n_nan_vertices < 0:
             raise ValueError(f"n_nan_vertices must be >= 0, got {self.n_nan_vertices}")
+        if self.volume_shape is not None and (len(self.volume_shape) != 3 or min(self.volume_shape) < 12):
+            raise ValueError(f"volume_shape must be None or 3 sizes >= 12, got {self.volume_shape}")
+        versions = tuple(self.beta_versions)
+        if versions not in (("betas_fithrf_GLMdenoise_RR",), ("betas_fithrf_GLMdenoise_RR", "betas_fithrf")):
+            raise ValueError("beta_versions must start with 'betas_fithrf_GLMdenoise_RR' and may add 'betas_fithrf', "
+                             f"got {self.beta_versions}")
         if self.feature_grid < 2 or self.feature_grid > self.image_size:
             raise ValueError(f"feature_grid must be in [2, image_size], got {self.feature_grid}")
 
@@ -131,9 +143,10 @@ class MiniNSDConfig:
     def preset(name: str, **overrides) -> MiniNSDConfig:
         """A named configuration, optionally with fields overridden.
 
-        * ``"default"``: 2 subjects (6 and 5 sessions), fsaverage5, 64 px images.
+        * ``"default"``: 2 subjects (6 and 5 sessions), fsaverage5, 64 px images, b3 betas only
+          (``beta_versions`` adds b2 at ~1.7x the generation time).
         * ``"tiny"``: for unit tests: 2 subjects x 4 sessions, fsaverage4 (2562 vertices per
-          hemisphere, nested in fsaverage5), 32 px images.
+          hemisphere, nested in fsaverage5), 32 px images, b3 and b2 betas.
         * ``"algonauts"``: benchmark scale: 1 subject x 40 sessions (10000 images, 30000
           trials), fsaverage6-like mesh (40962 per hemisphere) with a ~49% mask (~40k
           selected vertices), 96 px images. Large: ~10 GB of betas.
@@ -143,6 +156,7 @@ class MiniNSDConfig:
             "tiny": dict(
                 n_subjects=2, n_sessions=4, image_size=32, n_shared_images=40, n_unused_images=10,
                 mesh="fsaverage4", n_nan_vertices=2, feature_grid=8,
+                beta_versions=("betas_fithrf_GLMdenoise_RR", "betas_fithrf"),
             ),
             "algonauts": dict(
                 n_subjects=1, n_sessions=40, image_size=96, n_shared_images=1000, n_unused_images=500,

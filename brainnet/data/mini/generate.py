@@ -29,10 +29,11 @@ from .cortex import FLOC_CLASS_OF_CATEGORY, ROI_NAMES, plant_cortex
 from .design import ANSWER_COLUMNS, make_design, simulate_behaviour, stim_info_table, trial_table
 from .mesh import HEMIS, load_mesh, write_surfaces
 from .response import (
+    B2_EXTRA_NOISE,
+    RepeatSums,
     answer_drive,
     memory_lag_profile,
     memory_trace,
-    ncsnr_from_repeats,
     session_betas,
     vertex_sigmas,
     visual_drive,
@@ -40,6 +41,7 @@ from .response import (
 )
 from .scenes import CATEGORIES, category_maps, draw_scene, energy_map
 from .truth import GROUND_TRUTH_KEYS
+from .volume import hippocampus_lag_profile, write_subject_volume
 from .writers import write_ctab, write_hdf5_images, write_mat, write_mgh, write_mgz, write_npy, write_png
 
 __all__ = ["MiniNSDConfig", "MiniNSDPaths", "make_mini_nsd"]
@@ -124,6 +126,8 @@ def make_mini_nsd(out_dir, config: MiniNSDConfig | None = None, progress: bool =
     profile = memory_lag_profile()
     truth.update(memory_lag_profile=profile, memory_feature=memory_feature, image_categories=coverage,
                  image_objects=objects)
+    if cfg.volume_shape is not None:
+        truth["hippocampus_lag_profile"] = hippocampus_lag_profile()
 
     # ---- cortex and surfaces -----------------------------------------------------------------
     fs_dir = nsd / "nsddata" / "freesurfer" / "fsaverage"
@@ -234,7 +238,8 @@ def _make_subject(cfg, s, n_sess, design, images, energy, cats, memory_feature, 
     out: dict = {"n_trials": n_trials, "n_sessions": n_sess, "n_train_images": int(len(train_ids)),
                  "n_test_images": int(len(test_ids)), "n_images_3_repeats": n_rep3,
                  "missing_data_run": list(missing) if missing else None, "subject_snr_factor": sub_factor}
-    beta_dir = nsd / "nsddata_betas" / "ppdata" / subj / "fsaverage" / BETAS_DIR
+    beta_root = nsd / "nsddata_betas" / "ppdata" / subj / "fsaverage"
+    beta_dir = beta_root / BETAS_DIR
     alg = paths.algonauts / subj
     for h_i, hemi in enumerate(HEMIS):
         cx, V = cortex[hemi], n_vert[hemi]
@@ -253,8 +258,7 @@ def _make_subject(cfg, s, n_sess, design, images, energy, cats, memory_feature, 
         chal[nan_v] = False
         chal_v = np.flatnonzero(chal)
 
-        sum_x = np.zeros((n_rep3, V), dtype=np.float32)
-        sum_x2 = np.zeros(V, dtype=np.float64)
+        sums = [RepeatSums(n_rep3, V) for _ in cfg.beta_versions]
         tr_sum = np.zeros((len(train_ids), len(chal_v)), dtype=np.float64)
         tr_cnt = np.zeros(len(train_ids), dtype=np.int64)
         for se in _progress(range(n_sess), progress, desc=f"{subj} {hemi} sessions", leave=False):
@@ -265,21 +269,24 @@ def _make_subject(cfg, s, n_sess, design, images, energy, cats, memory_feature, 
             b[nan_v] = np.nan
             write_mgh(beta_dir / f"{hemi}.betas_session{se + 1:02d}.mgh", b.reshape(V, 1, 1, -1))
             z = zscore_session(b)  # (V, 750)
-            r3 = rep3_row[tsl]
-            m = r3 >= 0
-            if m.any():
-                S = sparse.csr_matrix((np.ones(m.sum(), dtype=np.float32), (r3[m], np.flatnonzero(m))),
-                                      shape=(n_rep3, TRIALS_PER_SESSION))
-                sum_x += np.asarray(S @ z.T)
-                sum_x2 += (z[:, m].astype(np.float64) ** 2).sum(axis=1)
+            sums[0].add(z, rep3_row[tsl])
+            for k, version in enumerate(cfg.beta_versions[1:], start=1):  # b2: the same plus extra trial noise
+                noise = _rng(cfg.seed, 12, s, h_i, se, k).standard_normal(b.shape, dtype=np.float32)
+                b2 = b + gain[:, None] * (np.float32(B2_EXTRA_NOISE) * noise)
+                write_mgh(beta_root / version / f"{hemi}.betas_session{se + 1:02d}.mgh", b2.reshape(V, 1, 1, -1))
+                sums[k].add(zscore_session(b2), rep3_row[tsl])
             if se < held_from:
                 tr = train_row[tsl]
                 S = sparse.csr_matrix((np.ones(TRIALS_PER_SESSION), (tr, np.arange(TRIALS_PER_SESSION))),
                                       shape=(len(train_ids), TRIALS_PER_SESSION))
                 tr_sum += np.asarray(S @ z[chal_v].T.astype(np.float64))
                 tr_cnt += np.bincount(tr, minlength=len(train_ids))
-        ncsnr = ncsnr_from_repeats(sum_x.astype(np.float64), sum_x2, n_rep3)
+        ncsnr = sums[0].ncsnr()
         write_mgh(beta_dir / f"{hemi}.ncsnr.mgh", ncsnr.reshape(V, 1, 1, 1))
+        for k, version in enumerate(cfg.beta_versions[1:], start=1):
+            ncsnr_b2 = sums[k].ncsnr()
+            write_mgh(beta_root / version / f"{hemi}.ncsnr.mgh", ncsnr_b2.reshape(V, 1, 1, 1))
+            truth[f"{subj}_{hemi}_ncsnr_written_b2"] = ncsnr_b2
         fmri = (tr_sum / tr_cnt[:, None]).astype(np.float32)
         write_npy(alg / "training_split" / "training_fmri" / f"{hemi}_training_fmri.npy", fmri)
         _write_roi_masks(alg / "roi_masks", hemi, cx, chal)
@@ -298,6 +305,11 @@ def _make_subject(cfg, s, n_sess, design, images, energy, cats, memory_feature, 
             "ncsnr_median_abs_diff": float(np.median(np.abs(planted - written))),
             "noise_ceiling_percent_p5_p50_p95": [float(x) for x in np.percentile(nc, [5, 50, 95])],
         }
+
+    if cfg.volume_shape is not None:
+        out["func1mm"] = write_subject_volume(
+            cfg, s, n_sess, trial_ids, slots, energy, cats, memory_feature, rep3_row, n_rep3, sub_factor, paths,
+            truth, lambda *keys: _rng(cfg.seed, *keys))
 
     # Algonauts images
     for k, i in enumerate(train_ids):
@@ -341,6 +353,12 @@ def _describe(cfg: MiniNSDConfig, report: dict) -> dict:
             "sessions": "per-session offsets and linear drifts in every vertex; last "
                         f"{cfg.n_held_out_sessions} sessions held out (Algonauts test images are "
                         "the images shown only there)",
+            "func1mm": "per subject a small 1 mm grid: thalamus (1-5 LGN SC Vpu DLpu DMpu) and MTL (1-10 ErC "
+                       "area35 area36 PhC Sub CA1 CA2 CA3 DG HT) label volumes; LGN voxels visual (energy, small "
+                       "RFs), hippocampal voxels (Sub..HT) memory voxels with hippocampus_lag_profile (peak k = "
+                       "12, cortex: k = 6), other voxels noise; betas int16 = percent signal change x 300, 0 "
+                       "outside the brain",
+            "beta_versions": "betas_fithrf (b2) = betas_fithrf_GLMdenoise_RR (b3) plus extra trial noise",
             "mesh": "fsaverage5 = nilearn's packaged mesh; fsaverage3/4 = its nested sub-meshes; "
                     "fsaverage6 = its midpoint subdivision (new-vertex order ours)",
         },

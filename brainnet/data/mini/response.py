@@ -27,6 +27,8 @@ OFFSET_SD = 1.0  # sd of per-session offsets (noise units)
 SIGMA_MEMORY = 0.8
 SIGMA_ANSWER = 0.8
 SIGMA_IMAGE_NONVISUAL = 0.15
+#: b2 (``betas_fithrf``, no GLMdenoise) = b3 plus this much extra trial noise (noise units, times the gain).
+B2_EXTRA_NOISE = 0.6
 
 
 def memory_lag_profile(n_lags: int = N_MEMORY_LAGS) -> np.ndarray:
@@ -204,3 +206,31 @@ def ncsnr_from_repeats(sum_x: np.ndarray, sum_x2: np.ndarray, n_images: int) -> 
     v2 = var_sum / n_images
     v = np.sqrt(np.maximum(v2, 1e-12))
     return (np.sqrt(np.maximum(0.0, 1.0 - v2)) / v).astype(np.float32)
+
+
+class RepeatSums:
+    """Running sums over sessions for :func:`ncsnr_from_repeats` (images shown exactly 3 times).
+
+    Args:
+        n_images: images with exactly 3 showings; n_units: vertices or voxels.
+    """
+
+    def __init__(self, n_images: int, n_units: int):
+        self.n_images = n_images
+        self.sum_x = np.zeros((n_images, n_units), dtype=np.float32)
+        self.sum_x2 = np.zeros(n_units, dtype=np.float64)
+
+    def add(self, z: np.ndarray, rep3_row: np.ndarray) -> None:
+        """Add one session: z float32 [n_units, T] z-scored betas, rep3_row int [T] (-1: not a 3-repeat image)."""
+        from scipy import sparse
+
+        m = rep3_row >= 0
+        if m.any():
+            S = sparse.csr_matrix((np.ones(m.sum(), dtype=np.float32), (rep3_row[m], np.flatnonzero(m))),
+                                  shape=(self.n_images, z.shape[1]))
+            self.sum_x += np.asarray(S @ z.T)
+            self.sum_x2 += (z[:, m].astype(np.float64) ** 2).sum(axis=1)
+
+    def ncsnr(self) -> np.ndarray:
+        """float32 [n_units] ncsnr by the NSD formula."""
+        return ncsnr_from_repeats(self.sum_x.astype(np.float64), self.sum_x2, self.n_images)

@@ -19,7 +19,9 @@ KIND_NONE, KIND_VISUAL, KIND_MEMORY, KIND_ANSWER = 0, 1, 2, 3
 KIND_NAMES: dict[int, str] = {KIND_NONE: "none", KIND_VISUAL: "visual", KIND_MEMORY: "memory",
                               KIND_ANSWER: "answer"}
 
-#: Keys of ground_truth.npz ({hemi} in lh, rh; {subj} in subj01, ...), with shapes.
+#: Keys of ground_truth.npz ({hemi} in lh, rh; {subj} in subj01, ...), with shapes. ``{subj}_vol_<name>``
+#: arrays are over the subject's func1mm grid (:mod:`brainnet.data.mini.volume`); a prepared voxel with
+#: flat C-order ``index`` reads ``arr.reshape(-1)[index]``.
 GROUND_TRUTH_KEYS: dict[str, str] = {
     "{hemi}_mask": "bool [V] nsdgeneral-like mask",
     "{hemi}_challenge": "bool [V] nsdgeneral + RSC (Algonauts mask before dropping NaN vertices)",
@@ -42,6 +44,23 @@ GROUND_TRUTH_KEYS: dict[str, str] = {
     "{subj}_{hemi}_sigma_memory": "float32 [V] memory amplitude (noise units)",
     "{subj}_{hemi}_sigma_answer": "float32 [V] answer amplitude (noise units)",
     "{subj}_{hemi}_nan_vertices": "int64 [k] vertices whose betas are all NaN",
+    "{subj}_{hemi}_ncsnr_written_b2": "float32 [V] ncsnr of the betas_fithrf (b2) betas (when written)",
+    "hippocampus_lag_profile": "float32 [33] lag profile of the hippocampal voxels (peak k = 12; when a volume "
+                               "is written)",
+    "{subj}_hippocampus_drive": "float32 [n_trials] memory drive of the hippocampal voxels (standardised)",
+    "{subj}_vol_affine": "float64 [4, 4] voxel (i, j, k) -> scanner mm of the subject's func1mm grid",
+    "{subj}_vol_brain": "bool [X, Y, Z] brain voxels (betas 0 outside)",
+    "{subj}_vol_thalamus": "int16 [X, Y, Z] thalamus labels 1-5 (= roi/thalamus.nii.gz)",
+    "{subj}_vol_MTL": "int16 [X, Y, Z] MTL labels 1-10 (= roi/MTL.nii.gz)",
+    "{subj}_vol_kind": "int8 [X, Y, Z] 0 none, 1 visual (LGN), 2 memory (hippocampus)",
+    "{subj}_vol_rf_x": "float32 [X, Y, Z] RF centre x of LGN voxels (0 elsewhere)",
+    "{subj}_vol_rf_y": "float32 [X, Y, Z] RF centre y of LGN voxels (0 elsewhere)",
+    "{subj}_vol_rf_size": "float32 [X, Y, Z] RF sigma of LGN voxels (1 elsewhere)",
+    "{subj}_vol_sigma_image": "float32 [X, Y, Z] image-locked amplitude (noise units)",
+    "{subj}_vol_sigma_memory": "float32 [X, Y, Z] memory amplitude (noise units)",
+    "{subj}_vol_ncsnr_planted": "float32 [X, Y, Z] planted image-locked ncsnr",
+    "{subj}_vol_ncsnr_written": "float32 [X, Y, Z] ncsnr computed from the b3 voxel betas (= ncsnr.nii.gz)",
+    "{subj}_vol_ncsnr_written_b2": "float32 [X, Y, Z] the same for the b2 voxel betas",
     "{subj}_answer_drive": "float32 [n_trials] the answer drive of each trial (standardised)",
     "{subj}_memory_drive": "float32 [n_trials] the memory drive of each trial (standardised)",
 }

@@ -57,6 +57,20 @@ def write_mgz(path, data: np.ndarray) -> None:
     _parent(path).write_bytes(gzip.compress(mgh_bytes(data), compresslevel=6, mtime=0))
 
 
+def write_nifti(path, data: np.ndarray, affine: np.ndarray, compresslevel: int = 6) -> None:
+    """Gzipped NIfTI-1 (``.nii.gz``, zero gzip mtime) of a 3-D or 4-D array kept in its dtype (no
+    scaling), 1 mm voxels; ``affine`` float [4, 4] voxel -> scanner mm. ``compresslevel`` 0 writes a
+    valid gzip stream of stored blocks (fast; for the noise-filled betas, which hardly compress)."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(data), np.asarray(affine, np.float64))
+    img.header.set_data_dtype(np.asarray(data).dtype)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_qform(img.affine, code=1)
+    img.header.set_sform(img.affine, code=1)
+    _parent(path).write_bytes(gzip.compress(img.to_bytes(), compresslevel=compresslevel, mtime=0))
+
+
 def write_ctab(path, names: dict, messy: bool = False) -> None:
     """Colour-table text ``<int> <name>`` per line, first line ``0 Unknown``.
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from brainnet.data.formats.algonauts import ROI_CLASSES
+from brainnet.data.prep.spaces import SPACES, beta_folder
 
 
 @dataclass(frozen=True)
@@ -15,11 +16,16 @@ class PrepareConfig:
     Attributes:
         subjects: subject names (``"subj01"``) or numbers; None = every subject folder of the
             Algonauts tree.
-        space: surface space of the betas (only ``"fsaverage"`` is supported).
-        beta_version: betas folder (``betas_fithrf_GLMdenoise_RR``, ``betas_fithrf``, ``betas_assumehrf``).
-        nc_threshold: None = the Algonauts all-vertices mask only; a float in [0, 1] adds every
-            vertex with noise ceiling (fraction) >= it; ``"auto"`` adds the highest-NC vertices
-            while their mean NC stays >= the mean NC of the challenge vertices.
+        space: the units (:data:`brainnet.data.prep.spaces.SPACES`): ``"fsaverage"`` (selected
+            vertices), ``"full_fsaverage"`` (every vertex), ``"hip_func1mm"`` (thalamus + MTL voxels)
+            or ``"fship"`` (the fsaverage selection followed by those voxels).
+        beta_version: betas folder (``betas_fithrf_GLMdenoise_RR``, ``betas_fithrf``, ``betas_assumehrf``)
+            or its alias ``b3`` / ``b2`` / ``b1``; stored as the folder name.
+        nc_threshold: vertex selection of ``fsaverage`` / ``fship``: None = the Algonauts
+            all-vertices mask only; a float in [0, 1] adds every vertex with noise ceiling
+            (fraction) >= it; ``"auto"`` adds the highest-NC vertices while their mean NC stays >=
+            the mean NC of the challenge vertices; ``"all"`` takes every vertex. ``full_fsaverage``
+            takes every vertex (None or "all" only); ``hip_func1mm`` has no vertices (None only).
         image_size: side S of the stored square images (PIL bicubic resize).
         image_source: ``"hdf5"`` (NSD stimulus file), ``"png"`` (Algonauts images) or ``"auto"``
             (hdf5 when present, else png).
@@ -52,11 +58,16 @@ class PrepareConfig:
             if isinstance(self.subjects, (str, int)):
                 object.__setattr__(self, "subjects", (self.subjects,))
             object.__setattr__(self, "subjects", tuple(sorted({subject_name(s) for s in self.subjects})))
-        if self.space != "fsaverage":
-            raise ValueError(f"space must be 'fsaverage' (the only surface space supported), got {self.space!r}")
+        if self.space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
+        object.__setattr__(self, "beta_version", beta_folder(self.beta_version))
         nc = self.nc_threshold
-        if not (nc is None or nc == "auto" or (isinstance(nc, (int, float)) and 0.0 <= float(nc) <= 1.0)):
-            raise ValueError(f"nc_threshold must be None, 'auto' or a fraction in [0, 1], got {nc!r}")
+        if not (nc is None or nc in ("auto", "all") or (isinstance(nc, (int, float)) and 0.0 <= float(nc) <= 1.0)):
+            raise ValueError(f"nc_threshold must be None, 'auto', 'all' or a fraction in [0, 1], got {nc!r}")
+        full, voxels_only = self.space == "full_fsaverage", self.space == "hip_func1mm"
+        if (full and nc not in (None, "all")) or (voxels_only and nc is not None):
+            raise ValueError(f"nc_threshold {nc!r} does not apply to space {self.space!r} "
+                             "(full_fsaverage takes every vertex, hip_func1mm has none)")
         if not isinstance(self.image_size, int) or self.image_size < 8:
             raise ValueError(f"image_size must be an int >= 8, got {self.image_size!r}")
         if self.image_source not in ("auto", "hdf5", "png"):

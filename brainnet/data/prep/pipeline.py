@@ -229,6 +229,7 @@ def _trial_counts(plan: DatasetPlan, s, stage: Path) -> dict:
         "n_trials": s.n_trials,
         "n_vertices": s.n_vertices,
         "n_vertices_per_hemi": [int((s.hemi == 0).sum()), int((s.hemi == 1).sum())],
+        "n_voxels": int(s.n_vertices - s.n_surface),
         "mesh_vertices_per_hemi": list(s.mesh_sizes),
         "n_challenge_vertices": int(s.challenge.sum()),
         "n_valid_vertices": int(valid.sum()),

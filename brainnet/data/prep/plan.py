@@ -18,11 +18,14 @@ import numpy as np
 from brainnet.data.formats import algonauts as alg
 from brainnet.data.formats import freesurfer as fs
 from brainnet.data.formats import nsd
+from brainnet.data.layout import HEMI_VOLUME
 from brainnet.data.noise_ceiling import noise_ceiling
 from brainnet.data.prep.behaviour import behaviour_features
 from brainnet.data.prep.config import PrepareConfig
 from brainnet.data.prep.fsaverage import read_fsaverage_folder
+from brainnet.data.prep.spaces import has_surface, has_volume
 from brainnet.data.prep.tables import assign_splits, memory_index, select_vertices, trial_table
+from brainnet.data.prep.volume import VolumePlan, plan_volume
 from brainnet.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -36,10 +39,12 @@ class SubjectPlan:
         trials: int64 arrays [n_trials] session, run, trial, slot, nsd_id, image, and int8 split.
         memory_index: int32 [n_trials, 33].
         behaviour: float32 [n_trials, 35].
-        hemi, index: int8 / int64 [V] selected vertices (lh first, ascending index).
-        challenge: bool [V]; sphere: float32 [V, 3]; noise_ceiling: float32 [V].
+        hemi, index: int8 / int64 [V] selected units: vertices (lh first, ascending index), then
+            voxels (hemi :data:`~brainnet.data.layout.HEMI_VOLUME`, flat C-order index).
+        challenge: bool [V]; sphere: float32 [V, 3] (voxels: scanner mm); noise_ceiling: float32 [V].
         rois: {atlas: int16 [V], atlas + "__names": str array}.
-        betas: per session (1-based order) a pair of (lh, rh) betas paths.
+        betas: per session (1-based order) a pair of (lh, rh) betas paths (empty without vertices).
+        volume: the voxel part (None without voxels).
         session_rows: per session (start, stop) rows in the trial table.
         nc_threshold_used: NC threshold that extended the mask (None: mask only).
     """
@@ -60,6 +65,7 @@ class SubjectPlan:
     nc_threshold_used: float | None
     n_train_images: int
     n_test_images: int
+    volume: VolumePlan | None = None
 
     @property
     def n_trials(self) -> int:
@@ -68,6 +74,11 @@ class SubjectPlan:
     @property
     def n_vertices(self) -> int:
         return int(self.hemi.size)
+
+    @property
+    def n_surface(self) -> int:
+        """Vertices (the units before the voxels)."""
+        return int((self.hemi != HEMI_VOLUME).sum())
 
     def rows_of_hemi(self, h: int) -> np.ndarray:
         """Vertex indices of hemisphere ``h`` (0 lh, 1 rh) in selection order: int64 [V_h]."""
@@ -172,12 +183,13 @@ def _subject_plan(name: str, cfg: PrepareConfig, layout: nsd.NSDLayout, alayout:
     # betas headers: complete files of the right shape for every session. Trials per session are
     # given three times (design, responses, betas); the one that disagrees with the other two is named.
     betas = []
+    surface, volume = has_surface(cfg.space), has_volume(cfg.space)
     for s in range(1, n_sessions + 1):
         n_design = int(design.stimpattern[s - 1].sum())
         n_resp = int(np.sum(session == s))
         pair = []
-        for h, hemi in enumerate(nsd.HEMIS):
-            path = layout.betas(name, hemi, s, cfg.space, cfg.beta_version)
+        for h, hemi in enumerate(nsd.HEMIS if surface else ()):
+            path = layout.betas(name, hemi, s, "fsaverage", cfg.beta_version)
             info = fs.mgh_info(path)
             n_betas = info.shape[3]
             if info.shape[:3] != (mesh[h], 1, 1) or (n_betas != n_design and n_design == n_resp):
@@ -205,12 +217,16 @@ def _subject_plan(name: str, cfg: PrepareConfig, layout: nsd.NSDLayout, alayout:
     for h, hemi in enumerate(nsd.HEMIS):
         mpath = alayout.all_vertices_mask(name, hemi)
         masks.append(alg.read_vertex_mask(mpath, mesh[h]))
-        npath = layout.ncsnr(name, hemi, cfg.space, cfg.beta_version)
-        ncs.append(noise_ceiling(nsd.read_ncsnr(npath, mesh[h])))
-        sources += [mpath, npath]
-    mask_all, nc_all = np.concatenate(masks), np.concatenate(ncs)
-    selected, used = select_vertices(mask_all, nc_all, cfg.nc_threshold)
-    sel = np.flatnonzero(selected)
+        sources.append(mpath)
+        if surface:
+            npath = layout.ncsnr(name, hemi, "fsaverage", cfg.beta_version)
+            ncs.append(noise_ceiling(nsd.read_ncsnr(npath, mesh[h])))
+            sources.append(npath)
+    mask_all = np.concatenate(masks)
+    nc_all = np.concatenate(ncs) if surface else np.zeros(mask_all.size, np.float32)
+    threshold = "all" if cfg.space == "full_fsaverage" else cfg.nc_threshold
+    selected, used = select_vertices(mask_all, nc_all, threshold)
+    sel = np.flatnonzero(selected) if surface else np.zeros(0, np.int64)
     hemi_of = (sel >= mesh[0]).astype(np.int8)
     index = np.where(hemi_of == 0, sel, sel - mesh[0]).astype(np.int64)
     sphere = np.concatenate([surfaces["lh_sphere_coords"], surfaces["rh_sphere_coords"]])[sel]
@@ -236,17 +252,37 @@ def _subject_plan(name: str, cfg: PrepareConfig, layout: nsd.NSDLayout, alayout:
 
     # ROI labels at the selected vertices
     rois: dict[str, np.ndarray] = {}
-    for roi_class in cfg.algonauts_rois:
+    for roi_class in cfg.algonauts_rois if surface else ():
         rois[roi_class], rois[f"{roi_class}__names"] = algonauts_roi(alayout, name, roi_class, mesh, sel, sources)
-    for atlas in cfg.fsaverage_atlases:
+    for atlas in cfg.fsaverage_atlases if surface else ():
         rois[atlas], rois[f"{atlas}__names"] = fsaverage_atlas(layout.fsaverage, atlas, mesh, sel, sources)
 
     first = dict(name=name, trials=trials, heldout=heldout, behaviour=behaviour, hemi=hemi_of, index=index,
                  challenge=mask_all[sel], sphere=sphere.astype(np.float32), noise_ceiling=nc_all[sel],
                  rois=rois, betas=betas, session_rows=session_rows, mesh_sizes=mesh, nc_threshold_used=used,
                  n_train_images=len(train), n_test_images=len(test))
+    if volume:
+        session_trials = [int(design.stimpattern[s].sum()) for s in range(n_sessions)]
+        first.update(_append_voxels(first, plan_volume(name, layout, cfg.beta_version, session_trials, sources)))
     listings = {"train": train, "test": test}
     return first, listings
+
+
+def _append_voxels(first: dict, vol: VolumePlan) -> dict:
+    """The unit arrays of ``first`` (vertices) followed by the voxels of ``vol``; atlases padded with 0."""
+    n_s, n_v = first["hemi"].size, vol.n_voxels
+    rois = {}
+    for key, value in first["rois"].items():
+        rois[key] = value if key.endswith("__names") else np.concatenate([value, np.zeros(n_v, value.dtype)])
+    for key, value in vol.rois.items():
+        rois[key] = value if key.endswith("__names") else np.concatenate([np.zeros(n_s, value.dtype), value])
+    return dict(
+        hemi=np.concatenate([first["hemi"], np.full(n_v, HEMI_VOLUME, np.int8)]),
+        index=np.concatenate([first["index"], vol.index]),
+        challenge=np.concatenate([first["challenge"], np.zeros(n_v, bool)]),
+        sphere=np.concatenate([first["sphere"], vol.scanner]).astype(np.float32),
+        noise_ceiling=np.concatenate([first["noise_ceiling"], vol.noise_ceiling]).astype(np.float32),
+        rois=rois, volume=vol)
 
 
 def make_plan(nsd_dir: str | Path, alg_dir: str | Path, cfg: PrepareConfig) -> DatasetPlan:

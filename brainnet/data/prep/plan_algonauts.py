@@ -59,7 +59,7 @@ class ImageSubjectPlan:
         mesh_sizes: fsaverage vertices per hemisphere.
         n_train_images, n_test_images: the release's image counts (rows = their sum).
         noise_ceiling: float32 [V] from NSD's ncsnr files when given (``ncsnr_dir``), else None.
-        behaviour: None (the release has none).
+        behaviour: None (the release has none); volume: None (no voxel units).
     """
 
     name: str
@@ -76,6 +76,7 @@ class ImageSubjectPlan:
     n_test_images: int
     noise_ceiling: np.ndarray | None = None
     behaviour: None = None
+    volume: None = None
 
     @property
     def n_trials(self) -> int:

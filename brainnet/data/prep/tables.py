@@ -139,9 +139,9 @@ def select_vertices(mask: np.ndarray, nc: np.ndarray, threshold: float | str | N
     Args:
         mask: bool [n] (both hemispheres concatenated), the Algonauts all-vertices mask.
         nc: float [n] noise ceiling fraction (0 where unknown).
-        threshold: None (mask only), a fraction (add vertices with NC >= it) or ``"auto"``
+        threshold: None (mask only), a fraction (add vertices with NC >= it), ``"auto"``
             (add the highest-NC outside vertices, as many as keep their mean NC >= the mean NC
-            of the mask vertices).
+            of the mask vertices) or ``"all"`` (every vertex).
 
     Returns:
         bool [n] selection, and the NC threshold used (None when the mask alone is used).
@@ -150,6 +150,8 @@ def select_vertices(mask: np.ndarray, nc: np.ndarray, threshold: float | str | N
     nc = np.asarray(nc, np.float64)
     if threshold is None:
         return mask.copy(), None
+    if threshold == "all":
+        return np.ones_like(mask), None
     outside = np.flatnonzero(~mask)
     if threshold == "auto":
         target = float(nc[mask].mean()) if mask.any() else 0.0

@@ -20,6 +20,7 @@ from brainnet.data.formats import nsd
 from brainnet.data.io import NpyRowWriter, save_npy, save_npz
 from brainnet.data.prep.plan import DatasetPlan, SubjectPlan
 from brainnet.data.prep.tables import zscore_session
+from brainnet.data.prep.volume import read_volume_session
 
 #: Called after each committed session with (subject name, 1-based session number).
 SessionHook = Callable[[str, int], None]
@@ -42,10 +43,14 @@ def write_subject_tables(plan: SubjectPlan, stage: Path) -> None:
         save_npy(folder / L.BEHAVIOUR, plan.behaviour.astype(np.float32))
     if plan.noise_ceiling is not None:
         save_npy(folder / L.NOISE_CEILING, plan.noise_ceiling.astype(np.float32))
-    save_npz(folder / L.VERTICES, {
+    vertices = {
         "hemi": plan.hemi.astype(np.int8), "index": plan.index.astype(np.int64),
         "sphere": plan.sphere.astype(np.float32), "challenge": plan.challenge.astype(bool),
-    })
+    }
+    if plan.volume is not None:
+        vertices.update(volume_affine=plan.volume.affine.astype(np.float64),
+                        volume_shape=np.asarray(plan.volume.grid, np.int64))
+    save_npz(folder / L.VERTICES, vertices)
     save_npz(folder / L.ROIS, plan.rois)
 
 
@@ -53,7 +58,8 @@ def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: boo
                        on_session_done: SessionHook | None = None) -> None:
     """Stream one subject's betas session by session into ``stage/<subject>/fmri.npy``.
 
-    Each session: read the selected vertices of both hemispheres (float32 [V, T]), z-score per
+    Each session: read the selected vertices of both hemispheres, then the voxels (float32 [V, T],
+    :func:`brainnet.data.prep.volume.read_volume_session`), z-score per
     vertex (ddof 0, NaN ignored, NaN -> 0), write the rows as float16 into the partial ``.npy``,
     sync, then leave ``work/<subject>/session_NN.npy`` (bool [V], vertices with NaN) as the
     done marker. At the end ``vertex_valid.npy`` = no NaN in any session, and the partial file
@@ -74,13 +80,17 @@ def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: boo
             for m in marker:
                 m.unlink(missing_ok=True)
         rows_lh, rows_rh = plan.rows_of_hemi(0), plan.rows_of_hemi(1)
+        n_surface = plan.n_surface
         todo = [s for s in range(n_sessions) if not marker[s].is_file()]
         for s in tqdm(todo, desc=f"{plan.name} fmri", unit="session", disable=not progress or not todo):
             start, stop = plan.session_rows[s]
-            lh_path, rh_path = plan.betas[s]
             betas = np.empty((plan.n_vertices, stop - start), dtype=np.float32)
-            nsd.read_betas(lh_path, rows_lh, plan.mesh_sizes[0], stop - start, out=betas[: rows_lh.size])
-            nsd.read_betas(rh_path, rows_rh, plan.mesh_sizes[1], stop - start, out=betas[rows_lh.size:])
+            if plan.betas[s]:
+                lh_path, rh_path = plan.betas[s]
+                nsd.read_betas(lh_path, rows_lh, plan.mesh_sizes[0], stop - start, out=betas[: rows_lh.size])
+                nsd.read_betas(rh_path, rows_rh, plan.mesh_sizes[1], stop - start, out=betas[rows_lh.size:n_surface])
+            if plan.volume is not None:
+                read_volume_session(plan.volume, s, betas[n_surface:])
             z, has_nan = zscore_session(betas, copy=False)
             writer.write_rows(start, z.T.astype(np.float16))
             del betas, z

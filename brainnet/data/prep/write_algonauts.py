@@ -78,6 +78,7 @@ def image_subject_counts(s: ImageSubjectPlan, stage: Path) -> dict:
         "n_trials": s.n_trials,
         "n_vertices": s.n_vertices,
         "n_vertices_per_hemi": list(s.hemi_columns),
+        "n_voxels": 0,
         "mesh_vertices_per_hemi": list(s.mesh_sizes),
         "n_challenge_vertices": int(s.challenge.sum()),
         "n_valid_vertices": int(valid.sum()),
