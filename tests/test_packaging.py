@@ -115,6 +115,7 @@ def test_prepare_reports_through_the_brainnet_logger(tmp_path_factory, caplog):
     from _mini_cache import PREPARE_KW, mini_tree, prepared_tiny
 
     out, tree = prepared_tiny(tmp_path_factory), mini_tree(tmp_path_factory)
+    caplog.clear()  # the fixture's own prepare call may have logged (another test may have set the level)
     with caplog.at_level(logging.INFO, logger="brainnet"):
         assert prepare(tree.nsd, tree.algonauts, out, **PREPARE_KW) == out
     (record,) = [r for r in caplog.records if r.name == "brainnet.data.prep.pipeline"]
