@@ -22,3 +22,9 @@ class DataFormatError(BrainnetError, ValueError):
 
 class WeightsUnavailableError(BrainnetError, RuntimeError):
     """Pretrained weights were asked for but cannot be obtained (no network, no local file)."""
+
+
+class MissingInputError(BrainnetError, ValueError):
+    """A prepared dataset lacks an input a consumer needs (e.g. behaviour or noise ceiling on a
+    dataset prepared from the Algonauts 2023 release alone). The message names the dataset, the
+    missing input, who needs it and how to get it."""
