@@ -12,7 +12,7 @@ import numpy as np
 import papermill as pm
 import pytest
 
-from tests._mini_cache import prepared_tiny_image
+from tests._mini_cache import prepared_image_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -22,7 +22,7 @@ PARAMS = {"02_train_mem": {"EPOCHS": 1}, "04_brain_to_network": {"EPOCHS": 1}}
 
 @pytest.fixture(scope="module")
 def image_level(tmp_path_factory):
-    return prepared_tiny_image(tmp_path_factory)
+    return prepared_image_tiny(tmp_path_factory)
 
 
 def _run(name: str, data_dir: Path, tmp_path: Path, monkeypatch, **params) -> Path:

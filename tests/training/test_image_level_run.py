@@ -26,7 +26,7 @@ from brainnet.training.submission import (
     write_test_submission,
 )
 
-from tests._mini_cache import mini_tree, prepared_tiny_image, tiny_fit_config
+from tests._mini_cache import mini_tree, prepared_image_tiny, tiny_fit_config
 
 SUBJECT = "subj01"
 BACKBONES = ("brainnet-tiny", "brainnet-tiny-random")
@@ -44,7 +44,7 @@ def b2n_run(prepared, backbone: str, out) -> tuple:
 
 @pytest.fixture(scope="module")
 def image_level(tmp_path_factory):
-    return prepared_tiny_image(tmp_path_factory)
+    return prepared_image_tiny(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
