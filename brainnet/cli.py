@@ -59,17 +59,22 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
             raise SystemExit(f"--nc-threshold: expected a number or 'auto', got {nc!r}") from None
     from brainnet.data.prep import prepare
 
-    out = prepare(
-        nsd_dir=args.nsd_dir,
-        alg_dir=args.alg_dir,
-        out_dir=args.out_dir,
-        subjects=subjects,
-        space=args.space,
-        beta_version=args.beta_version,
-        nc_threshold=nc,
-        image_size=args.image_size,
-        split_seed=args.split_seed,
-    )
+    try:
+        out = prepare(
+            nsd_dir=args.nsd_dir,
+            alg_dir=args.alg_dir,
+            out_dir=args.out_dir,
+            subjects=subjects,
+            space=args.space,
+            beta_version=args.beta_version,
+            nc_threshold=nc,
+            image_size=args.image_size,
+            split_seed=args.split_seed,
+            fsaverage_dir=args.fsaverage_dir,
+        )
+    except ValueError as err:  # DataFormatError (a bad or missing input) and bad settings
+        print(f"brainnet: error: {err}", file=sys.stderr)
+        return 2
     print(f"prepared dataset: {out}")
     return 0
 
@@ -116,9 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=None, help="stimulus size in pixels")
     p.set_defaults(func=_cmd_make_mini_nsd)
 
-    p = sub.add_parser("prepare", help="prepare NSD + Algonauts data into a brainnet dataset")
-    p.add_argument("--nsd-dir", required=True, help="NSD root (holds nsddata/, nsddata_betas/, ...)")
+    p = sub.add_parser("prepare", help="prepare NSD + Algonauts data (or the Algonauts 2023 release alone) "
+                                       "into a brainnet dataset")
+    p.add_argument("--nsd-dir", default=None, help="NSD root (holds nsddata/, nsddata_betas/, ...); "
+                   "without it: an image-level dataset from the Algonauts 2023 release alone "
+                   "(no trial order, behaviour, noise ceiling)")
     p.add_argument("--alg-dir", required=True, help="Algonauts 2023 root (holds subj01/, ...)")
+    p.add_argument("--fsaverage-dir", default=None, help="without --nsd-dir: FreeSurfer fsaverage folder for the "
+                   "surfaces, e.g. $FREESURFER_HOME/subjects/fsaverage (default: nilearn's download, when online)")
     p.add_argument("--out-dir", required=True, help="prepared dataset folder")
     p.add_argument("--subjects", default=None, help="comma-separated subject numbers (default: all found)")
     p.add_argument("--space", default="fsaverage", help="surface space (fsaverage)")

@@ -73,6 +73,16 @@ def prepared_tiny(tmp_path_factory) -> Path:
     return prepared_mini(tmp_path_factory, "tiny", **PREPARE_KW)
 
 
+def prepared_image_tiny(tmp_path_factory) -> Path:
+    """The tiny tree's Algonauts release alone prepared image-level (no NSD tree; surfaces from the
+    tree's fsaverage folder) with :data:`PREPARE_KW` into ``prepared-tiny-image`` (once per pytest run)."""
+    tree = mini_tree(tmp_path_factory, "tiny")
+    out = shared_dir(tmp_path_factory) / "prepared-tiny-image"
+    with exclusive(out):
+        return prepare(None, tree.algonauts, out, fsaverage_dir=tree.nsd / "nsddata/freesurfer/fsaverage",
+                       **PREPARE_KW)
+
+
 def result_path(tmp_path_factory, name: str) -> Path:
     """The pickle of the :func:`shared_result` ``name`` (a subprocess may load it once it exists)."""
     return shared_dir(tmp_path_factory) / "results" / f"{name}.pkl"

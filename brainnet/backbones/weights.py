@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import socket
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,12 +12,11 @@ import torch
 from torch import nn
 
 from brainnet.errors import WeightsUnavailableError
+from brainnet.net import network_available, offline_by_env  # noqa: F401  (re-exported)
 
 from .base import RANDOM_WEIGHTS
 
 log = logging.getLogger(__name__)
-
-_OFFLINE_VARS = ("BRAINNET_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 HOW_TO_PROVIDE = (
     "Provide weights without network access in one of these ways: "
@@ -38,34 +35,6 @@ def how_to_provide() -> str:
 def torch_hub_checkpoints_dir() -> Path:
     """Where torch.hub keeps downloaded checkpoints ($TORCH_HOME/hub/checkpoints)."""
     return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def offline_by_env() -> bool:
-    """True when an offline switch (BRAINNET_OFFLINE, HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE) is set."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in _OFFLINE_VARS)
-
-
-def network_available(host: str = "huggingface.co", port: int = 443, timeout: float = 1.5) -> bool:
-    """Quick reachability probe; never blocks longer than about ``timeout`` seconds.
-
-    DNS lookups have no timeout of their own, so the probe runs in a daemon thread.
-    """
-    if offline_by_env():
-        return False
-    result: list[bool] = []
-
-    def probe():
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result.append(True)
-        except OSError:
-            result.append(False)
-
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
-    t.join(timeout + 0.5)
-    log.debug("network probe %s:%d: %s", host, port, "reachable" if result and result[0] else "unreachable")
-    return bool(result and result[0])
 
 
 def hf_cached_file(repo_id: str, filenames: tuple[str, ...]) -> str | None:

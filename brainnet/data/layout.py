@@ -14,9 +14,18 @@ import numpy as np
 
 #: Name and version of the output format written into ``manifest.json``.
 FORMAT_NAME = "brainnet-prepared-dataset"
-FORMAT_VERSION = 2
-#: Versions this reader opens (1: written before the manifest recorded array dtypes and shapes).
-READABLE_VERSIONS: tuple[int, ...] = (1, 2)
+FORMAT_VERSION = 3
+#: Versions this reader opens (1: written before the manifest recorded array dtypes and shapes;
+#: 2: before it recorded ``level`` and ``inputs``, read as a trial-level dataset with every input).
+READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3)
+
+#: ``manifest["level"]``: ``"trial"`` (prepared from the NSD tree, one row per trial) or ``"image"``
+#: (from the Algonauts 2023 release alone, one row per image). A manifest without it is ``"trial"``.
+LEVELS: tuple[str, ...] = ("trial", "image")
+#: ``manifest["inputs"]``: the inputs a dataset may lack (a manifest without the table has all of them).
+#: trial_order: real session / run / slot columns; memory: a memory index with past images;
+#: behaviour: ``behaviour.npy``; noise_ceiling: ``noise_ceiling.npy``.
+INPUTS: tuple[str, ...] = ("trial_order", "memory", "behaviour", "noise_ceiling")
 
 MANIFEST = "manifest.json"
 IMAGES = "images/images.npy"
@@ -33,6 +42,14 @@ VERTICES = "vertices.npz"
 ROIS = "rois.npz"
 SUBJECT_FILES: tuple[str, ...] = (FMRI, VERTEX_VALID, TRIALS, MEMORY_INDEX, BEHAVIOUR, NOISE_CEILING,
                                   VERTICES, ROIS)
+#: The per-subject file of each optional input (absent when the input is).
+INPUT_FILES: dict[str, str] = {"behaviour": BEHAVIOUR, "noise_ceiling": NOISE_CEILING}
+
+
+def subject_files(inputs: dict[str, bool]) -> tuple[str, ...]:
+    """The per-subject files of a dataset with ``inputs`` (:data:`INPUTS` -> present)."""
+    absent = {INPUT_FILES[k] for k, present in inputs.items() if not present and k in INPUT_FILES}
+    return tuple(f for f in SUBJECT_FILES if f not in absent)
 
 #: Split of each trial (``trials.npz["split"]``, int8).
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2, "predict": 3}

@@ -20,7 +20,7 @@ import numpy as np
 from brainnet.data import layout as L
 from brainnet.data.io import npy_header, sha256_file
 from brainnet.data.noise_ceiling import ncsnr_from_noise_ceiling
-from brainnet.errors import DataFormatError
+from brainnet.errors import DataFormatError, MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -109,20 +109,36 @@ class PreparedSubject:
 
     @cached_property
     def behaviour(self) -> np.ndarray:
-        """float32 [n_trials, 35] behaviour features (:data:`brainnet.data.layout.BEHAVIOUR_COLUMNS`)."""
+        """float32 [n_trials, 35] behaviour features (:data:`brainnet.data.layout.BEHAVIOUR_COLUMNS`);
+        :class:`MissingInputError` on a dataset without (image level)."""
+        self.dataset.require("behaviour", f"{self.name}.behaviour")
         return self._npy(L.BEHAVIOUR, mmap=False)
 
     @cached_property
     def noise_ceiling(self) -> np.ndarray:
-        """float32 [n_vertices], fraction in [0, 1] for the mean of 3 repeats."""
+        """float32 [n_vertices], fraction in [0, 1] for the mean of 3 repeats; :class:`MissingInputError`
+        on a dataset without (image level)."""
+        self.dataset.require("noise_ceiling", f"{self.name}.noise_ceiling")
         return self._npy(L.NOISE_CEILING, mmap=False)
 
     @property
     def ncsnr(self) -> np.ndarray:
         """float64 [n_vertices] NSD ncsnr, recovered exactly from :attr:`noise_ceiling` (0 where it is 0).
 
-        For the NC of other repeat counts: :func:`brainnet.data.noise_ceiling.noise_ceiling`."""
+        For the NC of other repeat counts: :func:`brainnet.data.noise_ceiling.noise_ceiling`.
+        Raises :class:`MissingInputError` without a noise ceiling."""
+        self.dataset.require("noise_ceiling", f"{self.name}.ncsnr")
         return ncsnr_from_noise_ceiling(self.noise_ceiling)
+
+    def has_fmri(self, split="all") -> bool:
+        """True when every row of ``split`` (as :meth:`split_mask` takes it) has measured fMRI.
+
+        Always True on a trial-level dataset; on an image-level one the ``predict`` rows (the
+        release's test images; ``heldout`` = the same rows) have none (their ``fmri`` rows are 0)."""
+        if self.dataset.level == "trial":
+            return True
+        names = list(L.SPLIT_CODES) if split == "all" else [split] if isinstance(split, str) else list(split)
+        return not any(name in ("predict", "heldout") for name in names)
 
     @cached_property
     def vertex_valid(self) -> np.ndarray:
@@ -263,6 +279,43 @@ class PreparedDataset:
     def behaviour_columns(self) -> tuple[str, ...]:
         return tuple(self.manifest.get("behaviour", {}).get("columns", L.BEHAVIOUR_COLUMNS))
 
+    # --- level and inputs ----------------------------------------------------------------------
+    @property
+    def level(self) -> str:
+        """``"trial"`` (prepared from the NSD tree) or ``"image"`` (from the Algonauts 2023 release alone)."""
+        return str(self.manifest.get("level", "trial"))
+
+    @property
+    def inputs(self) -> dict[str, bool]:
+        """Which optional inputs (:data:`brainnet.data.layout.INPUTS`) the dataset has."""
+        recorded = self.manifest.get("inputs") or {}
+        return {name: bool(recorded.get(name, True)) for name in L.INPUTS}
+
+    def has(self, name: str) -> bool:
+        """True when the dataset has input ``name`` (one of :data:`brainnet.data.layout.INPUTS`)."""
+        if name not in L.INPUTS:
+            raise ValueError(f"unknown input {name!r}; choose from {list(L.INPUTS)}")
+        return self.inputs[name]
+
+    def require(self, name: str, needed_by: str) -> None:
+        """:class:`~brainnet.errors.MissingInputError` naming ``needed_by`` when input ``name`` is absent."""
+        if not self.has(name):
+            where = ("prepared from the Algonauts 2023 release alone" if self.level == "image"
+                     else "the manifest marks it absent")
+            raise MissingInputError(f"{self.root}: this dataset has no {name.replace('_', ' ')} ({where}); "
+                                    f"{needed_by} needs it — prepare with --nsd-dir")
+
+    @property
+    def sources(self) -> dict:
+        """The manifest's ``sources`` (nsd_dir, algonauts_dir, fsaverage, image_source, nsd_mini_root)."""
+        return dict(self.manifest.get("sources", {}))
+
+    @property
+    def nsd_mini_root(self) -> Path | None:
+        """The nsd-mini folder (holding ``ground_truth.npz``) it was prepared from, if recorded and there."""
+        root = self.sources.get("nsd_mini_root")
+        return Path(root) if root and (Path(root) / "ground_truth.npz").is_file() else None
+
     # --- checks --------------------------------------------------------------------------------
     def _expected_arrays(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """Relative path -> (shape, dtype) of every ``.npy`` file, from the manifest's counts."""
@@ -272,8 +325,10 @@ class PreparedDataset:
             t, v = s.n_trials, s.n_vertices
             out[f"{name}/{L.FMRI}"] = ((t, v), "float16")
             out[f"{name}/{L.MEMORY_INDEX}"] = ((t, L.N_MEMORY_FRAMES), "int32")
-            out[f"{name}/{L.BEHAVIOUR}"] = ((t, L.N_BEHAVIOUR), "float32")
-            out[f"{name}/{L.NOISE_CEILING}"] = ((v,), "float32")
+            if self.has("behaviour"):
+                out[f"{name}/{L.BEHAVIOUR}"] = ((t, L.N_BEHAVIOUR), "float32")
+            if self.has("noise_ceiling"):
+                out[f"{name}/{L.NOISE_CEILING}"] = ((v,), "float32")
             out[f"{name}/{L.VERTEX_VALID}"] = ((v,), "bool")
         return out
 
@@ -285,8 +340,11 @@ class PreparedDataset:
         """
         files: dict = self.manifest["files"]
         expected = self._expected_arrays()
+        level = self.manifest.get("level", "trial")
+        if level not in L.LEVELS:
+            raise DataFormatError(self.root / L.MANIFEST, f"level in {L.LEVELS}", repr(level))
         for name in self._subjects:
-            for rel in L.SUBJECT_FILES:
+            for rel in L.subject_files(self.inputs):
                 if f"{name}/{rel}" not in files:
                     raise DataFormatError(self.root / L.MANIFEST, f"{name}/{rel} listed in 'files'", "not listed")
         for rel, entry in files.items():

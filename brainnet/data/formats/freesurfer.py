@@ -26,6 +26,29 @@ def require_file(path: Path, what: str) -> None:
         raise DataFormatError(path, what, "no such file")
 
 
+@dataclass(frozen=True)
+class FsaverageFolder:
+    """Paths inside a FreeSurfer fsaverage subject folder (``$FREESURFER_HOME/subjects/fsaverage``
+    or NSD's copy ``nsddata/freesurfer/fsaverage``): ``surf/?h.<surf>``, ``label/?h.<atlas>.mgz``."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    def surface(self, hemi: str, surf: str) -> Path:
+        return self.root / "surf" / f"{hemi}.{surf}"
+
+    def flat_patch(self, hemi: str) -> Path:
+        return self.root / "surf" / f"{hemi}.full.flat.patch.3d"
+
+    def label(self, hemi: str, atlas: str) -> Path:
+        return self.root / "label" / f"{hemi}.{atlas}.mgz"
+
+    def ctab(self, atlas: str) -> Path:
+        return self.root / "label" / f"{atlas}.mgz.ctab"
+
+
 # --------------------------------------------------------------------------- MGH / MGZ
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from brainnet.data.formats.freesurfer import (
     MGH_DATA_OFFSET,
+    FsaverageFolder,
     mgh_info,
     read_mgh_data,
     read_surface_values,
@@ -80,16 +81,16 @@ class NSDLayout:
         return self.betas_dir(subject, space, beta_version) / f"{hemi}.ncsnr.mgh"
 
     def surface(self, hemi: str, surf: str) -> Path:
-        return self.fsaverage / "surf" / f"{hemi}.{surf}"
+        return FsaverageFolder(self.fsaverage).surface(hemi, surf)
 
     def flat_patch(self, hemi: str) -> Path:
-        return self.fsaverage / "surf" / f"{hemi}.full.flat.patch.3d"
+        return FsaverageFolder(self.fsaverage).flat_patch(hemi)
 
     def label(self, hemi: str, atlas: str) -> Path:
-        return self.fsaverage / "label" / f"{hemi}.{atlas}.mgz"
+        return FsaverageFolder(self.fsaverage).label(hemi, atlas)
 
     def ctab(self, atlas: str) -> Path:
-        return self.fsaverage / "label" / f"{atlas}.mgz.ctab"
+        return FsaverageFolder(self.fsaverage).ctab(atlas)
 
 
 # --------------------------------------------------------------------------- expdesign

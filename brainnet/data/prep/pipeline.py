@@ -1,10 +1,14 @@
-"""``prepare``: NSD + Algonauts trees -> one prepared dataset directory.
+"""``prepare``: NSD + Algonauts trees (or the Algonauts 2023 release alone) -> one prepared dataset directory.
 
-The layout of the output is documented in ``docs/prepared-dataset.md``. Pipeline order:
+The layout of the output is documented in ``docs/prepared-dataset.md``. With ``nsd_dir`` the
+dataset is trial-level (one row per trial, every input); without it, image-level (one row per
+image of the release, no trial order / behaviour / noise ceiling; see
+:mod:`brainnet.data.prep.plan_algonauts`). Pipeline order:
 
-1. :func:`brainnet.data.prep.plan.make_plan` reads and cross-checks every small input
-   (design, responses, MGH headers, masks, labels, surfaces, image listings). A bad input raises
-   :class:`brainnet.errors.DataFormatError` here, before anything is written.
+1. :func:`brainnet.data.prep.plan.make_plan` (or :func:`~brainnet.data.prep.plan_algonauts.make_image_plan`)
+   reads and cross-checks every small input (design, responses, MGH headers, masks, labels,
+   surfaces, image listings). A bad input raises :class:`brainnet.errors.DataFormatError` here,
+   before anything is written.
 2. If ``out_dir`` already holds a finished dataset with the same input fingerprint (parameters +
    path/size/mtime of every source file) nothing is done.
 3. Outputs are written into ``out_dir/.prepare-work/stage``: small tables, the fMRI matrix of each
@@ -36,12 +40,14 @@ from brainnet.data.layout import (
     BEHAVIOUR_GROUPS,
     FORMAT_NAME,
     FORMAT_VERSION,
+    INPUTS,
     MANIFEST,
     SPLIT_CODES,
     VERTEX_VALID,
 )
 from brainnet.data.prep.config import PrepareConfig
 from brainnet.data.prep.plan import DatasetPlan, make_plan
+from brainnet.data.prep.plan_algonauts import make_image_plan
 from brainnet.data.prep.write import (
     SessionHook,
     write_images,
@@ -49,6 +55,7 @@ from brainnet.data.prep.write import (
     write_subject_tables,
     write_surfaces,
 )
+from brainnet.data.prep.write_algonauts import image_subject_counts, write_image_fmri
 from brainnet.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -57,40 +64,49 @@ WORK_DIR = ".prepare-work"
 _VERSIONED = ("numpy", "scipy", "pandas", "nibabel", "h5py", "pillow", "brainnet")
 
 
-def prepare(nsd_dir: str | Path, alg_dir: str | Path, out_dir: str | Path, subjects=None,
-            space: str = "fsaverage", beta_version: str = "betas_fithrf_GLMdenoise_RR",
+def prepare(nsd_dir: str | Path | None = None, alg_dir: str | Path | None = None, out_dir: str | Path | None = None,
+            subjects=None, space: str = "fsaverage", beta_version: str = "betas_fithrf_GLMdenoise_RR",
             nc_threshold: float | str | None = None, image_size: int = 224, split_seed: int = 0,
             split_fractions: tuple[float, float, float] = (0.94, 0.04, 0.02), *,
-            config: PrepareConfig | None = None, progress: bool = True, verify: bool = False,
-            on_session_done: SessionHook | None = None, **options) -> Path:
+            fsaverage_dir: str | Path | None = None, config: PrepareConfig | None = None, progress: bool = True,
+            verify: bool = False, on_session_done: SessionHook | None = None, **options) -> Path:
     """Build (or resume, or confirm) the prepared dataset in ``out_dir``; returns its path.
 
     Args:
-        nsd_dir: root of the NSD tree; alg_dir: root of the Algonauts 2023 tree (subj01..).
+        nsd_dir: root of the NSD tree, or None: an image-level dataset from the Algonauts 2023
+            release alone (one row per image; no trial order, behaviour or noise ceiling).
+        alg_dir: root of the Algonauts 2023 tree (subj01..). out_dir: the dataset folder.
         subjects ... split_fractions, **options: fields of :class:`PrepareConfig`
             (``image_source``, ``n_heldout_sessions``, ``algonauts_rois``, ...).
+        fsaverage_dir: without ``nsd_dir``: a FreeSurfer fsaverage folder for the surfaces and
+            sphere coordinates (None: nilearn's fetcher when online). Ignored with ``nsd_dir``
+            (NSD's own copy is used).
         config: a ready :class:`PrepareConfig`; when given, the keyword fields are ignored.
         progress: show tqdm bars.
         verify: for an existing finished dataset, re-hash every file instead of checking sizes.
-        on_session_done: called as ``hook(subject, session)`` after each committed session.
+        on_session_done: called as ``hook(subject, session)`` after each committed session (image
+            level: after each committed chunk of ``image_chunk`` fMRI rows, numbered from 1).
 
     Raises:
-        DataFormatError: a source file is missing or malformed (the message names it).
+        DataFormatError: a source file is missing or malformed (the message names it), or (image
+            level) no fsaverage surfaces can be had offline (the message says what to provide).
     """
+    if alg_dir is None or out_dir is None:
+        raise TypeError("prepare() needs alg_dir and out_dir")
     cfg = config or PrepareConfig(
         subjects=subjects, space=space, beta_version=beta_version, nc_threshold=nc_threshold,
         image_size=image_size, split_seed=split_seed, split_fractions=split_fractions, **options)
     out = Path(out_dir).resolve()
-    for src in (Path(nsd_dir).resolve(), Path(alg_dir).resolve()):
+    for src in [Path(p).resolve() for p in (nsd_dir, alg_dir) if p is not None]:
         if out == src or src in out.parents or out in src.parents:
             raise ValueError(f"out_dir {out} must lie outside the source tree {src} (sources are never modified)")
-    plan = make_plan(nsd_dir, alg_dir, cfg)
+    plan = make_plan(nsd_dir, alg_dir, cfg) if nsd_dir is not None else make_image_plan(alg_dir, cfg, fsaverage_dir)
     fingerprint = plan.fingerprint()
     if is_finished(out, fingerprint, verify=verify):
         log.info("%s already holds this dataset (fingerprint %s): nothing to do", out, fingerprint[:12])
         return out
-    log.info("preparing %s (%d subjects, %d images) into %s", ", ".join(s.name for s in plan.subjects),
-             len(plan.subjects), plan.image_ids.size, out)
+    log.info("preparing %s (%d subjects, %d images, %s level) into %s", ", ".join(s.name for s in plan.subjects),
+             len(plan.subjects), plan.image_ids.size, plan.level, out)
     created = not out.exists()
     work = out / WORK_DIR
     try:
@@ -157,7 +173,11 @@ def _build(plan: DatasetPlan, out: Path, work: Path, fingerprint: str, progress:
     write_surfaces(plan, stage)
     for subject in plan.subjects:
         write_subject_tables(subject, stage)
-        write_subject_fmri(subject, stage, work, progress=progress, on_session_done=on_session_done)
+        if plan.level == "image":
+            write_image_fmri(subject, stage, work, plan.config.image_chunk, progress=progress,
+                             on_chunk_done=on_session_done)
+        else:
+            write_subject_fmri(subject, stage, work, progress=progress, on_session_done=on_session_done)
     write_images(plan, stage, work, progress=progress)
     files = {}
     for path in sorted(p for p in stage.rglob("*") if p.is_file()):
@@ -186,34 +206,51 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _mini_root(alg_root: Path) -> str | None:
+    """The nsd-mini folder (holding ``ground_truth.npz``) whose Algonauts tree ``alg_root`` is, else None."""
+    from brainnet.data.mini.config import MiniNSDPaths
+
+    paths = MiniNSDPaths.under(alg_root.parent)
+    return str(paths.root) if paths.algonauts == alg_root and paths.ground_truth.is_file() else None
+
+
+def _trial_counts(plan: DatasetPlan, s, stage: Path) -> dict:
+    cfg = plan.config
+    split = s.trials["split"]
+    valid = np.load(stage / s.name / VERTEX_VALID)
+    n_sessions = len(s.betas)
+    return {
+        "n_trials": s.n_trials,
+        "n_vertices": s.n_vertices,
+        "n_vertices_per_hemi": [int((s.hemi == 0).sum()), int((s.hemi == 1).sum())],
+        "mesh_vertices_per_hemi": list(s.mesh_sizes),
+        "n_challenge_vertices": int(s.challenge.sum()),
+        "n_valid_vertices": int(valid.sum()),
+        "n_sessions": n_sessions,
+        "predict_sessions": list(range(n_sessions - cfg.n_heldout_sessions + 1, n_sessions + 1)),
+        "nc_threshold_used": s.nc_threshold_used,
+        "mean_noise_ceiling_challenge": float(s.noise_ceiling[s.challenge].mean()) if s.challenge.any() else None,
+        "split_trials": {k: int((split == c).sum()) for k, c in SPLIT_CODES.items()},
+        "split_images": {k: int(np.unique(s.trials["nsd_id"][split == c]).size) for k, c in SPLIT_CODES.items()},
+        "algonauts_images": {"train": s.n_train_images, "test": s.n_test_images},
+    }
+
+
 def _manifest(plan: DatasetPlan, fingerprint: str, files: dict, stage: Path) -> dict:
     cfg = plan.config
-    subjects = {}
-    for s in plan.subjects:
-        split = s.trials["split"]
-        valid = np.load(stage / s.name / VERTEX_VALID)
-        n_sessions = len(s.betas)
-        subjects[s.name] = {
-            "n_trials": s.n_trials,
-            "n_vertices": s.n_vertices,
-            "n_vertices_per_hemi": [int((s.hemi == 0).sum()), int((s.hemi == 1).sum())],
-            "mesh_vertices_per_hemi": list(s.mesh_sizes),
-            "n_challenge_vertices": int(s.challenge.sum()),
-            "n_valid_vertices": int(valid.sum()),
-            "n_sessions": n_sessions,
-            "predict_sessions": list(range(n_sessions - cfg.n_heldout_sessions + 1, n_sessions + 1)),
-            "nc_threshold_used": s.nc_threshold_used,
-            "mean_noise_ceiling_challenge": float(s.noise_ceiling[s.challenge].mean()) if s.challenge.any() else None,
-            "split_trials": {k: int((split == c).sum()) for k, c in SPLIT_CODES.items()},
-            "split_images": {k: int(np.unique(s.trials["nsd_id"][split == c]).size) for k, c in SPLIT_CODES.items()},
-            "algonauts_images": {"train": s.n_train_images, "test": s.n_test_images},
-        }
-    return {
+    image = plan.level == "image"
+    subjects = {s.name: image_subject_counts(s, stage) if image else _trial_counts(plan, s, stage)
+                for s in plan.subjects}
+    inputs = {name: not image for name in INPUTS}
+    out = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "fingerprint": fingerprint,
-        "sources": {"nsd_dir": str(plan.nsd_root), "algonauts_dir": str(plan.alg_root),
-                    "image_source": plan.image_source},
+        "level": plan.level,
+        "inputs": inputs,
+        "sources": {"nsd_dir": None if plan.nsd_root is None else str(plan.nsd_root),
+                    "algonauts_dir": str(plan.alg_root), "fsaverage": plan.fsaverage,
+                    "image_source": plan.image_source, "nsd_mini_root": _mini_root(plan.alg_root)},
         "parameters": cfg.to_json(),
         "versions": _versions(),
         "images": {"n_images": int(plan.image_ids.size), "size": cfg.image_size, "resample": "bicubic"},
@@ -222,4 +259,6 @@ def _manifest(plan: DatasetPlan, fingerprint: str, files: dict, stage: Path) -> 
         "subjects": subjects,
         "files": files,
     }
-
+    if image:
+        del out["behaviour"]
+    return out

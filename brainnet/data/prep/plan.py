@@ -21,13 +21,11 @@ from brainnet.data.formats import nsd
 from brainnet.data.noise_ceiling import noise_ceiling
 from brainnet.data.prep.behaviour import behaviour_features
 from brainnet.data.prep.config import PrepareConfig
+from brainnet.data.prep.fsaverage import read_fsaverage_folder
 from brainnet.data.prep.tables import assign_splits, memory_index, select_vertices, trial_table
 from brainnet.errors import DataFormatError
 
 log = logging.getLogger(__name__)
-
-SURFACES: tuple[str, ...] = ("sphere", "inflated", "white")
-
 
 @dataclass
 class SubjectPlan:
@@ -78,17 +76,24 @@ class SubjectPlan:
 
 @dataclass
 class DatasetPlan:
-    """All subjects plus the dataset-wide parts (images, surfaces) and the input fingerprint."""
+    """All subjects plus the dataset-wide parts (images, surfaces) and the input fingerprint.
+
+    ``level`` "trial" (from the NSD tree: :class:`SubjectPlan` subjects) or "image" (from the
+    Algonauts release alone: :class:`brainnet.data.prep.plan_algonauts.ImageSubjectPlan` subjects,
+    ``nsd_root`` None); ``fsaverage``: where the surfaces came from (a folder or ``nilearn:fsaverage``).
+    """
 
     config: PrepareConfig
-    nsd_root: Path
+    nsd_root: Path | None
     alg_root: Path
-    subjects: list[SubjectPlan]
+    subjects: list
     image_ids: np.ndarray
     image_source: str
     image_paths: dict[int, Path]
     surfaces: dict[str, np.ndarray]
     sources: list[Path] = field(default_factory=list)
+    level: str = "trial"
+    fsaverage: str = ""
 
     def fingerprint(self) -> str:
         """sha256 over the parameters and (path, size, mtime) of every source file."""
@@ -96,6 +101,8 @@ class DatasetPlan:
         import json
 
         digest.update(json.dumps(self.config.to_json(), sort_keys=True).encode())
+        if self.level != "trial":
+            digest.update(f"level={self.level}\tfsaverage={self.fsaverage}\n".encode())
         for path in sorted(set(self.sources)):
             stat = path.stat()
             digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
@@ -109,31 +116,41 @@ def _names_array(mapping: dict[int, str]) -> np.ndarray:
     return np.array(names, dtype=str)
 
 
-def _read_surfaces(layout: nsd.NSDLayout, sources: list[Path]) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
-    out: dict[str, np.ndarray] = {}
-    sizes = []
-    for hemi in nsd.HEMIS:
-        path = layout.surface(hemi, "sphere")
-        coords, faces = fs.read_surface(path)
-        n = coords.shape[0]
-        sizes.append(n)
-        out[f"{hemi}_sphere_coords"], out[f"{hemi}_sphere_faces"] = coords, faces
+def algonauts_roi(alayout: alg.AlgonautsLayout, name: str, roi_class: str, mesh: tuple[int, int],
+                  sel: np.ndarray, sources: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """One ``roi_masks`` class of a subject at the selected vertices.
+
+    Args:
+        mesh: vertices per hemisphere; sel: int [V] selected rows of the lh + rh concatenation.
+
+    Returns:
+        int16 codes [V] and the names array (``names[code]``; "" for a code without a name).
+    """
+    per_hemi = []
+    for h, hemi in enumerate(nsd.HEMIS):
+        path = alayout.roi_mask(name, hemi, roi_class)
+        per_hemi.append(alg.read_roi_mask(path, mesh[h]))
         sources.append(path)
-        for surf in SURFACES[1:]:
-            path = layout.surface(hemi, surf)
-            out[f"{hemi}_{surf}_coords"], out[f"{hemi}_{surf}_faces"] = fs.read_surface(path, n)
-            sources.append(path)
-        path = layout.surface(hemi, "sulc")
-        out[f"{hemi}_sulc"] = fs.read_morph(path, n)
-        sources.append(path)
-        patch = layout.flat_patch(hemi)
-        if patch.is_file():
-            flat = fs.read_patch(patch, n)
-            inside = ~np.isnan(flat[:, 0])
-            out[f"{hemi}_flat_coords"] = flat
-            out[f"{hemi}_flat_faces"] = faces[inside[faces].all(axis=1)]
-            sources.append(patch)
-    return out, (sizes[0], sizes[1])
+    codes = np.concatenate(per_hemi)[sel]
+    mpath = alayout.roi_mapping(name, roi_class)
+    mapping = alg.read_roi_mapping(mpath)
+    sources.append(mpath)
+    missing = sorted(set(np.unique(codes).tolist()) - set(mapping))
+    if missing:
+        raise DataFormatError(mpath, f"names for every code of the {roi_class} masks", f"codes {missing} missing")
+    return codes, _names_array(mapping)
+
+
+def fsaverage_atlas(folder: Path, atlas: str, mesh: tuple[int, int], sel: np.ndarray,
+                    sources: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """One fsaverage label atlas (``label/?h.<atlas>.mgz`` + ctab) at the selected vertices: int16 [V], names."""
+    where = fs.FsaverageFolder(folder)
+    per_hemi, names = [], None
+    for h, hemi in enumerate(nsd.HEMIS):
+        codes, names = fs.read_label(where.label(hemi, atlas), where.ctab(atlas), mesh[h])
+        per_hemi.append(codes)
+        sources += [where.label(hemi, atlas), where.ctab(atlas)]
+    return np.concatenate(per_hemi)[sel], _names_array(names)
 
 
 def _subject_plan(name: str, cfg: PrepareConfig, layout: nsd.NSDLayout, alayout: alg.AlgonautsLayout,
@@ -220,26 +237,9 @@ def _subject_plan(name: str, cfg: PrepareConfig, layout: nsd.NSDLayout, alayout:
     # ROI labels at the selected vertices
     rois: dict[str, np.ndarray] = {}
     for roi_class in cfg.algonauts_rois:
-        per_hemi = []
-        for h, hemi in enumerate(nsd.HEMIS):
-            path = alayout.roi_mask(name, hemi, roi_class)
-            per_hemi.append(alg.read_roi_mask(path, mesh[h]))
-            sources.append(path)
-        codes = np.concatenate(per_hemi)[sel]
-        mpath = alayout.roi_mapping(name, roi_class)
-        mapping = alg.read_roi_mapping(mpath)
-        sources.append(mpath)
-        missing = sorted(set(np.unique(codes).tolist()) - set(mapping))
-        if missing:
-            raise DataFormatError(mpath, f"names for every code of the {roi_class} masks", f"codes {missing} missing")
-        rois[roi_class], rois[f"{roi_class}__names"] = codes, _names_array(mapping)
+        rois[roi_class], rois[f"{roi_class}__names"] = algonauts_roi(alayout, name, roi_class, mesh, sel, sources)
     for atlas in cfg.fsaverage_atlases:
-        per_hemi, names = [], None
-        for h, hemi in enumerate(nsd.HEMIS):
-            codes, names = fs.read_label(layout.label(hemi, atlas), layout.ctab(atlas), mesh[h])
-            per_hemi.append(codes)
-            sources += [layout.label(hemi, atlas), layout.ctab(atlas)]
-        rois[atlas], rois[f"{atlas}__names"] = np.concatenate(per_hemi)[sel], _names_array(names)
+        rois[atlas], rois[f"{atlas}__names"] = fsaverage_atlas(layout.fsaverage, atlas, mesh, sel, sources)
 
     first = dict(name=name, trials=trials, heldout=heldout, behaviour=behaviour, hemi=hemi_of, index=index,
                  challenge=mask_all[sel], sphere=sphere.astype(np.float32), noise_ceiling=nc_all[sel],
@@ -260,7 +260,7 @@ def make_plan(nsd_dir: str | Path, alg_dir: str | Path, cfg: PrepareConfig) -> D
         raise DataFormatError(alayout.root, "subject folders subjXX", "none")
     sources: list[Path] = [layout.expdesign]
     design = nsd.read_expdesign(layout.expdesign)
-    surfaces, mesh = _read_surfaces(layout, sources)
+    surfaces, mesh = read_fsaverage_folder(layout.fsaverage, sources)
 
     firsts, listings = [], []
     for name in subjects:
@@ -304,4 +304,4 @@ def make_plan(nsd_dir: str | Path, alg_dir: str | Path, cfg: PrepareConfig) -> D
               f"{p.n_vertices} vertices" for p in plans), image_ids.size, len(sources))
     return DatasetPlan(config=cfg, nsd_root=layout.root, alg_root=alayout.root, subjects=plans,
                        image_ids=image_ids.astype(np.int64), image_source=source, image_paths=image_paths,
-                       surfaces=surfaces, sources=sources)
+                       surfaces=surfaces, sources=sources, fsaverage=str(layout.fsaverage))

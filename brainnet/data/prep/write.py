@@ -27,7 +27,8 @@ SessionHook = Callable[[str, int], None]
 
 def write_subject_tables(plan: SubjectPlan, stage: Path) -> None:
     """Write ``trials.npz``, ``memory_index.npy``, ``behaviour.npy``, ``noise_ceiling.npy``,
-    ``vertices.npz`` and ``rois.npz`` of one subject into ``stage/<subject>/``."""
+    ``vertices.npz`` and ``rois.npz`` of one subject into ``stage/<subject>/`` (``plan`` may also be
+    an image-level subject plan: behaviour / noise ceiling None are not written)."""
     folder = stage / plan.name
     t = plan.trials
     save_npz(folder / L.TRIALS, {
@@ -37,8 +38,10 @@ def write_subject_tables(plan: SubjectPlan, stage: Path) -> None:
         "split": t["split"].astype(np.int8),
     })
     save_npy(folder / L.MEMORY_INDEX, plan.memory_index.astype(np.int32))
-    save_npy(folder / L.BEHAVIOUR, plan.behaviour.astype(np.float32))
-    save_npy(folder / L.NOISE_CEILING, plan.noise_ceiling.astype(np.float32))
+    if plan.behaviour is not None:
+        save_npy(folder / L.BEHAVIOUR, plan.behaviour.astype(np.float32))
+    if plan.noise_ceiling is not None:
+        save_npy(folder / L.NOISE_CEILING, plan.noise_ceiling.astype(np.float32))
     save_npz(folder / L.VERTICES, {
         "hemi": plan.hemi.astype(np.int8), "index": plan.index.astype(np.int64),
         "sphere": plan.sphere.astype(np.float32), "challenge": plan.challenge.astype(bool),
