@@ -26,10 +26,10 @@ class _Dataset(PreparedDataset):
     subject(s).has_fmri)."""
 
     def __init__(self, inputs: dict[str, bool], level: str = "image"):
-        self.inputs, self._level, self.root = inputs, level, "/data/alg-only"
+        self._inputs, self._level, self.root = inputs, level, "/data/alg-only"
 
     def has(self, name: str) -> bool:
-        return self.inputs[name]
+        return self._inputs[name]
 
     @property
     def level(self) -> str:
