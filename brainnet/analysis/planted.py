@@ -22,14 +22,15 @@ __all__ = ["find_ground_truth", "planted_lag_profile", "planted_memory_feature",
 def find_ground_truth(data_dir: str | Path | PreparedDataset) -> Path | None:
     """``ground_truth.npz`` of the nsd-mini tree a prepared dataset was made from, or None.
 
-    Looks next to the NSD root named in the manifest (``sources.nsd_dir``); real data has no
-    such file and gives None. FileNotFoundError when ``data_dir`` is not a finished dataset.
+    Looks in the nsd-mini folder the manifest records (``sources.nsd_mini_root``: also a dataset
+    prepared from nsd-mini's Algonauts tree alone) and next to its NSD root (``sources.nsd_dir``);
+    real data has no such file and gives None. FileNotFoundError when ``data_dir`` is not a finished dataset.
     """
-    nsd_dir = PreparedDataset.open(data_dir).manifest.get("sources", {}).get("nsd_dir")
-    if not nsd_dir:
-        return None
-    path = Path(nsd_dir).parent / "ground_truth.npz"
-    return path if path.is_file() else None
+    sources = PreparedDataset.open(data_dir).manifest.get("sources", {})
+    folders = [Path(sources["nsd_mini_root"])] if sources.get("nsd_mini_root") else []
+    if sources.get("nsd_dir"):
+        folders.append(Path(sources["nsd_dir"]).parent)
+    return next((f / "ground_truth.npz" for f in folders if (f / "ground_truth.npz").is_file()), None)
 
 
 def planted_lag_profile(ground_truth: str | Path) -> np.ndarray:

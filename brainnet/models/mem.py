@@ -318,5 +318,10 @@ def _configure(features, options, variant: str) -> MemConfig:
     return ablation_config(variant, MemConfig(**{**base, **options}))
 
 
-register_model("mem", MemModel, MemConfig, configure=_configure,
+def _inputs(variant: str) -> dict[str, str]:
+    """Dataset inputs of ablation row ``variant`` (its switches decide them; see :attr:`MemConfig.data_inputs`)."""
+    return ablation_config(variant).data_inputs
+
+
+register_model("mem", MemModel, MemConfig, configure=_configure, inputs=_inputs,
                description="memory encoding model: current image, memory images, behaviour, time")

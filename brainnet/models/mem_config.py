@@ -149,6 +149,20 @@ class MemConfig(SelectorConfig):
         return self.use_answer or self.use_memory_c or self.use_time
 
     @property
+    def data_inputs(self) -> dict[str, str]:
+        """Prepared-dataset inputs beyond images and fMRI that this config reads: name (of
+        :attr:`brainnet.data.PreparedDataset.inputs`) -> the switch that reads it. Empty for the
+        image-only configuration (ablation ``"baseline"``)."""
+        out = {}
+        if self.use_memory_images:
+            out["memory"] = "memory images (use_memory_images)"
+        groups = [n for n, on in (("use_answer", self.use_answer), ("use_memory_c", self.use_memory_c),
+                                  ("use_time", self.use_time)) if on]
+        if groups:
+            out["behaviour"] = f"behaviour ({', '.join(groups)})"
+        return out
+
+    @property
     def n_stack_frames(self) -> int:
         """Frames in the flattened memory stack (0 when memory images are off)."""
         if not self.use_memory_images:

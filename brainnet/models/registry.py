@@ -27,6 +27,10 @@ Builder = Callable[[Any, Mapping, Mapping], nn.Module]
 #: ``layer_names`` and ``memory_dim`` (a :class:`brainnet.training.batches.FeatureSet`),
 #: ``options`` overrides config fields, ``variant`` names a variant (an ablation row, "full").
 Configurer = Callable[[Any, Mapping[str, Any], str], DictConfig]
+#: ``inputs(variant) -> {input: what reads it}``: the prepared-dataset inputs beyond images and fMRI
+#: (names of :attr:`brainnet.data.PreparedDataset.inputs`, e.g. ``"memory"``, ``"behaviour"``) that a
+#: variant reads; checked before training (:func:`brainnet.training.run_setup.check_inputs`).
+InputsOf = Callable[[str], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,12 @@ class ModelEntry:
     build: Builder
     configure: Configurer | None = None
     description: str = ""
+    inputs: InputsOf | None = None
+
+    def inputs_of(self, variant: str = "full") -> dict[str, str]:
+        """The dataset inputs (beyond images and fMRI) that ``variant`` reads: name -> what reads it
+        (empty for a model registered without ``inputs``, i.e. one reading the current image only)."""
+        return dict(self.inputs(variant)) if self.inputs is not None else {}
 
     def config_default(self, field: str, default: Any = None) -> Any:
         """Default of a config field (``default`` when the config has no such field)."""
@@ -53,7 +63,7 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 def register_model(name: str, model_class: type[nn.Module], config_class: type[DictConfig], *,
                    build: Builder | None = None, configure: Configurer | None = None,
-                   description: str = "") -> ModelEntry:
+                   description: str = "", inputs: InputsOf | None = None) -> ModelEntry:
     """Register a model under ``name``.
 
     Parameters
@@ -64,11 +74,13 @@ def register_model(name: str, model_class: type[nn.Module], config_class: type[D
     configure : ``configure(features, options, variant) -> config`` (see :data:`Configurer`);
         None: the model cannot be configured from cached tokens (``fit_encoder`` refuses it)
     description : one line (default: the first line of the model's docstring)
+    inputs : ``inputs(variant) -> {input: what reads it}`` (see :data:`InputsOf`); None: the model
+        reads the current image only
     """
     if name in _REGISTRY and _REGISTRY[name].model_class is not model_class:
         raise ValueError(f"a model named {name!r} is already registered")
     doc = description or next(iter((model_class.__doc__ or "").strip().splitlines()), "")
-    entry = ModelEntry(name, model_class, config_class, build or model_class, configure, doc)
+    entry = ModelEntry(name, model_class, config_class, build or model_class, configure, doc, inputs)
     _REGISTRY[name] = entry
     return entry
 

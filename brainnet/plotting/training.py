@@ -46,16 +46,18 @@ def plot_learning_curves(histories: Mapping[str, pd.DataFrame], *, figure: Figur
 
 def plot_score_bars(table: pd.DataFrame, models: Sequence[str], *, figure: Figure | None = None,
                     output_file=None, title: str = "Score per ROI") -> Figure:
-    """Grouped bars of each model's noise-normalised score per ROI, the noise ceiling as a tick.
+    """Grouped bars of each model's noise-normalised score per ROI, the noise ceiling as a tick (or of
+    each model's Pearson r, without a tick, for a table of a dataset without a noise ceiling).
 
     Parameters
     ----------
-    table : one row per ROI with columns roi, noise_ceiling (percent) and one score column per
-        name in ``models`` (:func:`brainnet.training.report.name_rois` of a
-        :func:`~brainnet.training.report.roi_score_table`).
+    table : one row per ROI with columns roi, noise_ceiling (percent; absent without a noise ceiling)
+        and one score column per name in ``models`` (:func:`brainnet.training.report.name_rois` of a
+        :func:`~brainnet.training.report.roi_score_table`; its ``attrs["score"]`` "r" labels the axis r).
     models : the score columns to draw, in this order.
     """
-    missing = [c for c in ("roi", "noise_ceiling", *models) if c not in table]
+    has_nc = table.attrs.get("score", "score") == "score"
+    missing = [c for c in ("roi", *(("noise_ceiling",) if has_nc else ()), *models) if c not in table]
     if missing:
         raise ValueError(f"table lacks columns {missing} (have {list(table.columns)})")
     fig = figure if figure is not None else Figure(figsize=(max(7, 1.0 * len(table) + 2.5), 3.8))
@@ -64,9 +66,10 @@ def plot_score_bars(table: pd.DataFrame, models: Sequence[str], *, figure: Figur
     width = 0.8 / max(1, len(models))
     for k, m in enumerate(models):
         ax.bar(x + (k - (len(models) - 1) / 2) * width, table[m].astype(float), width, label=m)
-    ax.plot(x, table["noise_ceiling"].astype(float), "k_", ms=18, mew=2, label="noise ceiling (%)")
+    if has_nc:
+        ax.plot(x, table["noise_ceiling"].astype(float), "k_", ms=18, mew=2, label="noise ceiling (%)")
     ax.set_xticks(x, table["roi"], rotation=30, ha="right", fontsize=8)
-    ax.set(ylabel="noise-normalised score", title=title)
+    ax.set(ylabel="noise-normalised score" if has_nc else "Pearson r (no noise ceiling)", title=title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     save_figure(fig, output_file, dpi=TRAINING_DPI)

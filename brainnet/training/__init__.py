@@ -15,7 +15,7 @@ Modules (imported on first use of a name: ``brainnet.training.TrainConfig`` impo
 * :mod:`.soup`, :mod:`.distill` - greedy model soup, prediction distillation.
 * :mod:`.submission` - Algonauts 2023 submission files.
 * :mod:`.report` - tables comparing models (notebook 02; the figures are in :mod:`brainnet.plotting`).
-* :mod:`.metrics` - metric functions; :mod:`.grid` - Ray Tune grids.
+* :mod:`.metrics` - metric functions; :mod:`.identification` - image identification; :mod:`.grid` - Ray Tune grids.
 * :mod:`.network` - the FactorTopy run of the brain-to-network maps (standardised tokens).
 * :mod:`.b2n_config` - :class:`B2NConfig`, that run's settings as presets ("notebook", "bddn").
 * :mod:`.replay_fit`, :mod:`.replay_mlp`, :mod:`.replay_grid` - the memory-replay lag models and grid.

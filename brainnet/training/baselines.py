@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from brainnet.data.layout import split_mask, subject_name
 
 from .batches import FeatureSet, SubjectTrials
-from .evaluate import EvalResult, SubjectMeta, evaluate_predictions
+from .evaluate import EvalResult, SubjectMeta, check_scored_split, evaluate_predictions
 
 
 def pooled_features(features: FeatureSet, pool: int = 2, layers=None) -> np.ndarray:
@@ -68,6 +68,7 @@ def _design(root, subject, x_images: np.ndarray, eval_split: str):
     Fitting on image means (as the Algonauts training data are) keeps the repeats of one image
     out of different cross-validation folds, so the chosen alphas are not biased low.
     """
+    check_scored_split(root, subject, eval_split)
     st = SubjectTrials.load(root, subject)
     tr = np.flatnonzero(split_mask(st.split, st.image, "train"))
     ev = np.flatnonzero(split_mask(st.split, st.image, eval_split))

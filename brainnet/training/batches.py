@@ -15,8 +15,7 @@ A batch (one subject, B trials) holds what :class:`brainnet.models.MemModel` and
 * ``fmri`` (B, V) float32 targets, ``trial`` (B,) trial rows, ``image`` (B,) image rows,
   ``subject`` (str); ``teacher`` (B, V) when the dataset has teacher predictions (distillation).
 
-Items are fetched a whole batch at a time (``__getitems__``), so building a batch is a few
-vectorised gathers, with no per-trial Python work and no DataLoader workers needed.
+Items are fetched a whole batch at a time (``__getitems__``): a few vectorised gathers, no per-trial work.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from brainnet.data.layout import split_codes, subject_name
+from brainnet.data.layout import N_BEHAVIOUR, split_codes, subject_name
 from brainnet.data.prep.tables import memory_index
 from brainnet.data.prepared import PreparedDataset
 
@@ -172,17 +171,18 @@ class SubjectTrials:
 
     @classmethod
     def load(cls, root: str | Path | PreparedDataset, subject: int | str) -> SubjectTrials:
+        """Without trial order (a dataset of the Algonauts release alone, one row per image) no slot
+        before a row (``trial_memory[:, 1:]`` = -1); without behaviour, zeros (an image-only model's
+        inputs; :func:`brainnet.training.run_setup.check_inputs` refuses models that read them)."""
         data = PreparedDataset.open(root)
         subj = data.subject(subject)
-        return cls(
-            name=subj.name,
-            fmri=subj.fmri,
-            image=subj.image,
-            memory_index=np.asarray(subj.memory_index, np.int64),
-            trial_memory=trial_memory_index(subj.trials, 33),
-            behaviour=np.asarray(subj.behaviour, np.float32),
-            split=subj.split,
-        )
+        n = subj.n_trials
+        trial_memory = (trial_memory_index(subj.trials, 33) if data.has("trial_order")
+                        else np.where(np.arange(33) == 0, np.arange(n)[:, None], -1))
+        behaviour = subj.behaviour if data.has("behaviour") else np.zeros((n, N_BEHAVIOUR), np.float32)
+        return cls(name=subj.name, fmri=subj.fmri, image=subj.image,
+                   memory_index=np.asarray(subj.memory_index, np.int64), trial_memory=trial_memory,
+                   behaviour=np.asarray(behaviour, np.float32), split=subj.split)
 
     @property
     def n_vertices(self) -> int:

@@ -33,6 +33,7 @@ from .module import EncoderModule
 from .run_setup import (
     adapt_config,
     build_model,
+    check_inputs,
     config_features,
     in_loop_backbone,
     model_config,
@@ -248,6 +249,7 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
         raise FileNotFoundError("TrainConfig.data_dir is empty: give a prepared dataset "
                                 "(brainnet.data.prepare or brainnet.data.ensure_mini)")
     data = PreparedDataset(config.data_dir)  # checks every file before anything is written; opened once
+    check_inputs(config, data)  # MissingInputError for an input the dataset lacks, before any work
     out = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     config = config.replace(out_dir=str(out))
     _check_resumable(out, config)
@@ -343,12 +345,17 @@ def summarize_fit(result: FitResult) -> dict:
 
     ``eval_mean_score`` is trial-level (r over single trials / NC of 3 repeats); ``eval_challenge_score``
     is the Algonauts challenge score (image-averaged, NC from the repeat counts): only the latter compares
-    with challenge numbers (see :mod:`brainnet.training.metrics`)."""
+    with challenge numbers (see :mod:`brainnet.training.metrics`). ``score_kind`` says which scores there
+    are: "noise_normalized", or "pearson_r" on a dataset without a noise ceiling (then no ``*score*`` keys:
+    ``eval_mean_r`` / ``eval_mean_r2`` and ``eval_challenge_mean_r`` / ``eval_challenge_r2`` are the scores)."""
     s: dict = {"best_val_r": float(result.history["val_r"].max()) if len(result.history) else float("nan"),
                "global_step": result.global_step, "start_step": result.start_step,
                "eval_split": result.config.eval_split}
-    keys = ("mean_r", "median_r", "mean_score", "median_score", "identification", "challenge_score",
-            "challenge_mean_r")
+    keys = ("mean_r", "median_r", "mean_r2", "median_r2", "mean_score", "median_score", "identification",
+            "challenge_score", "challenge_mean_r", "challenge_r2")
+    kinds = sorted({ev.summary["score_kind"] for ev in result.evaluation.values()})
+    if kinds:
+        s["score_kind"] = kinds[0] if len(kinds) == 1 else "mixed"
     for subj, ev in result.evaluation.items():
         for k in keys:
             if k in ev.summary:

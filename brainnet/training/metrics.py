@@ -1,5 +1,5 @@
-"""Evaluation metrics: per-vertex Pearson r, noise-normalised scores, ROI summaries, image
-identification.
+"""Evaluation metrics: per-vertex Pearson r, noise-normalised scores, ROI summaries (image
+identification: :mod:`.identification`).
 
 Two noise-normalised scores, not to be compared with each other:
 
@@ -28,6 +28,10 @@ import torch
 from brainnet.data.noise_ceiling import noise_ceiling
 
 NC_FLOOR = 1e-14
+#: ``score_kind`` of an evaluation: noise-normalised scores (the dataset has a noise ceiling), or
+#: Pearson r and r² alone (none: e.g. a dataset prepared from the Algonauts 2023 release alone).
+SCORE_NOISE_NORMALIZED = "noise_normalized"
+SCORE_PEARSON_R = "pearson_r"
 
 
 def _to_numpy(x, name: str) -> np.ndarray:
@@ -150,6 +154,15 @@ def pearson_r(pred, target):
     return acc.compute().numpy()
 
 
+def explained_variance(r) -> np.ndarray:
+    """Per-vertex r² with negative r counting as 0: ``clip(r, 0)^2`` (V,) float64 (NaN counts as 0).
+
+    The numerator of the noise-normalised score (:func:`noise_normalized_score` is ``100 r² / NC``):
+    what is left to report where there is no noise ceiling."""
+    r = np.nan_to_num(_to_numpy(r, "r").astype(np.float64), nan=0.0)
+    return np.clip(r, 0, None) ** 2
+
+
 def noise_normalized_score(r, nc, cap: float = 100.0) -> np.ndarray:
     """Noise-normalised per-vertex score ``100 * clip(r, 0)^2 / NC``, capped at ``cap`` (the challenge's
     formula; which r and NC go in decides whether it is the challenge score: see :func:`challenge_score`).
@@ -167,14 +180,14 @@ def noise_normalized_score(r, nc, cap: float = 100.0) -> np.ndarray:
     -------
     ndarray of shape (V,), float64, in [0, cap]
     """
-    r = np.nan_to_num(_to_numpy(r, "r").astype(np.float64), nan=0.0)
+    r2 = explained_variance(r)
     nc = _to_numpy(nc, "nc").astype(np.float64)
-    if r.shape != nc.shape or r.ndim != 1:
-        raise ValueError(f"r and nc must both be (V,), got {r.shape} and {nc.shape}")
+    if r2.shape != nc.shape or r2.ndim != 1:
+        raise ValueError(f"r and nc must both be (V,), got {r2.shape} and {nc.shape}")
     if np.isnan(nc).any() or nc.min(initial=0.0) < 0 or nc.max(initial=0.0) > 1:
         raise ValueError("nc must be a fraction in [0, 1] without NaN (divide percentages by 100)")
     nc = np.where(nc == 0, NC_FLOOR, nc)
-    return np.minimum(100.0 * np.clip(r, 0, None) ** 2 / nc, cap)
+    return np.minimum(100.0 * r2 / nc, cap)
 
 
 def mean_noise_normalized_score(r, nc, reduce: str = "mean", cap: float = 100.0) -> float:
@@ -238,6 +251,21 @@ class ChallengeScore:
         return int(sum(self.repeat_counts.values()))
 
 
+def image_level_r(pred, resp, image_ids) -> tuple[np.ndarray, np.ndarray]:
+    """Per-vertex Pearson r over images of trial-level predictions and responses, each first averaged
+    over the image's trials: (r (V,) float64, repeats (m,) trials per image, sorted image ids).
+
+    Parameters
+    ----------
+    pred, resp : arrays of shape (n_trials, V); image_ids : int array (n_trials,), >= 2 distinct
+    """
+    pred, resp = _to_numpy(pred, "pred"), _to_numpy(resp, "resp")
+    _check_pair(pred, resp)
+    _, p_img, repeats = image_means(pred, image_ids)
+    _, r_img, _ = image_means(resp, image_ids)
+    return pearson_r(p_img, r_img), repeats
+
+
 def challenge_score(pred, resp, image_ids, ncsnr) -> ChallengeScore:
     """The Algonauts challenge's score of trial-level predictions.
 
@@ -262,19 +290,20 @@ def challenge_score(pred, resp, image_ids, ncsnr) -> ChallengeScore:
     ncsnr = _to_numpy(ncsnr, "ncsnr")
     if ncsnr.shape != pred.shape[1:]:
         raise ValueError(f"ncsnr must be (V={pred.shape[1]},), got {ncsnr.shape}")
-    _, p_img, repeats = image_means(pred, image_ids)
-    _, r_img, _ = image_means(resp, image_ids)
-    r = pearson_r(p_img, r_img)
+    r, repeats = image_level_r(pred, resp, image_ids)
     nc = noise_ceiling(ncsnr, repeats).astype(np.float64)
     counts = {int(k): int(n) for k, n in zip(*np.unique(repeats, return_counts=True))}
     return ChallengeScore(r=r, nc=nc, score=noise_normalized_score(r, nc), repeat_counts=counts)
 
 
 def summarize(r, nc=None) -> dict[str, float]:
-    """Summary numbers: mean / median r and, with ``nc`` (V,), mean / median score (of ``r`` as given:
-    trial-level in :func:`brainnet.training.evaluate.evaluate_predictions`, not the challenge score)."""
+    """Summary numbers: mean / median r and r² (:func:`explained_variance`) and, with ``nc`` (V,), mean /
+    median score (of ``r`` as given: trial-level in :func:`brainnet.training.evaluate.evaluate_predictions`,
+    not the challenge score)."""
     r = np.nan_to_num(_to_numpy(r, "r").astype(np.float64), nan=0.0)
-    out = {"mean_r": float(r.mean()), "median_r": float(np.median(r))}
+    r2 = explained_variance(r)
+    out = {"mean_r": float(r.mean()), "median_r": float(np.median(r)), "mean_r2": float(r2.mean()),
+           "median_r2": float(np.median(r2))}
     if nc is not None:
         s = noise_normalized_score(r, nc)
         out.update(mean_score=float(s.mean()), median_score=float(np.median(s)))
@@ -312,74 +341,3 @@ def roi_means(values, labels, names: Sequence[str], skip_unknown: bool = True) -
         sel = v[lab == code]
         out[str(names[code])] = float(np.nanmean(sel)) if np.isfinite(sel).any() else float("nan")
     return out
-
-
-def correlation_matrix(a, b) -> np.ndarray:
-    """Pearson r between every row of ``a`` (N, V) and every row of ``b`` (M, V): (N, M)."""
-    a = _to_numpy(a, "a").astype(np.float64)
-    b = _to_numpy(b, "b").astype(np.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"a and b must be (N, V) and (M, V), got {a.shape} and {b.shape}")
-    a = a - a.mean(1, keepdims=True)
-    b = b - b.mean(1, keepdims=True)
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    na[na == 0] = np.inf
-    nb[nb == 0] = np.inf
-    return (a / na[:, None]) @ (b / nb[:, None]).T
-
-
-def identification_ranks(pred, measured) -> np.ndarray:
-    """Rank of the true image among all candidates, for each measured response.
-
-    Candidate j is scored for measured response i by r(pred[j], measured[i]) across vertices.
-
-    Parameters
-    ----------
-    pred, measured : arrays of shape (N_img, V), row i of both belongs to image i
-
-    Returns
-    -------
-    int array of shape (N_img,): 0 = the true image scored highest (ties count against it).
-    """
-    c = correlation_matrix(pred, measured)  # (candidate, measured)
-    if c.shape[0] != c.shape[1]:
-        raise ValueError(f"pred and measured must have the same number of images, got {c.shape}")
-    true = np.diag(c)
-    return ((c >= true[None, :]).sum(0) - 1).astype(np.int64)
-
-
-def identification_accuracy(pred, measured, n_candidates: int = 300, n_draws: int = 30,
-                            seed: int = 0) -> float:
-    """Top-1 image identification accuracy among ``n_candidates`` (chance ``1 / n_candidates``).
-
-    For each measured response i and each draw, ``n_candidates - 1`` distractor images are
-    drawn at random (without replacement) from the others; the trial counts as correct when
-    the true image's predicted response correlates with the measurement strictly better than
-    every distractor's. Returns the mean over images and draws.
-
-    Parameters
-    ----------
-    pred, measured : arrays of shape (N_img, V)
-    n_candidates : int, 2 <= n_candidates <= N_img
-    n_draws : int
-    seed : int
-    """
-    c = correlation_matrix(pred, measured)
-    n = c.shape[0]
-    if c.shape[0] != c.shape[1]:
-        raise ValueError(f"pred and measured must have the same number of images, got {c.shape}")
-    if not 2 <= n_candidates <= n:
-        raise ValueError(f"n_candidates must be in [2, {n}], got {n_candidates}")
-    if n_draws < 1:
-        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
-    rng = np.random.default_rng(seed)
-    true = np.diag(c)
-    scores = c.T  # scores[i, j] = r(pred[j], measured[i])
-    correct = 0
-    for _ in range(n_draws):
-        keys = rng.random((n, n))
-        np.fill_diagonal(keys, np.inf)  # never draw the true image as a distractor
-        distractors = np.argpartition(keys, n_candidates - 2, axis=1)[:, :n_candidates - 1]
-        best_other = np.take_along_axis(scores, distractors, axis=1).max(1)
-        correct += int((true > best_other).sum())
-    return correct / (n * n_draws)

@@ -10,13 +10,54 @@ from pathlib import Path
 import torch
 
 from brainnet.data.prepared import PreparedDataset
+from brainnet.errors import MissingInputError
 from brainnet.models import AdaptConfig, BackboneInLoop, create_model, model_entry
 
 from .batches import FeatureSet, subject_vertices
 from .config import TrainConfig
+from .evaluate import check_scored_split
 from .features import build_features, resolve_backbone
 
 logger = logging.getLogger(__name__)
+
+
+def config_inputs(config: TrainConfig) -> dict[str, str]:
+    """The prepared-dataset inputs beyond images and fMRI that a run of ``config`` reads: name (of
+    :attr:`brainnet.data.PreparedDataset.inputs`) -> what reads it. The model's variant decides
+    (:meth:`brainnet.models.registry.ModelEntry.inputs_of`); a T-1 backbone reads the previous trial's
+    image (``"memory"``)."""
+    needs = model_entry(config.model).inputs_of(config.ablation)
+    if config.t1_backbone:
+        needs.setdefault("memory", f"the T-1 backbone (t1_backbone={config.t1_backbone!r})")
+    return needs
+
+
+def available_variants(data: PreparedDataset, variants, model: str = "mem") -> tuple[list[str], dict[str, list[str]]]:
+    """Split ``variants`` of ``model`` (e.g. ablation rows) into those the dataset has every input of, and
+    the others -> the inputs it lacks (e.g. on a dataset of the Algonauts release alone only "baseline"
+    of the memory model runs)."""
+    entry = model_entry(model)
+    missing = {v: [n for n in entry.inputs_of(v) if not data.has(n)] for v in variants}
+    return [v for v in variants if not missing[v]], {v: m for v, m in missing.items() if m}
+
+
+def check_inputs(config: TrainConfig, data: PreparedDataset) -> None:
+    """Refuse a run whose model reads an input the dataset lacks, or whose ``eval_split`` has no fMRI.
+
+    Raises:
+        MissingInputError: naming the dataset, the missing input, what reads it and what to do
+            (prepare with the NSD tree, or train the image-only variant / score another split).
+    """
+    missing = {name: reader for name, reader in config_inputs(config).items() if not data.has(name)}
+    if missing:
+        what = "; ".join(f"{reader} read {name}" for name, reader in missing.items())
+        todo = " train the image-only model (ablation='baseline'), or" if config.model == "mem" else ""
+        raise MissingInputError(f"{data.root}: this dataset has no {' and no '.join(missing)} (prepared from the "
+                                f"Algonauts 2023 release alone?), but TrainConfig(model={config.model!r}, "
+                                f"ablation={config.ablation!r}) needs it: {what}. To run,{todo} prepare the "
+                                "dataset from the NSD tree (brainnet prepare --nsd-dir ...)")
+    for subject in config.subjects:
+        check_scored_split(data, subject, config.eval_split)
 
 
 def model_config(config: TrainConfig, features: FeatureSet, t1_backbone=None):

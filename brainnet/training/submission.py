@@ -6,11 +6,14 @@ columns the challenge vertices in ascending mesh order (the prepared dataset's `
 vertices of that hemisphere).
 
 A test image can be shown in several trials; its prediction is the mean over those trials (the
-memory model's prediction depends on each trial's history and answers).
+memory model's prediction depends on each trial's history and answers). A dataset prepared from
+the Algonauts 2023 release alone holds one row per test image (split ``predict``, no fMRI): its
+prediction is that row's. :func:`write_test_submission` does it all for a trained model.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +24,36 @@ from brainnet.data.prepared import PreparedDataset
 
 HEMIS = ("lh", "rh")
 
+logger = logging.getLogger(__name__)
+
 
 def algonauts_test_ids(algonauts_root: str | Path, subject) -> np.ndarray:
     """0-based NSD ids of a subject's Algonauts test images, in listing order (int64 (n,))."""
     from brainnet.data.formats.algonauts import AlgonautsLayout, list_images
 
     return list_images(AlgonautsLayout(algonauts_root).image_dir(subject, "test"), "test").nsd_ids
+
+
+def submission_image_ids(data_dir: str | Path | PreparedDataset, subject, algonauts_root: str | Path | None = None
+                   ) -> np.ndarray:
+    """0-based NSD ids of a subject's Algonauts test images in the release's listing order (int64 (n,)).
+
+    Read from ``algonauts_root``, by default the release the dataset was prepared from (the manifest's
+    ``sources.algonauts_dir``). Without the release at hand: the NSD ids of the subject's ``predict``
+    rows in row order (a dataset prepared from the release alone stores them in listing order).
+    """
+    dataset = PreparedDataset.open(data_dir)
+    root = algonauts_root or dataset.manifest.get("sources", {}).get("algonauts_dir")
+    if root and Path(root).is_dir():
+        return algonauts_test_ids(root, subject)
+    subj = dataset.subject(subject)
+    rows = subj.split_rows("predict")
+    if not rows.size:
+        raise ValueError(f"{dataset.root}: {subj.name} has no predict rows and the Algonauts release "
+                         f"({root or 'not recorded'}) is not at hand: give algonauts_root")
+    logger.info("Algonauts release %s not found: test images from %s's predict rows", root, subj.name)
+    _, first = np.unique(subj.image[rows], return_index=True)
+    return dataset.image_ids[subj.image[rows][np.sort(first)]].astype(np.int64)
 
 
 def image_rows(data_dir: str | Path | PreparedDataset, nsd_ids: np.ndarray) -> np.ndarray:
@@ -144,3 +171,17 @@ def load_submission(out_dir: str | Path, expected: dict | None = None) -> dict[s
             if any(got[k] != e[k] for k in e):
                 raise ValueError(f"{s}: expected {e}, got {got}")
     return out
+
+
+def write_test_submission(model: torch.nn.Module, data_dir: str | Path | PreparedDataset, features, out_dir: str | Path,
+                          subjects=None, algonauts_root: str | Path | None = None,
+                          n_frames: int = 32) -> dict[str, dict[str, Path]]:
+    """Predict every subject's Algonauts test images (:func:`submission_image_ids`, :func:`predict_images`) and
+    write the submission (:func:`write_submission`); ``subjects`` default: the model's (``model.subjects``)
+    or the dataset's. Returns dict subject -> {"lh": path, "rh": path}."""
+    dataset = PreparedDataset.open(data_dir)
+    subjects = subjects or getattr(model, "subjects", None) or dataset.subjects
+    preds = {subject_name(s): predict_images(model, dataset, s, features,
+                                             submission_image_ids(dataset, s, algonauts_root), n_frames)
+             for s in subjects}
+    return write_submission(preds, dataset, out_dir)

@@ -8,12 +8,10 @@ import torch
 from scipy.stats import pearsonr
 
 from brainnet.data.noise_ceiling import ncsnr_from_noise_ceiling, noise_ceiling
+from brainnet.training.identification import correlation_matrix, identification_accuracy, identification_ranks
 from brainnet.training.metrics import (
     PearsonAccumulator,
     challenge_score,
-    correlation_matrix,
-    identification_accuracy,
-    identification_ranks,
     mean_noise_normalized_score,
     noise_normalized_score,
     pearson_r,
