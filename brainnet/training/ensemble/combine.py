@@ -120,13 +120,16 @@ class EnsembleScores:
     n_members: int = 0
 
     def roi_table(self, subject: str, atlas: str = "streams") -> pd.DataFrame:
-        """Mean score per ROI of ``atlas``: one column per model (single / mean / val_r)."""
-        cols = {}
+        """Per ROI of ``atlas``: roi, n_vertices, noise_ceiling (percent) and the mean score of each model
+        (columns single / mean / val_r), the table :func:`brainnet.plotting.plot_score_bars` draws."""
+        cols: dict = {}
         for (s, kind), ev in self.evaluation.items():
             if s == subject:
                 t = ev.roi_table[ev.roi_table["atlas"] == atlas].set_index("roi")
+                cols.setdefault("n_vertices", t["n_vertices"])
+                cols.setdefault("noise_ceiling", t["mean_nc"])
                 cols[kind] = t["mean_score"]
-        return pd.DataFrame(cols)
+        return pd.DataFrame(cols).rename_axis("roi").reset_index()
 
 
 def evaluate_ensemble(run: EnsembleRun, split: str = "heldout", features=None) -> EnsembleScores:
