@@ -63,7 +63,7 @@ from .selectors import LayerSelector, RetinaMapper, SelectorMaps, selector_regul
 from .tokens import as_layer_list, resize_map, sample_mixed_maps
 
 __all__ = ["ABLATIONS", "ANSWER_COLUMNS", "MEMORY_COLUMNS", "TIME_COLUMNS", "MemConfig", "MemModel",
-           "ablation_config", "behaviour_mask", "gather_memory"]
+           "ablation_config", "behaviour_mask", "gather_memory", "vertex_features"]
 
 
 def gather_memory(vectors: torch.Tensor, memory_index, n_frames: int = 32
@@ -95,6 +95,15 @@ def gather_memory(vectors: torch.Tensor, memory_index, n_frames: int = 32
     valid = idx >= 0
     memory = vectors[idx.clamp(min=0)].float() * valid[..., None]
     return memory, valid
+
+
+def vertex_features(maps: torch.Tensor, glob: torch.Tensor, xy: torch.Tensor, layer_weights: torch.Tensor,
+                    align_corners: bool = False) -> torch.Tensor:
+    """Per-vertex current-image features (B, n, width): the layer maps (B, L * width, g, g) sampled at
+    the vertices' retina positions xy (n, 2), mixed by their layer weights (n, L), plus the globals
+    (B, L, width) mixed by the same weights."""
+    feat = sample_mixed_maps(maps, xy, layer_weights, align_corners)
+    return feat + torch.einsum("bld,nl->bnd", glob, layer_weights.to(glob.dtype))
 
 
 def _mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
@@ -289,9 +298,7 @@ class MemModel(SelectorMaps, nn.Module):
 
         def predict(ix: torch.Tensor) -> torch.Tensor:
             pe = pe_all[ix]
-            weights = layer_selector(pe)  # (n, L)
-            feat = sample_mixed_maps(maps, retina(pe), weights, c.align_corners)  # (B, n, width)
-            feat = feat + torch.einsum("bld,nl->bnd", glob, weights)
+            feat = vertex_features(maps, glob, retina(pe), layer_selector(pe), c.align_corners)
             return readout(feat, ix, shared=shared)
 
         return map_vertex_chunks(predict, idx, c.chunk_size)
