@@ -111,6 +111,11 @@ class TokenCache(TokenStore):
             raise ValueError("ids must be unique")
         if batch_size < 1 or num_workers < 0:
             raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+        with self._writing():  # memmap: one filling process at a time, rows of an earlier one reused
+            return self._fill(images, ids, batch_size, num_workers, progress, forward)
+
+    def _fill(self, images, ids, batch_size, num_workers, progress, forward) -> TokenCache:
+        n = len(images)
         todo = [k for k, i in enumerate(ids) if i not in self._index]
         self.stats["hits"] += n - len(todo)
         self.stats["misses"] += len(todo)

@@ -7,11 +7,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from brainnet.data.io import preallocate
 from brainnet.errors import BrainnetError
+from brainnet.locks import writer_lock
 
 from .transforms import RESIZE_METHOD, pool_map
 
@@ -164,12 +167,27 @@ class TokenStore:
                 "count": len(self._ids), "capacity": self._capacity,
                 "ids": self._ids, "local_shapes": self.local_shapes, "global_shapes": self.global_shapes}
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Context of one fill: with memmap storage, hold ``<cache_dir>/tokens-<key>.lock`` (another
+        process filling the same cache is waited for) and re-read the header, so its rows are reused."""
+        if self.storage != "memmap":
+            yield
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with writer_lock(self.path.with_name(self.path.name + ".lock"), "token cache fill"):
+            if (self.path / "header.json").exists():
+                self._open_existing()
+            yield
+
     def _write_header(self) -> None:
         tmp = self.path / "header.json.tmp"
         tmp.write_text(json.dumps(self._header()))
         os.replace(tmp, self.path / "header.json")
 
     def _open_existing(self) -> None:
+        self._local.clear()
+        self._global.clear()
         head = json.loads((self.path / "header.json").read_text())
         if head.get("spec") != json.loads(json.dumps(asdict(self.spec))):
             raise BrainnetError(f"{self.path} holds a cache made with other settings (stale); "
@@ -221,11 +239,26 @@ class TokenStore:
             return
         self.path.mkdir(parents=True, exist_ok=True)
         kinds = (("local", self.local_shapes, self._local), ("global", self.global_shapes, self._global))
-        for kind, shapes, target in kinds:
-            for name, shape in shapes.items():
-                target.pop(name, None)  # drop the old map before resizing its file
-                with open(self._file(kind, name), "ab") as f:
-                    f.truncate(capacity * int(np.prod(shape)) * 2)
+        grown = []
+        try:
+            for kind, shapes, target in kinds:
+                for name, shape in shapes.items():
+                    target.pop(name, None)  # drop the old map before resizing its file
+                    file, row = self._file(kind, name), int(np.prod(shape)) * 2
+                    grown.append((file, self._capacity * row))
+                    with open(file, "ab") as f:  # real blocks: a full disk fails here, not with SIGBUS later
+                        preallocate(f.fileno(), capacity * row, file)
+        except OSError:
+            for file, size in grown:  # back to the sizes the header describes (no files when there is none)
+                if size or (self.path / "header.json").exists():
+                    os.truncate(file, size)
+                else:
+                    file.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+            if self._capacity:
+                self._map_files(mode="r+")
+            raise
         self._capacity = capacity
         self._map_files(mode="r+")
         self._write_header()
@@ -302,3 +335,4 @@ class TokenStore:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(key={self.key}, layers={self.layers}, pool={self.pool}, n={len(self)}, "
                 f"storage={self.storage}, {self.nbytes / 2**20:.1f} MiB)")
+

@@ -8,6 +8,7 @@ reader never sees a half-written file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from brainnet.errors import DiskFullError
 
 #: Marker in the names of temporary files (used to clean them up).
 TMP_MARK = ".tmp-"
@@ -48,6 +51,36 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def preallocate(fd: int, size: int, path: str | os.PathLike) -> None:
+    """Give the open file ``fd`` (of ``path``) ``size`` bytes of real disk blocks (it grows; nothing shrinks).
+
+    A sparse file (``truncate``) written through a memmap dies with SIGBUS when the disk fills under
+    it; a preallocated one cannot run out of space. Lack of space (or a file-size limit) raises
+    :class:`~brainnet.errors.DiskFullError` naming the file, and the file keeps its old size.
+    Filesystems without fallocate fall back to glibc's emulation (writing zeros).
+    """
+    old = os.fstat(fd).st_size
+    try:
+        with space_errors(path, int(size) - old):
+            os.posix_fallocate(fd, 0, int(size))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, old)
+        raise
+
+
+@contextlib.contextmanager
+def space_errors(path: str | os.PathLike, nbytes: int | None = None) -> Iterator[None]:
+    """Turn an :class:`OSError` for lack of space (ENOSPC, EDQUOT, EFBIG: a file-size limit) raised in
+    the block into :class:`~brainnet.errors.DiskFullError` naming ``path`` and the ``nbytes`` asked for."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(path, exc.errno, exc.strerror, nbytes) from exc
+        raise
 
 
 def _fsync_file(path: Path) -> None:
@@ -154,7 +187,8 @@ class NpyRowWriter:
     Unlike a writable memmap, written pages do not stay mapped into the process, so the
     resident memory of a long fill stays at one block. Reopening an existing file of the same
     shape and dtype keeps its content (used to resume an interrupted fill); any other file at
-    ``path`` is replaced by a new, zero-filled (sparse) one.
+    ``path`` is replaced by a new, zero-filled one whose blocks are allocated up front (see
+    :func:`preallocate`: a full disk fails there with :class:`~brainnet.errors.DiskFullError`).
 
     Args:
         path: the ``.npy`` file.
@@ -196,7 +230,8 @@ class NpyRowWriter:
             else:
                 np.lib.format.write_array_header_2_0(fh, header)
             offset = fh.tell()
-            fh.truncate(offset + self.row_bytes * self.shape[0])
+            fh.flush()
+            preallocate(fh.fileno(), offset + self.row_bytes * self.shape[0], self.path)
         self._resumed = False
         return offset
 

@@ -22,6 +22,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
+from brainnet.data.io import save_json, save_text
 from brainnet.data.layout import split_mask
 from brainnet.data.prepared import PreparedDataset
 from brainnet.models import BackboneInLoop, model_entry
@@ -30,6 +31,7 @@ from .batches import EncodingDataset, FeatureSet, ImagePixels, SubjectTrials, ma
 from .config import TrainConfig
 from .evaluate import EvalResult, SubjectMeta, evaluate_predictions, predict_dataset
 from .module import EncoderModule
+from .resume_state import AtomicCheckpointIO, RngStateCallback, run_lock
 from .run_setup import (
     adapt_config,
     build_model,
@@ -237,6 +239,9 @@ def _check_in_loop_features(backbone, features: FeatureSet, name: str) -> None:
 def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) -> FitResult:
     """Train, keep the best checkpoint, score it on ``config.eval_split``.
 
+    One training at a time per run folder: a second one raises :class:`brainnet.errors.LockedError`
+    (see :func:`.resume_state.run_lock`). A killed run resumes exactly from its last epoch end.
+
     Parameters
     ----------
     config : TrainConfig or its dict (e.g. a Ray Tune trial config)
@@ -245,6 +250,18 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
     """
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
+    out = Path(config.out_dir) if config.out_dir else default_out_dir(config)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with run_lock(out):
+            return _fit_encoder(config.replace(out_dir=str(out)), features)
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # refused before anything was written
+
+
+def _fit_encoder(config: TrainConfig, features: FeatureSet | None) -> FitResult:
     if not config.data_dir:
         raise FileNotFoundError("TrainConfig.data_dir is empty: give a prepared dataset "
                                 "(brainnet.data.prepare or brainnet.data.ensure_mini)")
@@ -291,7 +308,8 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
         dirpath=ckpt_dir, filename="epoch{epoch:03d}-step{step:06d}-val_r{val_r:.5f}", monitor="val_r", mode="max",
         save_top_k=config.top_k, save_last=True, auto_insert_metric_name=False)
     recorder = _StepRecorder()
-    callbacks = [checkpoint, recorder, _ModelConfigSaver(config.model, mcfg, model), _ValidateAtMaxSteps()]
+    callbacks = [checkpoint, recorder, _ModelConfigSaver(config.model, mcfg, model), _ValidateAtMaxSteps(),
+                 RngStateCallback()]
     if config.patience is not None:
         # checked after each validation only (a run cut by max_steps mid-epoch ends without one)
         callbacks.append(pl.callbacks.EarlyStopping(monitor="val_r", mode="max", patience=config.patience,
@@ -302,7 +320,7 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
         limit_train_batches=train_batches if config.limit_train_batches < 1.0 else 1.0,
         gradient_clip_val=config.grad_clip, callbacks=callbacks, logger=False, default_root_dir=str(out),
         enable_progress_bar=config.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
-        use_distributed_sampler=False, log_every_n_steps=10)
+        use_distributed_sampler=False, log_every_n_steps=10, plugins=[AtomicCheckpointIO()])
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if config.resume and last.is_file() else None
     with warnings.catch_warnings():
@@ -333,8 +351,8 @@ def fit_encoder(config: TrainConfig | dict, features: FeatureSet | None = None) 
         if len(ev):
             result.evaluation = evaluate_model(model, ev)
         result.summary = summarize_fit(result) | {"backbone_weights": features.weights}  # which weights made the tokens
-        (out / "metrics.json").write_text(json.dumps(result.summary, indent=2, sort_keys=True) + "\n")
-        (out / "history.json").write_text(history.to_json(orient="records", indent=1))
+        save_json(out / "metrics.json", result.summary)
+        save_text(out / "history.json", history.to_json(orient="records", indent=1))
     return result
 
 

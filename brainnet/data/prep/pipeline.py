@@ -46,6 +46,7 @@ from brainnet.data.layout import (
     VERTEX_VALID,
 )
 from brainnet.data.prep.config import PrepareConfig
+from brainnet.data.prep.lock import prepare_lock
 from brainnet.data.prep.plan import DatasetPlan, make_plan
 from brainnet.data.prep.plan_algonauts import make_image_plan
 from brainnet.data.prep.write import (
@@ -69,8 +70,8 @@ def prepare(nsd_dir: str | Path | None = None, alg_dir: str | Path | None = None
             nc_threshold: float | str | None = None, image_size: int = 224, split_seed: int = 0,
             split_fractions: tuple[float, float, float] = (0.94, 0.04, 0.02), *,
             fsaverage_dir: str | Path | None = None, ncsnr_dir: str | Path | None = None,
-            config: PrepareConfig | None = None, progress: bool = True,
-            verify: bool = False, on_session_done: SessionHook | None = None, **options) -> Path:
+            config: PrepareConfig | None = None, progress: bool = True, verify: bool = False,
+            on_session_done: SessionHook | None = None, lock_timeout: float | None = None, **options) -> Path:
     """Build (or resume, or confirm) the prepared dataset in ``out_dir``; returns its path.
 
     Args:
@@ -89,6 +90,8 @@ def prepare(nsd_dir: str | Path | None = None, alg_dir: str | Path | None = None
         verify: for an existing finished dataset, re-hash every file instead of checking sizes.
         on_session_done: called as ``hook(subject, session)`` after each committed session (image
             level: after each committed chunk of ``image_chunk`` fMRI rows, numbered from 1).
+        lock_timeout: seconds to wait for another ``prepare`` writing into ``out_dir`` (None: until
+            it is done; 0: refuse at once with :class:`~brainnet.errors.LockedError`).
 
     Raises:
         DataFormatError: a source file is missing or malformed (the message names it), or (image
@@ -111,6 +114,15 @@ def prepare(nsd_dir: str | Path | None = None, alg_dir: str | Path | None = None
     if is_finished(out, fingerprint, verify=verify):
         log.info("%s already holds this dataset (fingerprint %s): nothing to do", out, fingerprint[:12])
         return out
+    with prepare_lock(out, lock_timeout):  # a second prepare into out_dir waits, then finds it finished
+        if is_finished(out, fingerprint, verify=verify):
+            return out
+        _prepare_locked(plan, out, fingerprint, progress, on_session_done)
+    return out
+
+
+def _prepare_locked(plan: DatasetPlan, out: Path, fingerprint: str, progress: bool,
+                    on_session_done: SessionHook | None) -> None:
     log.info("preparing %s (%d subjects, %d images, %s level) into %s", ", ".join(s.name for s in plan.subjects),
              len(plan.subjects), plan.image_ids.size, plan.level, out)
     created = not out.exists()
@@ -125,7 +137,6 @@ def prepare(nsd_dir: str | Path | None = None, alg_dir: str | Path | None = None
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
-    return out
 
 
 def is_finished(out: Path, fingerprint: str | None = None, verify: bool = False) -> bool:
