@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from brainnet.data import layout as L
-from brainnet.data.io import npy_header, sha256_file
 from brainnet.data.noise_ceiling import ncsnr_from_noise_ceiling
+from brainnet.data.prepared_checks import check_files, verify_files
 from brainnet.errors import DataFormatError, MissingInputError
 
 log = logging.getLogger(__name__)
@@ -347,62 +347,14 @@ class PreparedDataset:
         root = self.sources.get("nsd_mini_root")
         return Path(root) if root and (Path(root) / "ground_truth.npz").is_file() else None
 
-    # --- checks --------------------------------------------------------------------------------
-    def _expected_arrays(self) -> dict[str, tuple[tuple[int, ...], str]]:
-        """Relative path -> (shape, dtype) of every ``.npy`` file, from the manifest's counts."""
-        size = self.image_size
-        out = {L.IMAGES: ((self.n_images, size, size, 3), "uint8"), L.IMAGE_IDS: ((self.n_images,), "int64")}
-        for name, s in self._subjects.items():
-            t, v = s.n_trials, s.n_vertices
-            out[f"{name}/{L.FMRI}"] = ((t, v), "float16")
-            out[f"{name}/{L.MEMORY_INDEX}"] = ((t, L.N_MEMORY_FRAMES), "int32")
-            if self.has("behaviour"):
-                out[f"{name}/{L.BEHAVIOUR}"] = ((t, L.N_BEHAVIOUR), "float32")
-            if self.has("noise_ceiling"):
-                out[f"{name}/{L.NOISE_CEILING}"] = ((v,), "float32")
-            out[f"{name}/{L.VERTEX_VALID}"] = ((v,), "bool")
-        return out
-
+    # --- checks (brainnet.data.prepared_checks) ------------------------------------------------
     def check(self) -> None:
         """Check every listed file's presence and size and every ``.npy`` header (no hashing).
 
         Raises:
             DataFormatError: naming the first bad file.
         """
-        files: dict = self.manifest["files"]
-        expected = self._expected_arrays()
-        level = self.manifest.get("level", "trial")
-        if level not in L.LEVELS:
-            raise DataFormatError(self.root / L.MANIFEST, f"level in {L.LEVELS}", repr(level))
-        for name in self._subjects:
-            for rel in L.subject_files(self.inputs):
-                if f"{name}/{rel}" not in files:
-                    raise DataFormatError(self.root / L.MANIFEST, f"{name}/{rel} listed in 'files'", "not listed")
-        for rel, entry in files.items():
-            path = self.root / rel
-            if not path.is_file():
-                raise DataFormatError(path, f"a file of {entry.get('bytes')} bytes (listed in the manifest)",
-                                      "no such file (re-run `brainnet prepare`)")
-            size = path.stat().st_size
-            if size != entry.get("bytes"):
-                raise DataFormatError(path, f"{entry.get('bytes')} bytes (as the manifest records)", f"{size} bytes")
-            if rel.endswith(".npy"):
-                self._check_npy(path, entry, expected.get(rel), size)
-
-    @staticmethod
-    def _check_npy(path: Path, entry: dict, expected: tuple | None, size: int) -> None:
-        try:
-            header = npy_header(path)
-        except (OSError, ValueError, SyntaxError) as err:
-            raise DataFormatError(path, "a .npy header", f"{type(err).__name__}: {err}") from None
-        found = f"{header.dtype} {list(header.shape)}"
-        recorded = (tuple(entry["shape"]), entry["dtype"]) if "shape" in entry else None
-        for want in (expected, recorded):
-            if want is not None and (header.shape != tuple(want[0]) or header.dtype != np.dtype(want[1])):
-                raise DataFormatError(path, f"{np.dtype(want[1])} {list(want[0])}", found)
-        if header.fortran_order or header.offset + header.data_bytes != size:
-            raise DataFormatError(path, f"{header.offset + header.data_bytes} bytes in C order for {found}",
-                                  f"{size} bytes{' in Fortran order' if header.fortran_order else ''}")
+        check_files(self)
 
     def verify(self, progress: bool = False) -> int:
         """Re-hash every listed file against the manifest's sha256; returns the number of files.
@@ -410,19 +362,7 @@ class PreparedDataset:
         Raises:
             DataFormatError: naming the first file whose content changed (and how many did).
         """
-        files = self.manifest["files"]
-        items = sorted(files.items())
-        if progress:
-            from tqdm.auto import tqdm
-
-            items = tqdm(items, desc="verify", unit="file")
-        bad = [rel for rel, entry in items if sha256_file(self.root / rel) != entry["sha256"]]
-        if bad:
-            more = f" ({len(bad) - 1} other files differ too: {bad[1:6]})" if len(bad) > 1 else ""
-            raise DataFormatError(self.root / bad[0], f"sha256 {files[bad[0]]['sha256'][:16]}... as recorded",
-                                  f"other content{more}")
-        log.debug("verified %d files of %s", len(files), self.root)
-        return len(files)
+        return verify_files(self, progress)
 
 
 def prepared_root(data: str | Path | PreparedDataset) -> Path:

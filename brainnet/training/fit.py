@@ -28,6 +28,7 @@ from brainnet.data.prepared import PreparedDataset
 from brainnet.models import BackboneInLoop, model_entry
 
 from .batches import EncodingDataset, FeatureSet, ImagePixels, SubjectTrials, make_loader
+from .callbacks import ModelConfigSaver, StepRecorder, ValidateAtMaxSteps
 from .config import TrainConfig
 from .evaluate import EvalResult, SubjectMeta, evaluate_predictions, predict_dataset
 from .module import EncoderModule
@@ -70,41 +71,6 @@ class EncodingData(pl.LightningDataModule):
         while size > 1 and len(make_loader(self.val, size)) < world:
             size //= 2
         return make_loader(self.val, size, shuffle=False, rank=rank, world_size=world, even=False)
-
-
-class _StepRecorder(pl.Callback):
-    """Remembers the global step at which training (re)started."""
-
-    start_step: int | None = None
-
-    def on_train_start(self, trainer, pl_module):
-        self.start_step = int(trainer.global_step)
-
-
-class _ValidateAtMaxSteps(pl.Callback):
-    """Stops (and so validates and checkpoints) at ``max_steps`` when it falls inside an epoch.
-
-    Lightning validates at epoch ends; a run whose ``max_steps`` ends mid-epoch would otherwise end
-    with its last weights never validated (and with ``max_steps`` below one epoch, no val r at all).
-    Setting ``trainer.should_stop`` makes the epoch loop validate after this batch."""
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if 0 < trainer.max_steps <= trainer.global_step:
-            trainer.should_stop = True
-
-
-class _ModelConfigSaver(pl.Callback):
-    def __init__(self, kind: str, cfg, model: torch.nn.Module):
-        self.kind, self.cfg, self.model = kind, cfg, model
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
-        checkpoint["model_config"] = self.cfg.to_dict()
-        checkpoint["model_kind"] = self.kind
-        if isinstance(self.model, BackboneInLoop):
-            checkpoint["adapt_config"] = self.model.adapt_config.to_dict()
-            checkpoint["backbone_fingerprint"] = self.model.base_fingerprint
-            if self.model.t1_fingerprint is not None:
-                checkpoint["t1_fingerprint"] = self.model.t1_fingerprint
 
 
 @dataclass
@@ -307,8 +273,8 @@ def _fit_encoder(config: TrainConfig, features: FeatureSet | None) -> FitResult:
     checkpoint = pl.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir, filename="epoch{epoch:03d}-step{step:06d}-val_r{val_r:.5f}", monitor="val_r", mode="max",
         save_top_k=config.top_k, save_last=True, auto_insert_metric_name=False)
-    recorder = _StepRecorder()
-    callbacks = [checkpoint, recorder, _ModelConfigSaver(config.model, mcfg, model), _ValidateAtMaxSteps(),
+    recorder = StepRecorder()
+    callbacks = [checkpoint, recorder, ModelConfigSaver(config.model, mcfg, model), ValidateAtMaxSteps(),
                  RngStateCallback()]
     if config.patience is not None:
         # checked after each validation only (a run cut by max_steps mid-epoch ends without one)
