@@ -94,11 +94,11 @@ def encode_surfaces(payload: Payload, source, surfaces=PAGE_SURFACES) -> tuple[i
             raise ValueError(f"surface {s!r} has {m.n_vertices} vertices per hemisphere, {surfaces[0]!r} has {n}")
         dims = 2 if m.flat else 3
         both = np.concatenate([m.lh.coords[:, :dims], m.rh.coords[:, :dims]])
-        lo, hi = both.min(axis=0), both.max(axis=0)
+        lo, hi = np.nanmin(both, axis=0), np.nanmax(both, axis=0)  # NaN: vertices off a flat patch
         step = np.where(hi > lo, (hi - lo) / 65535.0, 1.0)
         entry = {"name": s, "flat": bool(m.flat), "lo": lo.tolist(), "step": step.tolist(), "hemis": []}
         for h, hm in zip(HEMIS, (m.lh, m.rh)):
-            codes = np.rint((hm.coords[:, :dims] - lo) / step).astype(np.uint16)
+            codes = np.rint(np.nan_to_num((hm.coords[:, :dims] - lo) / step)).astype(np.uint16)
             key = next((k for f, k in face_keys if f.shape == hm.faces.shape and np.array_equal(f, hm.faces)), None)
             if key is None:
                 key = payload.add(f"faces{len(face_keys)}", encode_faces(hm.faces))
