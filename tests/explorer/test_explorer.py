@@ -119,3 +119,30 @@ def test_page_is_self_contained(small, tmp_path):
     html = explore(maps, mesh=mesh, rois=roi, details=details).save_html(tmp_path / "e.html").read_text()
     assert "<script src" not in html and "http://" not in html and "https://" not in html
     assert html.count("brainnetExplorer.mountPage") == 1
+
+
+def test_saved_inputs_load_back_and_gather_prefixes_maps(small, tmp_path):
+    from brainnet.explorer.collect import gather, load_inputs, save_inputs
+
+    mesh, xyz, maps, roi, details = small
+    names = [f"r{i}" for i in range(7)]
+    a = save_inputs(tmp_path / "a.npz", maps, rois=roi, roi_names=names, details=details)
+    back = load_inputs(a)
+    assert list(back["maps"]) == list(maps) and back["roi_names"] == names
+    assert np.array_equal(back["maps"]["layer"].weights, maps["layer"].weights)
+    assert back["maps"]["scale"].cmap == maps["scale"].cmap and back["maps"]["ROI"].names == maps["ROI"].names
+    assert np.array_equal(back["details"].lag_profile, details.lag_profile)
+    # gathered on fsaverage5 (a mesh source a file can name): 50 units, maps prefixed, details merged
+    hemi, index = np.repeat([0, 1], 25), np.tile(np.arange(0, 2500, 100), 2)
+    sel = {"score": maps["score"][:50], "layer": Layers(maps["layer"].weights[:50])}
+    p02 = save_inputs(tmp_path / "02.npz", sel, hemi, index, mesh="fsaverage5", rois=roi[:50], roi_names=names,
+                      details=Details(lag_profile=details.lag_profile[:50]))
+    p04 = save_inputs(tmp_path / "04.npz", {"score": maps["score"][:50] * 2}, hemi, index, mesh="fsaverage5",
+                      details=Details(image=details.image))
+    ex = gather({"02": p02, "04": p04})
+    assert [m["name"] for m in ex.meta["maps"]] == ["02: score", "02: layer", "04: score"]
+    assert "lag" in ex.meta["details"] and "image" in ex.meta["details"] and ex.meta["roi"]["names"] == names
+    bad = save_inputs(tmp_path / "c.npz", {"s": maps["score"][:50]}, hemi, index[::-1].copy(), mesh="fsaverage5")
+    with pytest.raises(ValueError, match="units differ"):
+        gather({"02": p02, "c": bad})
+    assert [m["name"] for m in gather({"02": p02, "c": bad}, strict=False).meta["maps"]] == ["02: score", "02: layer"]
