@@ -58,7 +58,7 @@ class Layers:
 
     weights: np.ndarray
     names: tuple[str, ...] | None = None
-    label: str = "preferred layer"
+    label: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,10 +66,10 @@ class Space:
     """xy [V, 2] in [-1, 1] (x = image column, y = image row, top = -1)."""
 
     xy: np.ndarray
-    label: str = "image position"
+    label: str = ""
 
 
-def scale_map(values, label: str = "scale (local .. global)") -> Scalar:
+def scale_map(values, label: str = "") -> Scalar:
     """The scale map (0 local .. 1 global) as the static figures colour it."""
     return Scalar(np.asarray(values, dtype=np.float64), cmap=C.SCALE_CMAP, vmin=0.0, vmax=1.0, label=label)
 
@@ -139,7 +139,7 @@ def encode_map(name: str, spec) -> tuple[dict, dict[str, np.ndarray]]:
     space maps carry their colours as ``rgb`` [V, 3] uint8 (computed here by brainnet.plotting.colors).
     """
     kind = type(spec).__name__.lower()
-    meta: dict = {"name": name, "kind": kind, "label": spec.label or name}
+    meta: dict = {"name": name, "kind": kind, "label": spec.label or name}  # the legend names what colours mean
     bufs: dict[str, np.ndarray] = {}
     if isinstance(spec, Scalar):
         v = np.asarray(spec.values, dtype=np.float64)

@@ -438,7 +438,7 @@ void main() { float v = vid + 1.0; o = vec4(mod(v, 256.0), mod(floor(v / 256.0),
         el("div", { text: `preferred layer: ${m.layer_names[0]} \u2192 ${m.layer_names[m.layer_names.length - 1]}`, cls: "bn-note" }, box);
       } else if (m.kind === "space") {
         el("img", { src: m.legend, width: 64, height: 64 }, box);
-        el("div", { text: "image x \u2192, image y \u2193", cls: "bn-note" }, box);
+        el("div", { text: "image position: x \u2192, y \u2193", cls: "bn-note" }, box);
       }
     }
 
@@ -507,7 +507,7 @@ void main() { float v = vid + 1.0; o = vec4(mod(v, 256.0), mod(floor(v / 256.0),
         const bh = (H - 24) * x / top; ctx.fillRect(30 + i * bw, H - 18 - bh, bw - 2, bh);
         if (n <= 12 || i % Math.ceil(n / 12) === 0) { ctx.fillStyle = "#444"; ctx.textAlign = "center"; ctx.fillText(names[i], 30 + (i + 0.5) * bw, H - 6); }
       });
-      ctx.textAlign = "right"; ctx.fillText(fmt(top), 26, 12); ctx.fillText("0", 26, H - 18);
+      ctx.textAlign = "right"; ctx.fillText(top.toFixed(2), 26, 12); ctx.fillText("0", 26, H - 18);
     }
     rfPanel(c, xy, image) {
       const ctx = c.getContext("2d"), W = c.width, H = c.height;
@@ -535,7 +535,7 @@ void main() { float v = vid + 1.0; o = vec4(mod(v, 256.0), mod(floor(v / 256.0),
       for (let k = 0; k < K; k++) ctx.lineTo(X(k), Y(get(0, k)));
       ctx.stroke();
       ctx.strokeStyle = "#bbb"; ctx.beginPath(); ctx.moveTo(30, Y(0)); ctx.lineTo(W - 6, Y(0)); ctx.stroke();
-      ctx.fillStyle = "#444"; ctx.textAlign = "right"; ctx.fillText(fmt(hi), 26, 12); ctx.fillText(fmt(lo), 26, H - 20);
+      ctx.fillStyle = "#444"; ctx.textAlign = "right"; ctx.fillText(hi.toFixed(2), 26, 12); ctx.fillText(lo.toFixed(2), 26, H - 20);
       ctx.textAlign = "center"; ctx.fillText(`lag ${lag.lags[0]} \u2026 ${lag.lags[K - 1]}`, W / 2, H - 5);
     }
     scatterPanel(c, row, sc) {
