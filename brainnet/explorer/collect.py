@@ -30,7 +30,9 @@ def save_inputs(path: str | os.PathLike, maps: Mapping[str, object], hemi=None, 
                 rois=None, roi_names=None, details: Details | None = None) -> Path:
     """Write explore's inputs to ``path`` (.npz); ``mesh`` must be a path or a packaged mesh name (or None)."""
     arrays: dict[str, np.ndarray] = {}
-    header: dict = {"mesh": None if mesh is None else str(getattr(mesh, "root", mesh)), "maps": [],
+    if mesh is not None and not isinstance(mesh, (str, os.PathLike)):
+        mesh = mesh.root  # a PreparedDataset
+    header: dict = {"mesh": None if mesh is None else os.fspath(mesh), "maps": [],
                     "roi_names": None if roi_names is None else [str(n) for n in roi_names]}
     for key, value in (("hemi", hemi), ("index", index), ("rois", rois)):
         if value is not None:
