@@ -11,6 +11,7 @@ user parameters. The layout of ``out_dir`` afterwards::
       01_prepare.ipynb             the executed notebook
       01_prepare.html              its HTML export
       ...
+      explorer.html                the notebooks' maps in one interactive page (brainnet.explorer.collect)
       summary.json                 wall time per notebook and every notebook's key numbers
 """
 
@@ -113,10 +114,23 @@ def run_demo(
         figures = sorted(p.name for p in nb_out_dir.glob("*.png"))
         summary["notebooks"][nb.stem] = {"wall_s": round(wall, 1), "figures": figures, "key_numbers": key}
         log.info("[%d/%d] %s done in %.0f s, %d figures", i, len(paths), nb.name, wall, len(figures))
+    summary["explorer"] = _gather_explorer(out, [nb.stem for nb in paths])
     summary["wall_s"] = round(time.perf_counter() - t_all, 1)
     save_text(out / "summary.json", json.dumps(summary, indent=2))
     log.info("demo finished in %.0f s: %s", summary["wall_s"], out)
     return summary
+
+
+def _gather_explorer(out: Path, stems: list[str]) -> str | None:
+    """``out/explorer.html``: every notebook's explorer inputs in one page (None when no notebook saved any)."""
+    from brainnet.explorer.collect import INPUTS_FILE, gather
+
+    found = {stem: out / stem / INPUTS_FILE for stem in stems if (out / stem / INPUTS_FILE).is_file()}
+    if not found:
+        return None
+    path = gather(found, title="brainnet demo: " + ", ".join(found), strict=False).save_html(out / "explorer.html")
+    log.info("explorer of %s: %s", ", ".join(found), path)
+    return str(path)
 
 
 def _export_html(notebook: Path, target: Path) -> None:

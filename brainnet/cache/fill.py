@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from .store import TokenStore, check_image_id
 from .transforms import load_resized, pool_map

@@ -19,6 +19,9 @@ def test_run_demo_on_notebook_01(tmp_path):
     assert key == entry["key_numbers"]
     assert key["subjects"]["subj01"]["vertices"] > 0 and key["behaviour_columns"] == 35
     assert json.loads((out / "summary.json").read_text())["notebooks"]["01_prepare"]["wall_s"] > 0
+    # the widget stack is installed: tqdm.auto draws its bars without "IProgress not found"
+    outputs = json.dumps([c.get("outputs", []) for c in json.loads((out / "01_prepare.ipynb").read_text())["cells"]])
+    assert "IProgress not found" not in outputs and "TqdmWarning" not in outputs
     # the data went under the demo folder, nowhere else
     assert (out / "data").is_dir() and key["prepared_dir"].startswith(str(out / "data"))
 
