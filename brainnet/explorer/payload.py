@@ -22,14 +22,13 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from brainnet.data.layout import HEMI_VOLUME
 from brainnet.data.surface import HEMIS, Mesh
 from brainnet.plotting.colors import background_colors
 from brainnet.plotting.surfaces import load_mesh
 
 #: surfaces the page offers, in order
 PAGE_SURFACES = ("inflated", "flat", "sphere")
-#: the hemi code of voxel units (no surface position)
-HEMI_VOXEL = 2
 
 
 class Payload:
@@ -128,9 +127,9 @@ def check_units(hemi, index, n_units: int, n_vertices: tuple[int, int]) -> tuple
     hemi, index = np.asarray(hemi).astype(np.int64), np.asarray(index).astype(np.int64)
     if hemi.shape != (n_units,) or index.shape != (n_units,):
         raise ValueError(f"hemi {hemi.shape} and index {index.shape} must have shape ({n_units},)")
-    if np.any((hemi < 0) | (hemi > HEMI_VOXEL)):
-        raise ValueError(f"hemi must be 0 (lh), 1 (rh) or {HEMI_VOXEL} (voxel)")
-    index = np.where(hemi == HEMI_VOXEL, -1, index)
+    if np.any((hemi < 0) | (hemi > HEMI_VOLUME)):
+        raise ValueError(f"hemi must be 0 (lh), 1 (rh) or {HEMI_VOLUME} (voxel)")
+    index = np.where(hemi == HEMI_VOLUME, -1, index)
     for h in (0, 1):
         sel = index[hemi == h]
         if sel.size and (sel.min() < 0 or sel.max() >= n_vertices[h] or np.unique(sel).size != sel.size):

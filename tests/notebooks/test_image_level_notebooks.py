@@ -12,7 +12,7 @@ import numpy as np
 import papermill as pm
 import pytest
 
-from tests._mini_cache import prepared_image_tiny
+from _mini_cache import prepared_image_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
