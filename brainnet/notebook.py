@@ -81,16 +81,18 @@ class NotebookContext:
 
 def open_data(home: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None, *,
               mini_preset: str = "default", mini_seed: int = 0, image_size: int | None = None,
-              progress: bool = False) -> tuple[PreparedDataset, MiniData | None]:
+              progress: bool = False, space: str = "fsaverage") -> tuple[PreparedDataset, MiniData | None]:
     """The prepared dataset a notebook works on.
 
     ``data_dir`` when given (non-empty); else nsd-mini of ``mini_preset`` / ``mini_seed``, generated
-    and prepared in the data ``home`` on first use (:func:`brainnet.data.ensure_mini`). Returns
-    the opened dataset and the nsd-mini paths (None for ``data_dir``).
+    and prepared in ``space`` in the data ``home`` on first use (:func:`brainnet.data.ensure_mini`:
+    one prepared folder per space). ``space`` does not apply to ``data_dir`` (a prepared dataset
+    has its own units). Returns the opened dataset and the nsd-mini paths (None for ``data_dir``).
     """
     if data_dir:
         return PreparedDataset(data_dir), None
-    mini = ensure_mini(home or None, preset=mini_preset, seed=mini_seed, image_size=image_size, progress=progress)
+    mini = ensure_mini(home or None, preset=mini_preset, seed=mini_seed, image_size=image_size, progress=progress,
+                       space=space)
     return PreparedDataset(mini.prepared), mini
 
 
@@ -165,7 +167,7 @@ def show_library_messages(level: int | str = logging.INFO) -> None:
 def setup_notebook(name: str, *, out_dir: str | os.PathLike | None = None,
                    data_home: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
                    mini_preset: str = "default", mini_seed: int = 0, image_size: int | None = None,
-                   threads: int = 0, seed: int | None = None, open_dataset: bool = True,
+                   space: str = "fsaverage", threads: int = 0, seed: int | None = None, open_dataset: bool = True,
                    progress: bool = False, log_level: int | str | None = logging.INFO) -> NotebookContext:
     """Prepare a notebook run and return its :class:`NotebookContext`.
 
@@ -177,7 +179,8 @@ def setup_notebook(name: str, *, out_dir: str | os.PathLike | None = None,
         out_dir: output folder (empty or None: the default).
         data_home: data home (empty or None: ``$BRAINNET_DATA``, else ``~/brainnet_data``).
         data_dir: a prepared dataset (empty or None: nsd-mini, see :func:`open_data`).
-        mini_preset, mini_seed, image_size: the nsd-mini to generate when ``data_dir`` is empty.
+        mini_preset, mini_seed, image_size, space: the nsd-mini to generate and prepare when ``data_dir``
+            is empty (``space``: its units, e.g. ``"fship"`` adds the func1mm voxels).
         threads: torch / BLAS threads (0: the libraries' defaults), see :func:`limit_threads`.
         seed: seeds torch's global RNG once (the notebook is the run's entry point); None: not.
         open_dataset: False for a notebook that makes its data itself (``ctx.data`` is None).
@@ -200,6 +203,6 @@ def setup_notebook(name: str, *, out_dir: str | os.PathLike | None = None,
     data, mini = None, None
     if open_dataset:
         data, mini = open_data(home, data_dir, mini_preset=mini_preset, mini_seed=mini_seed,
-                               image_size=image_size, progress=progress)
+                               image_size=image_size, progress=progress, space=space)
     return NotebookContext(name=name, out=out, home=home, data=data, mini=mini,
                            mini_preset=mini_preset if mini is not None else None, started=started)

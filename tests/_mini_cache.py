@@ -73,6 +73,15 @@ def prepared_tiny(tmp_path_factory) -> Path:
     return prepared_mini(tmp_path_factory, "tiny", **PREPARE_KW)
 
 
+#: Parameters of the shared ``fship`` dataset (challenge vertices + func1mm voxels) of the tiny tree.
+FSHIP_KW = dict(space="fship", image_size=32)
+
+
+def prepared_tiny_fship(tmp_path_factory) -> Path:
+    """The tiny tree prepared with :data:`FSHIP_KW` into ``prepared-tiny-fship`` (once per pytest run)."""
+    return prepared_mini(tmp_path_factory, "tiny", name="prepared-tiny-fship", **FSHIP_KW)
+
+
 def prepared_image_tiny(tmp_path_factory) -> Path:
     """The tiny tree's Algonauts release alone prepared image-level (no NSD tree; surfaces from the
     tree's fsaverage folder) with :data:`PREPARE_KW` into ``prepared-tiny-image`` (once per pytest run)."""
@@ -124,6 +133,19 @@ def tiny_features(tmp_path_factory):
             return build_features(root, resolve_backbone("brainnet-tiny", image_size=32), pool=4, num_workers=0)
 
     return shared_result(tmp_path_factory, TINY_FEATURES, build)
+
+
+#: :func:`shared_result` name of :func:`tiny_replay_features`.
+TINY_REPLAY_FEATURES = "replay-features-tiny"
+
+
+def tiny_replay_features(tmp_path_factory):
+    """ReplayFeatures (``brainnet-tiny``, one vector per image) of :func:`prepared_tiny`, built once per
+    pytest run; every dataset prepared from the tiny tree at 32 px has the same image rows."""
+    from brainnet.training.replay_fit import replay_features
+
+    root = prepared_tiny(tmp_path_factory)
+    return shared_result(tmp_path_factory, TINY_REPLAY_FEATURES, lambda: replay_features(root, "brainnet-tiny"))
 
 
 #: A small MemModel for the tiny dataset's features (model_options of :func:`tiny_fit_config`).

@@ -3,7 +3,8 @@
 * :func:`find_ground_truth` — the ``ground_truth.npz`` a prepared dataset was made from (None
   for real data);
 * :func:`planted_lag_profile` / :func:`planted_peak_lag` — the planted memory lag profile and
-  the lag a per-lag r profile should peak at;
+  the lag a per-lag r profile should peak at; :func:`planted_hippocampus_lag_profile` — the
+  hippocampal voxels' own profile (nsd-mini with a func1mm volume);
 * :func:`planted_memory_feature` — the remembered feature of each prepared image row.
 """
 
@@ -16,7 +17,8 @@ import numpy as np
 from brainnet.data.mini.truth import read_truth
 from brainnet.data.prepared import PreparedDataset
 
-__all__ = ["find_ground_truth", "planted_lag_profile", "planted_memory_feature", "planted_peak_lag"]
+__all__ = ["find_ground_truth", "planted_hippocampus_lag_profile", "planted_lag_profile", "planted_memory_feature",
+           "planted_peak_lag"]
 
 
 def find_ground_truth(data_dir: str | Path | PreparedDataset) -> Path | None:
@@ -36,6 +38,16 @@ def find_ground_truth(data_dir: str | Path | PreparedDataset) -> Path | None:
 def planted_lag_profile(ground_truth: str | Path) -> np.ndarray:
     """float64 (33,): planted weight of the image k slots back (k = 0..32; entry 0 = 0)."""
     return read_truth(ground_truth, ("memory_lag_profile",))["memory_lag_profile"].astype(np.float64)
+
+
+def planted_hippocampus_lag_profile(ground_truth: str | Path) -> np.ndarray | None:
+    """float64 (33,): planted weight of the image k slots back in the hippocampal voxels (k = 0..32,
+    entry 0 = 0), or None when the nsd-mini tree has no func1mm volume."""
+    try:
+        profile = read_truth(ground_truth, ("hippocampus_lag_profile",))["hippocampus_lag_profile"]
+    except KeyError:
+        return None
+    return profile.astype(np.float64)
 
 
 def planted_peak_lag(profile: np.ndarray, window: tuple[int, int] | None = None) -> int:

@@ -106,22 +106,32 @@ class ReplayResult:
 # --------------------------------------------------------------------------- vertex groups
 
 
-def vertex_groups(dataset: PreparedDataset, subject: str, truth_file=None, atlas: str = "streams"
-                  ) -> dict[str, np.ndarray]:
-    """Vertex groups of a subject: every ROI of ``atlas`` (code > 0) and, with nsd-mini's
-    ``truth_file``, every planted vertex kind (``"planted memory"``, ...).
+def vertex_groups(dataset: PreparedDataset, subject: str, truth_file=None, atlas: str = "streams",
+                  voxels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Unit groups of a subject: every ROI of ``atlas`` (code > 0), with nsd-mini's ``truth_file``
+    every planted kind of the surface vertices (``"planted memory"``, ...) and, when the subject
+    has voxels (``fship``), ``"cortex"`` (every surface vertex) and the voxel groups ``voxels``
+    (default :data:`~brainnet.analysis.replay_voxels.VOXEL_REPLAY_GROUPS`, see
+    :func:`~brainnet.analysis.replay_voxels.voxel_groups`; ``()`` for none).
 
-    Returns name -> int64 vertex indices, ROIs in code order, then the kinds in code order.
+    Returns name -> int64 unit indices: ``"cortex"`` (with voxels), the ROIs in code order, the
+    planted kinds in code order, then the voxel groups.
     """
+    from brainnet.analysis.replay_voxels import VOXEL_REPLAY_GROUPS, voxel_groups
     from brainnet.analysis.truth import vertex_truth
 
-    codes, names = dataset.subject(subject).roi_labels(atlas)
-    groups = {str(names[c]): np.flatnonzero(codes == c) for c in np.unique(codes[codes > 0])}
+    subj = dataset.subject(subject)
+    surface = ~subj.is_voxel
+    groups = {"cortex": np.flatnonzero(surface)} if subj.is_voxel.any() and surface.any() else {}
+    if surface.any():  # a hip_func1mm dataset has no surface atlas
+        codes, names = subj.roi_labels(atlas)
+        groups.update({str(names[c]): np.flatnonzero(codes == c) for c in np.unique(codes[codes > 0])})
     if truth_file:
         truth = vertex_truth(truth_file, dataset.root, subject)
-        kinds = truth["kind"].to_numpy()
+        kinds = np.where(surface, truth["kind"].to_numpy(), 0)  # voxels: their groups below
         for code in np.unique(kinds[kinds > 0]):
             groups[f"planted {truth['kind_name'].to_numpy()[kinds == code][0]}"] = np.flatnonzero(kinds == code)
+    groups.update(voxel_groups(dataset, subject, VOXEL_REPLAY_GROUPS if voxels is None else voxels))
     return groups
 
 

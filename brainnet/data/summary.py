@@ -17,21 +17,24 @@ DEFAULT_ATLASES: tuple[str, ...] = ("prf-visualrois", "floc-faces", "floc-bodies
 def dataset_summary(data: str | Path | PreparedDataset) -> pd.DataFrame:
     """One row per subject: trial, image and vertex counts, split sizes, noise ceiling.
 
-    Columns: trials, images (unique), vertices (selected), challenge_vertices, sessions,
-    ``<split>_trials`` and ``<split>_images`` for train / val / test / predict, median_nc, mean_nc
-    (noise ceiling as a fraction, over valid selected vertices; NaN on a dataset without one).
+    Columns: trials, images (unique), vertices (selected surface vertices), challenge_vertices,
+    sessions, ``<split>_trials`` and ``<split>_images`` for train / val / test / predict, median_nc,
+    mean_nc (noise ceiling as a fraction, over valid selected vertices; NaN on a dataset without
+    one). A dataset with func1mm voxels (``fship``, ``hip_func1mm``) adds voxels, voxel_median_nc
+    and voxel_mean_nc (the same over its valid voxels); the vertex columns ignore the voxels.
     """
     data = PreparedDataset.open(data)
     rows = {}
     for name in data.subjects:
         subj = data.subject(name)
         t = subj.trials
-        valid = subj.vertex_valid
+        voxel = subj.is_voxel
+        valid = subj.vertex_valid & ~voxel
         nc = subj.noise_ceiling if data.has("noise_ceiling") else np.full(subj.n_vertices, np.nan, np.float32)
         row = {
             "trials": subj.n_trials,
             "images": int(np.unique(t["image"]).size),
-            "vertices": subj.n_vertices,
+            "vertices": subj.n_surface,
             "challenge_vertices": int(subj.challenge.sum()),
             "sessions": int(np.unique(t["session"]).size),
         }
@@ -41,6 +44,11 @@ def dataset_summary(data: str | Path | PreparedDataset) -> pd.DataFrame:
             row[f"{split}_images"] = int(np.unique(t["image"][sel]).size)
         row["median_nc"] = float(np.median(nc[valid])) if valid.any() else float("nan")
         row["mean_nc"] = float(np.mean(nc[valid])) if valid.any() else float("nan")
+        if voxel.any():
+            valid_voxels = subj.vertex_valid & voxel
+            row["voxels"] = int(voxel.sum())
+            row["voxel_median_nc"] = float(np.median(nc[valid_voxels])) if valid_voxels.any() else float("nan")
+            row["voxel_mean_nc"] = float(np.mean(nc[valid_voxels])) if valid_voxels.any() else float("nan")
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["plot_lag_profiles", "plot_peak_bootstrap", "plot_planted_vs_recovered", "plot_replay_maps"]
+__all__ = ["plot_lag_profiles", "plot_peak_bootstrap", "plot_planted_vs_recovered", "plot_region_lag_profiles",
+           "plot_replay_maps"]
 
 
 def plot_lag_profiles(result, groups: Mapping[str, Sequence[str]], focus: str | None = None) -> Figure:
@@ -40,6 +41,46 @@ def plot_lag_profiles(result, groups: Mapping[str, Sequence[str]], focus: str | 
         ax.set_xticks(sr.lags[:: max(1, len(sr.lags) // 16)])
     axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
                        title="solid: real\ndashed: control")
+    fig.tight_layout()
+    return fig
+
+
+def plot_region_lag_profiles(result, panels: Mapping[str, Mapping[str, Sequence[str]]],
+                             marks: Mapping[str, float] | None = None, focus: Sequence[str] = ()) -> Figure:
+    """Lag profiles of groups of units side by side: one row per subject, one column per panel
+    (e.g. cortex ROIs | hippocampal and thalamic voxel groups), rows sharing their y axis; each
+    column's legend under its last row.
+
+    Parameters
+    ----------
+    result : :class:`~brainnet.analysis.replay_results.ReplayResult` whose grid kept the groups.
+    panels : panel title -> subject -> group names (solid: real models, dashed: control).
+    marks : label -> lag, drawn as dotted vertical lines in every panel (e.g. the planted peaks).
+    focus : groups drawn thicker (e.g. ``("planted memory", "H")``).
+    """
+    subjects, titles = list(result.subjects), list(panels)
+    fig, axes = plt.subplots(len(subjects), len(titles), figsize=(5.6 * len(titles), 3.2 * len(subjects) + 1.2),
+                             squeeze=False, sharey="row")
+    mark_colours = plt.cm.Dark2(np.arange(max(1, len(marks or {}))) % 8)
+    for row, subject in zip(axes, subjects):
+        sr = result[subject]
+        for ax, title in zip(row, titles):
+            names = list(panels[title].get(subject, ()))
+            cmap = plt.cm.tab10 if len(names) <= 10 else plt.cm.tab20
+            colours = cmap(np.arange(max(1, len(names))) % cmap.N)
+            for name, colour in zip(names, colours):
+                ax.plot(sr.lags, sr.group_profile(name), color=colour, lw=3.0 if name in focus else 1.4, label=name,
+                        zorder=1 if name in focus else 2)
+                ax.plot(sr.lags, sr.group_profile(name, control=True), color=colour, lw=0.8, ls="--")
+            for (label, lag), colour in zip((marks or {}).items(), mark_colours):
+                ax.axvline(lag, color=colour, lw=1.2, ls=":", label=f"{label} ({lag:g})")
+            ax.axhline(0, color="grey", lw=0.5)
+            ax.set(xlabel="lag k (image shown k slots before)", title=f"{subject}: {title}")
+            ax.set_xticks(sr.lags[:: max(1, len(sr.lags) // 16)])
+        row[0].set_ylabel("mean r (held-out trials)")
+    for ax in axes[-1]:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=7, frameon=False,
+                  title="solid: real, dashed: shuffled control", title_fontsize=7)
     fig.tight_layout()
     return fig
 

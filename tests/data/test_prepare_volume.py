@@ -24,10 +24,16 @@ from brainnet.data.prep.config import PrepareConfig
 from brainnet.data.prep.pipeline import WORK_DIR
 from brainnet.errors import DataFormatError
 
-from _mini_cache import clone_tree, mini_tree, output_digests, prepared_mini, prepared_tiny
+from _mini_cache import (
+    FSHIP_KW,
+    clone_tree,
+    mini_tree,
+    output_digests,
+    prepared_tiny,
+    prepared_tiny_fship,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-FSHIP = dict(space="fship", image_size=32)
 B2 = "betas_fithrf"
 B3 = "betas_fithrf_GLMdenoise_RR"
 
@@ -45,7 +51,7 @@ def truth(tree):
 
 @pytest.fixture(scope="module")
 def fship(tmp_path_factory):
-    return prepared_mini(tmp_path_factory, "tiny", name="prepared-tiny-fship", **FSHIP)
+    return prepared_tiny_fship(tmp_path_factory)
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -167,7 +173,7 @@ def test_killed_fship_prepare_resumes_to_identical_output(fship, tree, tmp_path)
                           env=env, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert not (target / "manifest.json").exists() and len(list((target / WORK_DIR).rglob("session_*.npy"))) == 1
-    prepare(tree.nsd, tree.algonauts, target, progress=False, **FSHIP)
+    prepare(tree.nsd, tree.algonauts, target, progress=False, **FSHIP_KW)
     assert output_digests(target) == output_digests(fship)
 
 

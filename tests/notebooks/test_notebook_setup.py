@@ -41,14 +41,14 @@ def test_setup_opens_the_given_dataset_and_makes_the_output_folder(prepared, tmp
 def test_empty_data_dir_means_nsd_mini_in_the_data_home(prepared, tmp_path, monkeypatch):
     calls = []
 
-    def fake_ensure_mini(home, preset, seed, image_size, progress):
-        calls.append((home, preset, seed, image_size, progress))
+    def fake_ensure_mini(home, preset, seed, image_size, progress, space):
+        calls.append((home, preset, seed, image_size, progress, space))
         return MiniData(source=prepared.parent, prepared=prepared)
 
     monkeypatch.setattr(nbsetup, "ensure_mini", fake_ensure_mini)
     ctx = setup("04_brain_to_network", out_dir=tmp_path / "out", data_home=tmp_path / "home",
-                         data_dir="", mini_preset="tiny", mini_seed=3, image_size=32)
-    assert calls == [((tmp_path / "home").resolve(), "tiny", 3, 32, False)]
+                         data_dir="", mini_preset="tiny", mini_seed=3, image_size=32, space="fship")
+    assert calls == [((tmp_path / "home").resolve(), "tiny", 3, 32, False, "fship")]
     assert ctx.data.root == prepared and ctx.mini.prepared == prepared
     assert ctx.source == "nsd-mini (tiny)"
     assert ctx.out == (tmp_path / "out").resolve()

@@ -20,11 +20,11 @@ from brainnet.analysis.replay_results import (
 )
 from brainnet.analysis.truth import kind_mask, vertex_truth
 from brainnet.data import PreparedDataset
-from brainnet.training.replay_fit import ReplayConfig, ReplayFeatures, fit_ridge, inner_folds, replay_features
+from brainnet.training.replay_fit import ReplayConfig, ReplayFeatures, fit_ridge, inner_folds
 from brainnet.training.replay_grid import run_replay
 from brainnet.training.replay_mlp import fit_mlp
 
-from tests._mini_cache import mini_tree, prepared_tiny
+from tests._mini_cache import mini_tree, prepared_tiny, tiny_replay_features
 
 LAGS = range(0, 13)
 
@@ -35,8 +35,8 @@ def prepared(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def features(prepared):
-    return replay_features(prepared, "brainnet-tiny")
+def features(tmp_path_factory):
+    return tiny_replay_features(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
