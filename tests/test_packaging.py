@@ -17,7 +17,7 @@ import tomllib
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: modules of this repository (not distributions)
-LOCAL = {"brainnet", "tests", "scripts", "benchmarks", "_mini_cache", "conftest"}
+LOCAL = {"brainnet", "tests", "scripts", "benchmarks", "_mini_cache", "_fuzz", "conftest"}
 #: library modules whose print() is the user-facing output of a command
 PRINTS_ALLOWED = {"brainnet/cli.py", "brainnet/demo.py"}
 

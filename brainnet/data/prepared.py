@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from functools import cached_property
 from pathlib import Path
 
@@ -19,10 +20,20 @@ import numpy as np
 
 from brainnet.data import layout as L
 from brainnet.data.noise_ceiling import ncsnr_from_noise_ceiling
-from brainnet.data.prepared_checks import check_files, verify_files
+from brainnet.data.prepared_checks import check_files, check_manifest, verify_files
 from brainnet.errors import DataFormatError, MissingInputError
 
 log = logging.getLogger(__name__)
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` archive (no pickles); a damaged archive (bad zip directory, CRC,
+    member header) raises :class:`DataFormatError` naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataFormatError(path, "a readable .npz archive", f"{type(err).__name__}: {err}") from None
 
 
 class PreparedSubject:
@@ -61,12 +72,7 @@ class PreparedSubject:
         return np.load(self.path(name), mmap_mode="r" if mmap else None, allow_pickle=False)
 
     def _npz(self, name: str) -> dict[str, np.ndarray]:
-        path = self.path(name)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as err:
-            raise DataFormatError(path, "a readable .npz archive", f"{type(err).__name__}: {err}") from None
+        return load_npz(self.path(name))
 
     @cached_property
     def fmri(self) -> np.ndarray:
@@ -244,14 +250,14 @@ class PreparedDataset:
             self.manifest: dict = json.loads(path.read_text())
         except (OSError, ValueError) as err:
             raise DataFormatError(path, "a JSON manifest", f"{type(err).__name__}: {err}") from None
+        if not isinstance(self.manifest, dict):
+            raise DataFormatError(path, "a JSON object (the manifest)", type(self.manifest).__name__)
         version = self.manifest.get("format_version")
         if self.manifest.get("format") != L.FORMAT_NAME or version not in L.READABLE_VERSIONS:
             raise DataFormatError(path, f"format {L.FORMAT_NAME!r} version in {L.READABLE_VERSIONS}",
                                   f"{self.manifest.get('format')!r} version {version!r} "
                                   "(re-run `brainnet prepare` with this brainnet)")
-        for key in ("subjects", "files", "images"):
-            if not isinstance(self.manifest.get(key), dict):
-                raise DataFormatError(path, f"a {key!r} table", "none")
+        check_manifest(path, self.manifest)
         self._subjects = {name: PreparedSubject(self, name) for name in self.manifest["subjects"]}
         self.check()
 
@@ -299,12 +305,7 @@ class PreparedDataset:
     @cached_property
     def surfaces(self) -> dict[str, np.ndarray]:
         """``{hemi}_{surf}_coords`` [n, 3], ``{hemi}_{surf}_faces`` [f, 3], ``{hemi}_sulc`` [n]."""
-        path = self.root / L.SURFACES
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as err:
-            raise DataFormatError(path, "a readable .npz archive", f"{type(err).__name__}: {err}") from None
+        return load_npz(self.root / L.SURFACES)
 
     @property
     def behaviour_columns(self) -> tuple[str, ...]:

@@ -36,6 +36,29 @@ def expected_arrays(data: PreparedDataset) -> dict[str, tuple[tuple[int, ...], s
     return out
 
 
+def check_manifest(path: Path, manifest: dict) -> None:
+    """Check the tables a reader indexes: ``images`` (``n_images``, ``size``), ``subjects`` (each with
+    ``n_trials``, ``n_vertices``) and ``files`` (each with ``bytes``), all whole numbers >= 0.
+
+    Raises:
+        DataFormatError: naming the manifest ``path`` and the first bad entry.
+    """
+    def counts(where: str, entry, keys: tuple[str, ...]) -> None:
+        bad = [k for k in keys if not isinstance(entry, dict) or not isinstance(entry.get(k), int)
+               or isinstance(entry.get(k), bool) or entry[k] < 0]
+        if bad:
+            raise DataFormatError(path, f"{where} with whole numbers {list(keys)}", f"{entry!r:.80}")
+
+    for key in ("subjects", "files", "images"):
+        if not isinstance(manifest.get(key), dict):
+            raise DataFormatError(path, f"a {key!r} table", f"{type(manifest.get(key)).__name__}")
+    counts("'images'", manifest["images"], ("n_images", "size"))
+    for name, entry in manifest["subjects"].items():
+        counts(f"subject {name!r}", entry, ("n_trials", "n_vertices"))
+    for rel, entry in manifest["files"].items():
+        counts(f"file {rel!r}", entry, ("bytes",))
+
+
 def check_files(data: PreparedDataset) -> None:
     """Check every listed file's presence and size and every ``.npy`` header (no hashing).
 

@@ -83,7 +83,7 @@ def load_partition_labels(path: str | Path, subjects) -> dict[str, np.ndarray]:
 
 def neck_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The ``retina*`` / ``layer_selector*`` weights of a ``mem`` checkpoint (Lightning or soup file)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     state = ckpt.get("state_dict", ckpt)
     state = {k[len("model."):] if k.startswith("model.") else k: v for k, v in state.items()}
     out = {k: v for k, v in state.items() if k.startswith(("retina", "layer_selector"))}

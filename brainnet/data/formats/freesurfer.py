@@ -7,6 +7,7 @@ files lie is :class:`brainnet.data.formats.nsd.NSDLayout`'s business.
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 from dataclasses import dataclass
@@ -18,12 +19,31 @@ from brainnet.errors import DataFormatError
 
 #: Bytes before the data block of an uncompressed ``.mgh`` file.
 MGH_DATA_OFFSET = 284
+#: Largest ratio of a DEFLATE (gzip) stream's unpacked to packed size (RFC 1951: 258 bytes per 2 bits).
+MAX_DEFLATE_RATIO = 1032
+#: First bytes of a FreeSurfer triangle surface and of a "new" (float) morph file.
+TRIANGLE_MAGIC = b"\xff\xff\xfe"
+MORPH_MAGIC = b"\xff\xff\xff"
+#: Bytes before the values of a new-format morph file (magic, vertices, faces, values per vertex).
+MORPH_DATA_OFFSET = 15
 
 
 def require_file(path: Path, what: str) -> None:
     """DataFormatError naming ``path`` when it is not a file."""
     if not path.is_file():
         raise DataFormatError(path, what, "no such file")
+
+
+def require_bytes(path: Path, needed: int, compressed: bool, what: str) -> None:
+    """DataFormatError naming ``path`` when its (gunzipped) stream cannot hold ``needed`` bytes (header +
+    data as the header declares them), checked before anything that size is allocated. A gzip file is
+    bounded by DEFLATE's largest ratio (:data:`MAX_DEFLATE_RATIO`), an uncompressed one by its size."""
+    size = path.stat().st_size
+    limit = size * MAX_DEFLATE_RATIO if compressed else size
+    if needed > limit:
+        found = f"a {'gzip ' if compressed else ''}file of {size} bytes"
+        raise DataFormatError(path, f"{needed} bytes for {what}", found + (" (cannot hold them)" if compressed else
+                                                                            " (truncated)"))
 
 
 @dataclass(frozen=True)
@@ -61,7 +81,8 @@ class MGHInfo:
 
 
 def mgh_info(path: str | os.PathLike) -> MGHInfo:
-    """Read only the header of an ``.mgh``/``.mgz`` file; for ``.mgh`` also check the file is complete."""
+    """Read only the header of an ``.mgh``/``.mgz`` file and check the file can hold the data it declares
+    (``.mgh``: is complete; ``.mgz``: see :func:`require_bytes`)."""
     import nibabel as nib
 
     path = Path(path)
@@ -72,19 +93,25 @@ def mgh_info(path: str | os.PathLike) -> MGHInfo:
         dtype = np.dtype(img.header.get_data_dtype())
     except Exception as exc:
         raise DataFormatError(path, "an MGH/MGZ file", f"unreadable header ({type(exc).__name__}: {exc})") from exc
-    if path.suffix == ".mgh":
-        needed = MGH_DATA_OFFSET + int(np.prod(shape)) * dtype.itemsize
-        size = path.stat().st_size
-        if size < needed:
-            raise DataFormatError(path, f"{needed} bytes for data of shape {shape}", f"{size} bytes (truncated)")
+    if min(shape) < 0:
+        raise DataFormatError(path, "an MGH header with dimensions >= 0", f"dimensions {shape}")
+    needed = MGH_DATA_OFFSET + int(np.prod(shape, dtype=object)) * dtype.itemsize
+    require_bytes(path, needed, path.suffix != ".mgh", f"{dtype} data of shape {shape}")
     return MGHInfo(shape=shape, dtype=dtype)
 
 
 def read_mgh_data(path: Path) -> np.ndarray:
+    """All data of an MGH / MGZ file (an ``.mgz`` is read to its end, so a truncated or damaged gzip
+    stream is refused even where the data come before the damage)."""
     import nibabel as nib
 
     try:
-        return np.asarray(nib.load(str(path)).dataobj)
+        data = np.asarray(nib.load(str(path)).dataobj)
+        if path.suffix != ".mgh":
+            with gzip.open(path, "rb") as fh:
+                while fh.read(1 << 20):
+                    pass
+        return data
     except Exception as exc:
         raise DataFormatError(path, "readable MGH data", f"{type(exc).__name__}: {exc}") from exc
 
@@ -162,6 +189,7 @@ def read_surface(path: str | os.PathLike, n_vertices: int | None = None) -> tupl
 
     path = Path(path)
     require_file(path, "a FreeSurfer surface")
+    n_vert, n_faces = _triangle_counts(path)
     try:
         coords, faces = fs.read_geometry(str(path))
     except Exception as exc:
@@ -169,7 +197,7 @@ def read_surface(path: str | os.PathLike, n_vertices: int | None = None) -> tupl
                               f"unreadable ({type(exc).__name__}: {exc})") from exc
     coords = np.asarray(coords, dtype=np.float32)
     faces = np.asarray(faces)
-    if coords.ndim != 2 or coords.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
+    if coords.shape != (n_vert, 3) or faces.shape != (n_faces, 3):
         raise DataFormatError(path, "coords (V, 3) and faces (F, 3)", f"{coords.shape} and {faces.shape}")
     if n_vertices is not None and coords.shape[0] != n_vertices:
         raise DataFormatError(path, f"{n_vertices} vertices", f"{coords.shape[0]} vertices")
@@ -178,12 +206,39 @@ def read_surface(path: str | os.PathLike, n_vertices: int | None = None) -> tupl
     return coords, faces.astype(np.int32)
 
 
+def _triangle_counts(path: Path) -> tuple[int, int]:
+    """(vertices, faces) from a triangle surface's header, checked against the file size (nibabel
+    takes a negative count as "read to the end" and reads whatever follows a too small one)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        magic = fh.read(3)
+        fh.readline(), fh.readline()  # creation stamp, blank line
+        counts = fh.read(8)
+        start = fh.tell()
+    if magic != TRIANGLE_MAGIC or len(counts) != 8:
+        raise DataFormatError(path, "a FreeSurfer triangle surface (magic fffffe, stamp, counts)",
+                              f"magic {magic.hex()}, {size} bytes")
+    n_vert, n_faces = (int(n) for n in np.frombuffer(counts, ">i4"))
+    if n_vert < 0 or n_faces < 0 or start + 12 * (n_vert + n_faces) > size:
+        raise DataFormatError(path, f"{n_vert} vertices and {n_faces} faces ({start + 12 * (n_vert + n_faces)} bytes)",
+                              f"{size} bytes")
+    return n_vert, n_faces
+
+
 def read_morph(path: str | os.PathLike, n_vertices: int | None = None) -> np.ndarray:
-    """Read a FreeSurfer per-vertex morph file (``?h.sulc``, ``?h.curv``): float32 [V]."""
+    """Read a FreeSurfer per-vertex morph file (``?h.sulc``, ``?h.curv``; the float format FreeSurfer has
+    written since 2000, not the older int16 one): float32 [V]."""
     import nibabel.freesurfer as fs
 
     path = Path(path)
     require_file(path, "a FreeSurfer morph file")
+    with open(path, "rb") as fh:
+        head = fh.read(MORPH_DATA_OFFSET)
+    size = path.stat().st_size
+    n_values = int(np.frombuffer(head[3:7], ">i4")[0]) if len(head) == MORPH_DATA_OFFSET else -1
+    if head[:3] != MORPH_MAGIC or n_values < 0 or size != MORPH_DATA_OFFSET + 4 * n_values:
+        raise DataFormatError(path, "a FreeSurfer morph file (magic ffffff, n values, 4 bytes per value)",
+                              f"magic {head[:3].hex()}, {n_values} values, {size} bytes")
     try:
         values = np.asarray(fs.read_morph_data(str(path)), dtype=np.float32)
     except Exception as exc:
@@ -204,9 +259,9 @@ def read_patch(path: str | os.PathLike, n_vertices: int) -> np.ndarray:
     raw = path.read_bytes()
     if len(raw) < 8:
         raise DataFormatError(path, "a FreeSurfer patch header", f"{len(raw)} bytes")
-    version, n_points = np.frombuffer(raw[:8], dtype=">i4")
+    version, n_points = (int(n) for n in np.frombuffer(raw[:8], dtype=">i4"))  # Python ints: no overflow
     record = np.dtype([("vno", ">i4"), ("x", ">f4"), ("y", ">f4"), ("z", ">f4")])
-    if version != -1 or n_points < 0 or len(raw) < 8 + n_points * record.itemsize:
+    if version != -1 or n_points < 0 or len(raw) != 8 + n_points * record.itemsize:
         raise DataFormatError(path, "a FreeSurfer patch (version -1, n points, records)",
                               f"version {version}, {n_points} points, {len(raw)} bytes")
     rec = np.frombuffer(raw[8:8 + n_points * record.itemsize], dtype=record)

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from brainnet.data.formats.freesurfer import require_file
+from brainnet.data.formats.freesurfer import require_bytes, require_file
 from brainnet.errors import DataFormatError
 
+#: The first header field of every NIfTI-1 file (its length; its byte order gives the file's).
+NIFTI1_SIZEOF_HDR = 348
 #: Largest difference between two affines (mm) still taken as the same grid.
 AFFINE_TOLERANCE = 1e-4
 
@@ -74,9 +76,14 @@ def nifti_info(path: str | os.PathLike) -> NiftiInfo:
         compressed = fh.read(2) == b"\x1f\x8b"
     try:
         with _open(path, compressed) as fh:
+            sizeof_hdr = fh.read(4)
+            fh.seek(0)
             header = nib.Nifti1Header.from_fileobj(fh, check=True)
     except Exception as exc:  # nibabel raises several types for a bad header
         raise DataFormatError(path, "a NIfTI-1 header", f"unreadable ({type(exc).__name__}: {exc})") from None
+    if sizeof_hdr not in (NIFTI1_SIZEOF_HDR.to_bytes(4, "little"), NIFTI1_SIZEOF_HDR.to_bytes(4, "big")):
+        # nibabel takes the byte order from this field and silently "fixes" a wrong value
+        raise DataFormatError(path, f"a NIfTI-1 header (sizeof_hdr {NIFTI1_SIZEOF_HDR})", f"bytes {sizeof_hdr.hex()}")
     shape = tuple(int(s) for s in header.get_data_shape())
     if len(shape) not in (3, 4) or min(shape) < 1:
         raise DataFormatError(path, "a 3-D or 4-D volume", f"shape {shape}")
@@ -84,9 +91,12 @@ def nifti_info(path: str | os.PathLike) -> NiftiInfo:
     affine = np.asarray(header.get_best_affine(), np.float64)
     if not np.isfinite(affine).all():
         raise DataFormatError(path, "a finite affine", f"{affine.tolist()}")
-    return NiftiInfo(path=path, shape=shape, affine=affine, dtype=header.get_data_dtype(),
+    dtype, offset = header.get_data_dtype(), int(header.get_data_offset())
+    require_bytes(path, offset + int(np.prod(shape, dtype=object)) * dtype.itemsize, compressed,
+                  f"{dtype} data of shape {shape} from byte {offset}")
+    return NiftiInfo(path=path, shape=shape, affine=affine, dtype=dtype,
                      slope=1.0 if slope is None else float(slope), inter=0.0 if inter is None else float(inter),
-                     offset=int(header.get_data_offset()), compressed=compressed)
+                     offset=offset, compressed=compressed)
 
 
 def check_grid(info: NiftiInfo, grid: tuple[int, int, int], affine: np.ndarray, reference: str | os.PathLike) -> None:
@@ -147,8 +157,12 @@ def read_masked(path: str | os.PathLike, index: np.ndarray, grid: tuple[int, int
                 if scale != 1.0:
                     vals /= np.float32(scale)
                 out[:, a:b] = vals
+            extra = sum(len(chunk) for chunk in iter(lambda: fh.read(1 << 20), b""))  # gzip: checks CRC, length
     except (OSError, EOFError, zlib.error) as exc:
         raise DataFormatError(info.path, "a readable data stream", f"{type(exc).__name__}: {exc}") from None
+    if extra:
+        raise DataFormatError(info.path, f"{n_t} frames of {n_vox} {info.dtype} values from byte {info.offset}",
+                              f"{extra} more bytes after them (a wrong datatype or dimension in the header?)")
     return out
 
 

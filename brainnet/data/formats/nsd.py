@@ -25,6 +25,7 @@ from brainnet.data.formats.freesurfer import (
     read_surface_values,
     require_file,
 )
+from brainnet.data.formats.matfile import check_mat5
 from brainnet.data.layout import subject_name, subject_number  # noqa: F401  (re-exported)
 from brainnet.errors import DataFormatError
 
@@ -154,6 +155,7 @@ def read_expdesign(path: str | os.PathLike) -> ExpDesign:
 
     path = Path(path)
     require_file(path, "the NSD design file nsd_expdesign.mat")
+    check_mat5(path)  # scipy crashes (segfault) on some malformed element tags instead of raising
     try:
         mat = scipy.io.loadmat(path)
     except Exception as exc:  # scipy raises many types on a damaged file
@@ -316,9 +318,13 @@ class NSDStimuli:
             shape, dtype = self._brick.shape, self._brick.dtype
             if len(shape) != 4 or shape[3] != 3 or dtype != np.uint8:
                 raise DataFormatError(self.path, "imgBrick uint8 (n, H, W, 3)", f"{dtype} {shape}")
-        except DataFormatError:
+        except Exception as exc:  # h5py raises RuntimeError, KeyError, OSError ... on damaged metadata (HDF5 itself
+            # refuses a contiguous dataset larger than the file)
             self._file.close()
-            raise
+            if isinstance(exc, DataFormatError):
+                raise
+            raise DataFormatError(self.path, "readable HDF5 metadata with dataset 'imgBrick'",
+                                  f"{type(exc).__name__}: {exc}") from None
         self.shape: tuple[int, int, int, int] = tuple(int(s) for s in shape)
 
     def __len__(self) -> int:
