@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from brainnet.explorer import maps as M
-from brainnet.explorer.core import Details, Explorer, explore
+from brainnet.explorer.core import Details, Explorer, explore, limit_details
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ KINDS = {cls.__name__: cls for cls in (M.Scalar, M.Categorical, M.Layers, M.Spac
 
 def save_inputs(path: str | os.PathLike, maps: Mapping[str, object], hemi=None, index=None, *, mesh=None,
                 rois=None, roi_names=None, details: Details | None = None) -> Path:
-    """Write explore's inputs to ``path`` (.npz); ``mesh`` must be a path or a packaged mesh name (or None)."""
+    """Write explore's inputs to ``path`` (.npz); ``mesh`` must be a path or a packaged mesh name (or None).
+    Details are saved as the page keeps them (:func:`~brainnet.explorer.core.limit_details`)."""
     arrays: dict[str, np.ndarray] = {}
     if mesh is not None and not isinstance(mesh, (str, os.PathLike)):
         mesh = mesh.root  # a PreparedDataset
@@ -48,6 +49,7 @@ def save_inputs(path: str | os.PathLike, maps: Mapping[str, object], hemi=None, 
             else:
                 entry["options"][f.name] = list(v) if isinstance(v, tuple) else v
         header["maps"].append(entry)
+    details = limit_details(details, maps) if details is not None else None
     for f in dataclasses.fields(Details):
         v = getattr(details, f.name) if details is not None else None
         if v is not None:

@@ -131,7 +131,7 @@ def test_saved_inputs_load_back_and_gather_prefixes_maps(small, tmp_path):
     assert list(back["maps"]) == list(maps) and back["roi_names"] == names
     assert np.array_equal(back["maps"]["layer"].weights, maps["layer"].weights)
     assert back["maps"]["scale"].cmap == maps["scale"].cmap and back["maps"]["ROI"].names == maps["ROI"].names
-    assert np.array_equal(back["details"].lag_profile, details.lag_profile)
+    np.testing.assert_allclose(back["details"].lag_profile, details.lag_profile, rtol=1e-6)  # saved as float32
     # gathered on fsaverage5 (a mesh source a file can name): 50 units, maps prefixed, details merged
     hemi, index = np.repeat([0, 1], 25), np.tile(np.arange(0, 2500, 100), 2)
     sel = {"score": maps["score"][:50], "layer": Layers(maps["layer"].weights[:50])}
@@ -146,3 +146,27 @@ def test_saved_inputs_load_back_and_gather_prefixes_maps(small, tmp_path):
     with pytest.raises(ValueError, match="units differ"):
         gather({"02": p02, "c": bad})
     assert [m["name"] for m in gather({"02": p02, "c": bad}, strict=False).meta["maps"]] == ["02: score", "02: layer"]
+
+
+def test_details_are_kept_for_the_best_units_with_details(small, tmp_path):
+    """limit_details (what save_inputs stores) and the page keep the same units: the best by the first scalar
+    map among those with per-unit rows (NaN rows = none), at most max_points points each."""
+    from brainnet.explorer.collect import load_inputs, save_inputs
+    from brainnet.explorer.core import limit_details
+
+    mesh, xyz, maps, roi, details = small
+    score = maps["score"]
+    pred, meas = (np.array(a, dtype=np.float64) for a in (details.predicted, details.measured))
+    best = np.argsort(-score)[:3]
+    pred[best[0]] = meas[best[0]] = np.nan  # the best unit has no scatter stored
+    det = Details(predicted=pred, measured=meas)
+    kept = limit_details(det, maps, max_units=10, max_points=7)
+    stored = np.flatnonzero(np.isfinite(kept.predicted).any(axis=1))
+    expected = np.sort(np.argsort(-np.where(np.isnan(pred).all(axis=1), -np.inf, score))[:10])
+    assert kept.predicted.shape == (score.size, 7) and kept.predicted.dtype == np.float32
+    assert stored.tolist() == expected.tolist() and best[0] not in stored and best[1] in stored
+    ex = explore(maps, mesh=mesh, details=det, max_detail_units=10, max_points=7)
+    assert _array(ex.buffers, "detail_units", ex.meta).tolist() == expected.tolist()
+    assert ex.meta["buffers"]["scatter.predicted"]["shape"] == [10, 7]
+    back = load_inputs(save_inputs(tmp_path / "d.npz", maps, details=det))
+    assert back["details"].predicted.dtype == np.float32 and np.isnan(back["details"].predicted[best[0]]).all()
