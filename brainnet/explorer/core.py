@@ -2,9 +2,9 @@
 
 Click details (:class:`Details`) are stored for at most ``max_detail_units`` units (the best ones by
 ``rank_by`` among those with details: a unit whose per-unit rows are all NaN has none) and ``max_points``
-scatter points each (:func:`limit_details` applies the same limits before saving); the layer-weight bars and the receptive-field
-position come from the :class:`~brainnet.explorer.maps.Layers` / :class:`~brainnet.explorer.maps.Space`
-maps, which every unit has.
+scatter points each (:func:`limit_details` applies the same limits before saving); the layer-weight bars
+and the receptive-field position come from the :class:`~brainnet.explorer.maps.Layers` /
+:class:`~brainnet.explorer.maps.Space` maps, which every unit has.
 """
 
 from __future__ import annotations
