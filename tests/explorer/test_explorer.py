@@ -142,10 +142,21 @@ def test_saved_inputs_load_back_and_gather_prefixes_maps(small, tmp_path):
     ex = gather({"02": p02, "04": p04})
     assert [m["name"] for m in ex.meta["maps"]] == ["02: score", "02: layer", "04: score"]
     assert "lag" in ex.meta["details"] and "image" in ex.meta["details"] and ex.meta["roi"]["names"] == names
-    bad = save_inputs(tmp_path / "c.npz", {"s": maps["score"][:50]}, hemi, index[::-1].copy(), mesh="fsaverage5")
+    bad = save_inputs(tmp_path / "c.npz", {"s": maps["score"][:50]}, hemi, index + 50, mesh="fsaverage5")
     with pytest.raises(ValueError, match="units differ"):
         gather({"02": p02, "c": bad})
     assert [m["name"] for m in gather({"02": p02, "c": bad}, strict=False).meta["maps"]] == ["02: score", "02: layer"]
+    # units matched by (hemi, index): a later input with the units reversed plus two voxels (as notebook 03 on fship)
+    h03, i03 = np.r_[hemi[::-1], 2, 2], np.r_[index[::-1], 7, 9]
+    p03 = save_inputs(tmp_path / "03.npz", {"lag": np.arange(52.0)}, h03, i03, mesh="fsaverage5",
+                      rois=np.r_[roi[:50][::-1], 1, 1], roi_names=names,
+                      details=Details(lag_profile=np.arange(52.0 * 3).reshape(52, 3)))
+    ex = gather({"02": p02, "03": p03})
+    uh, ui = (_array(ex.buffers, k, ex.meta) for k in ("unit_hemi", "unit_index"))
+    assert ex.meta["n_units"] == 52 and uh.tolist() == h03.tolist() and ui[:50].tolist() == i03[:50].tolist()
+    score = {m["name"]: m for m in ex.meta["maps"]}["02: score"]
+    shown = dequantise(_array(ex.buffers, score["values"], ex.meta)[:, 0], score["lo"][0], score["step"][0])
+    assert np.isnan(shown[50:]).all() and np.allclose(shown[:50], maps["score"][:50][::-1], atol=score["step"][0])
 
 
 def test_details_are_kept_for_the_best_units_with_details(small, tmp_path):

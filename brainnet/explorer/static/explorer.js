@@ -244,7 +244,7 @@ void main() { float v = vid + 1.0; o = vec4(mod(v, 256.0), mod(floor(v / 256.0),
           if (hemi[u] !== h) continue;
           const v = index[u] * 3, code = vals[u * C];
           let rgb = null;
-          if (rgbBuf) rgb = [rgbBuf[u * 3], rgbBuf[u * 3 + 1], rgbBuf[u * 3 + 2]];
+          if (rgbBuf) { if (code !== nanCode) rgb = [rgbBuf[u * 3], rgbBuf[u * 3 + 1], rgbBuf[u * 3 + 2]]; }
           else if (m.kind === "categorical") { if (code !== m.none) rgb = m.colors[code]; }
           else if (code !== nanCode) {
             const x = m.lo[0] + code * m.step[0];
