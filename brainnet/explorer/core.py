@@ -1,14 +1,16 @@
 """``explore(...)``: maps of units on both hemispheres, as a JupyterLab widget or one offline HTML file.
 
 Click details (:class:`Details`) are stored for at most ``max_detail_units`` units (the best ones by
-``rank_by``) and ``max_points`` scatter points each; the layer-weight bars and the receptive-field
-position come from the :class:`~brainnet.explorer.maps.Layers` / :class:`~brainnet.explorer.maps.Space`
-maps, which every unit has.
+``rank_by`` among those with details: a unit whose per-unit rows are all NaN has none) and ``max_points``
+scatter points each (:func:`limit_details` applies the same limits before saving); the layer-weight bars
+and the receptive-field position come from the :class:`~brainnet.explorer.maps.Layers` /
+:class:`~brainnet.explorer.maps.Space` maps, which every unit has.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -31,7 +33,9 @@ class Details:
     ----------
     lags : array [K], the lags of ``lag_profile`` (memory replay).
     lag_profile, lag_low, lag_high : arrays [V, K], r per lag and its CI bounds.
-    predicted, measured : arrays [V, N], held-out responses (one point per image).
+    predicted, measured : arrays [V, N], held-out responses (one point per image; e.g. an
+        :class:`~brainnet.training.evaluate.EvalResult`'s ``sample_pred.T`` / ``sample_target.T``).
+    A unit whose per-unit rows (lag and scatter) are all NaN has no details stored.
     image : array [H, W, 3] (uint8 or floats in [0, 1]), a held-out image the receptive field
         position (the Space map) is drawn on.
     """
@@ -45,6 +49,12 @@ class Details:
     image: np.ndarray | None = None
 
 
+#: per-unit fields of :class:`Details` (arrays [V, ...]; a unit whose rows are all NaN has none stored)
+PER_UNIT = ("lag_profile", "lag_low", "lag_high", "predicted", "measured")
+#: default limits of the click details: units kept (the best by ``rank_by``) and scatter points per unit
+MAX_DETAIL_UNITS, MAX_POINTS = 5000, 200
+
+
 def _rank(maps: dict, rank_by: str | None, n: int) -> np.ndarray:
     """Unit order for choosing detail units: by ``rank_by`` (default the first scalar map), best first."""
     name = rank_by or next((k for k, s in maps.items() if isinstance(s, M.Scalar)), None)
@@ -54,9 +64,43 @@ def _rank(maps: dict, rank_by: str | None, n: int) -> np.ndarray:
     return np.argsort(-v, kind="stable")
 
 
+def _detail_units(details: Details, order: np.ndarray, max_units: int) -> np.ndarray:
+    """The units [D] (sorted) whose details the page keeps: the first ``max_units`` of ``order`` that have
+    any per-unit detail stored (all units of ``order`` when there are none)."""
+    stored = np.zeros(order.shape[0], dtype=bool)
+    for name in PER_UNIT:
+        a = getattr(details, name)
+        if a is not None:
+            a = np.asarray(a, dtype=np.float64)
+            if a.ndim != 2 or a.shape[0] != order.shape[0]:
+                raise ValueError(f"{name} must have shape ({order.shape[0]}, ...) (a row per unit), got {a.shape}")
+            stored |= np.isfinite(a.reshape(a.shape[0], -1)).any(axis=1)
+    ranked = order[stored[order]] if stored.any() else order
+    return np.sort(ranked[:max_units])
+
+
+def limit_details(details: Details, maps: Mapping[str, object], rank_by: str | None = None,
+                  max_units: int = MAX_DETAIL_UNITS, max_points: int = MAX_POINTS) -> Details:
+    """``details`` as the page keeps them: per-unit rows only for the units :func:`explore` would keep
+    (others NaN), at most ``max_points`` scatter points, float32 (compact to save, see ``collect``)."""
+    specs = {str(k): M.as_map(v) for k, v in maps.items()}
+    n = M.n_units(next(iter(specs.values())))
+    keep = np.zeros(n, dtype=bool)
+    keep[_detail_units(details, _rank(specs, rank_by, n), max_units)] = True
+    out = {}
+    for name in PER_UNIT:
+        a = getattr(details, name)
+        if a is not None:
+            a = np.array(a, dtype=np.float32)[:, :max_points] if name in ("predicted", "measured") else \
+                np.array(a, dtype=np.float32)
+            a[~keep] = np.nan
+            out[name] = a
+    return dataclasses.replace(details, **out)
+
+
 def _encode_details(p: Payload, details: Details, order: np.ndarray, max_units: int, max_points: int) -> None:
     n = order.shape[0]
-    chosen = np.sort(order[:max_units]) if n > max_units else np.arange(n)
+    chosen = _detail_units(details, order, max_units)
     meta: dict = {"units": p.add("detail_units", chosen.astype(np.uint32))}
     if details.lag_profile is not None:
         prof = np.asarray(details.lag_profile, dtype=np.float64)
@@ -94,8 +138,8 @@ def explore(
     surfaces: tuple[str, ...] = PAGE_SURFACES,
     title: str = "brainnet explorer",
     rank_by: str | None = None,
-    max_detail_units: int = 5000,
-    max_points: int = 200,
+    max_detail_units: int = MAX_DETAIL_UNITS,
+    max_points: int = MAX_POINTS,
 ) -> Explorer:
     """An interactive explorer of per-unit maps.
 

@@ -10,6 +10,8 @@ Map kinds (each a frozen dataclass; :func:`as_map` turns plain arrays into one):
   :func:`~brainnet.plotting.layer_legend_image`; the weights feed the click panel's bars.
 * :class:`Space`: (x, y) [V, 2] in [-1, 1]; coloured by :func:`~brainnet.plotting.space_colors`.
 
+A NaN value (a NaN row of layer weights or positions) means the unit has none: no colour, NaN shown.
+
 Quantisation (:func:`quantise`): values become uint8 / uint16 codes ``round((v - lo) / step)``,
 the largest code meaning NaN; the page shows ``lo + code * step``, so a shown value is within
 ``step / 2`` of the one given.
@@ -167,15 +169,19 @@ def encode_map(name: str, spec) -> tuple[dict, dict[str, np.ndarray]]:
         w = np.asarray(spec.weights, dtype=np.float64)
         n_layers = w.shape[1] if w.ndim == 2 else 0
         names = list(spec.names) if spec.names is not None else [str(i) for i in range(n_layers)]
-        rgb = C.layer_colors(w)  # validates the shape and the weights
-        w = w / w.sum(axis=1, keepdims=True)
+        ok = np.isfinite(w).all(axis=1) if w.ndim == 2 else np.ones(len(w), dtype=bool)  # NaN rows: no value
+        rgb = np.zeros((len(w), 3))
+        rgb[ok] = C.layer_colors(w[ok])  # validates the shape and the weights
+        w = w / np.where(ok, w.sum(axis=1), 1.0)[:, None]
         codes, lo, step = quantise(w, WEIGHT_BITS, 0.0, 1.0)
         meta.update(columns=[f"w[{n}]" for n in names], lo=[lo] * n_layers, step=[step] * n_layers,
                     layer_names=names, legend=C.layer_legend_image(n_layers, 64))
         bufs["values"], bufs["rgb"] = codes, _rgb8(rgb)
     elif isinstance(spec, Space):
         xy = np.asarray(spec.xy, dtype=np.float64)
-        rgb = C.space_colors(xy)  # validates shape and range
+        ok = np.isfinite(xy).all(axis=1) if xy.ndim == 2 else np.ones(len(xy), dtype=bool)  # NaN rows: no value
+        rgb = np.zeros((len(xy), 3))
+        rgb[ok] = C.space_colors(xy[ok])  # validates shape and range
         codes, lo, step = quantise(xy, VALUE_BITS, -1.0, 1.0)
         meta.update(columns=["x", "y"], lo=[lo, lo], step=[step, step], legend=C.space_legend_image(64))
         bufs["values"], bufs["rgb"] = codes, _rgb8(rgb)

@@ -41,6 +41,9 @@ from .metrics import (
 
 logger = logging.getLogger(__name__)
 
+#: held-out points an :class:`EvalResult` keeps per vertex (predicted vs measured, e.g. the explorer's scatter)
+SAMPLE_POINTS = 200
+
 
 @dataclass
 class SubjectMeta:
@@ -173,12 +176,31 @@ class EvalResult:
         ``n_candidates`` images, image-averaged responses), n_candidates
     roi_table : DataFrame: atlas, roi, n_vertices, mean_r, mean_r2, and with a noise ceiling mean_score,
         mean_nc (percent)
+    sample_pred, sample_target : float32 arrays (N, V), N <= :data:`SAMPLE_POINTS`: predicted and measured
+        responses of evenly spaced scored images (image-averaged over repeats; trials where image ids are
+        unknown), for scatter plots (:func:`sample_points`)
     """
 
     subject: str
     per_vertex: pd.DataFrame
     summary: dict
     roi_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sample_pred: np.ndarray | None = None
+    sample_target: np.ndarray | None = None
+
+
+def sample_points(pred: np.ndarray, target: np.ndarray, image: np.ndarray | None = None,
+                  n: int = SAMPLE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``n`` evenly spaced (predicted, measured) rows: float32 arrays (N, V) each.
+
+    pred, target : (n_trials, V); image : (n_trials,) image id per trial (rows are then image means,
+    images in id order), or None (rows are trials).
+    """
+    if image is not None:
+        _, pred, _ = image_means(pred, image)
+        _, target, _ = image_means(target, image)
+    keep = np.unique(np.linspace(0, len(pred) - 1, min(int(n), len(pred))).round().astype(np.int64))
+    return np.asarray(pred[keep], np.float32), np.asarray(target[keep], np.float32)
 
 
 def evaluate_predictions(pred: np.ndarray, target: np.ndarray, meta: SubjectMeta, image: np.ndarray | None = None,
@@ -222,7 +244,7 @@ def evaluate_predictions(pred: np.ndarray, target: np.ndarray, meta: SubjectMeta
             table["challenge_r"], table["challenge_r2"] = ch_r, explained_variance(ch_r)
             summary.update(challenge_mean_r=float(ch_r[scored].mean()),
                            challenge_r2=float(table["challenge_r2"].to_numpy()[scored].mean()))
-    return EvalResult(meta.name, table, summary, _roi_table(table, meta))
+    return EvalResult(meta.name, table, summary, _roi_table(table, meta), *sample_points(pred, target, image))
 
 
 def _roi_table(table: pd.DataFrame, meta: SubjectMeta) -> pd.DataFrame:

@@ -131,7 +131,7 @@ def test_saved_inputs_load_back_and_gather_prefixes_maps(small, tmp_path):
     assert list(back["maps"]) == list(maps) and back["roi_names"] == names
     assert np.array_equal(back["maps"]["layer"].weights, maps["layer"].weights)
     assert back["maps"]["scale"].cmap == maps["scale"].cmap and back["maps"]["ROI"].names == maps["ROI"].names
-    assert np.array_equal(back["details"].lag_profile, details.lag_profile)
+    np.testing.assert_allclose(back["details"].lag_profile, details.lag_profile, rtol=1e-6)  # saved as float32
     # gathered on fsaverage5 (a mesh source a file can name): 50 units, maps prefixed, details merged
     hemi, index = np.repeat([0, 1], 25), np.tile(np.arange(0, 2500, 100), 2)
     sel = {"score": maps["score"][:50], "layer": Layers(maps["layer"].weights[:50])}
@@ -142,7 +142,42 @@ def test_saved_inputs_load_back_and_gather_prefixes_maps(small, tmp_path):
     ex = gather({"02": p02, "04": p04})
     assert [m["name"] for m in ex.meta["maps"]] == ["02: score", "02: layer", "04: score"]
     assert "lag" in ex.meta["details"] and "image" in ex.meta["details"] and ex.meta["roi"]["names"] == names
-    bad = save_inputs(tmp_path / "c.npz", {"s": maps["score"][:50]}, hemi, index[::-1].copy(), mesh="fsaverage5")
+    bad = save_inputs(tmp_path / "c.npz", {"s": maps["score"][:50]}, hemi, index + 50, mesh="fsaverage5")
     with pytest.raises(ValueError, match="units differ"):
         gather({"02": p02, "c": bad})
     assert [m["name"] for m in gather({"02": p02, "c": bad}, strict=False).meta["maps"]] == ["02: score", "02: layer"]
+    # units matched by (hemi, index): a later input with the units reversed plus two voxels (as notebook 03 on fship)
+    h03, i03 = np.r_[hemi[::-1], 2, 2], np.r_[index[::-1], 7, 9]
+    p03 = save_inputs(tmp_path / "03.npz", {"lag": np.arange(52.0)}, h03, i03, mesh="fsaverage5",
+                      rois=np.r_[roi[:50][::-1], 1, 1], roi_names=names,
+                      details=Details(lag_profile=np.arange(52.0 * 3).reshape(52, 3)))
+    ex = gather({"02": p02, "03": p03})
+    uh, ui = (_array(ex.buffers, k, ex.meta) for k in ("unit_hemi", "unit_index"))
+    assert ex.meta["n_units"] == 52 and uh.tolist() == h03.tolist() and ui[:50].tolist() == i03[:50].tolist()
+    score = {m["name"]: m for m in ex.meta["maps"]}["02: score"]
+    shown = dequantise(_array(ex.buffers, score["values"], ex.meta)[:, 0], score["lo"][0], score["step"][0])
+    assert np.isnan(shown[50:]).all() and np.allclose(shown[:50], maps["score"][:50][::-1], atol=score["step"][0])
+
+
+def test_details_are_kept_for_the_best_units_with_details(small, tmp_path):
+    """limit_details (what save_inputs stores) and the page keep the same units: the best by the first scalar
+    map among those with per-unit rows (NaN rows = none), at most max_points points each."""
+    from brainnet.explorer.collect import load_inputs, save_inputs
+    from brainnet.explorer.core import limit_details
+
+    mesh, xyz, maps, roi, details = small
+    score = maps["score"]
+    pred, meas = (np.array(a, dtype=np.float64) for a in (details.predicted, details.measured))
+    best = np.argsort(-score)[:3]
+    pred[best[0]] = meas[best[0]] = np.nan  # the best unit has no scatter stored
+    det = Details(predicted=pred, measured=meas)
+    kept = limit_details(det, maps, max_units=10, max_points=7)
+    stored = np.flatnonzero(np.isfinite(kept.predicted).any(axis=1))
+    expected = np.sort(np.argsort(-np.where(np.isnan(pred).all(axis=1), -np.inf, score))[:10])
+    assert kept.predicted.shape == (score.size, 7) and kept.predicted.dtype == np.float32
+    assert stored.tolist() == expected.tolist() and best[0] not in stored and best[1] in stored
+    ex = explore(maps, mesh=mesh, details=det, max_detail_units=10, max_points=7)
+    assert _array(ex.buffers, "detail_units", ex.meta).tolist() == expected.tolist()
+    assert ex.meta["buffers"]["scatter.predicted"]["shape"] == [10, 7]
+    back = load_inputs(save_inputs(tmp_path / "d.npz", maps, details=det))
+    assert back["details"].predicted.dtype == np.float32 and np.isnan(back["details"].predicted[best[0]]).all()

@@ -13,7 +13,7 @@ from brainnet.errors import MissingInputError
 from brainnet.models import ABLATIONS, ablation_config
 from brainnet.plotting.training import plot_score_bars
 from brainnet.training.config import TrainConfig
-from brainnet.training.evaluate import SubjectMeta, evaluate_predictions
+from brainnet.training.evaluate import SAMPLE_POINTS, SubjectMeta, evaluate_predictions
 from brainnet.training.metrics import SCORE_NOISE_NORMALIZED, SCORE_PEARSON_R, explained_variance, pearson_r
 from brainnet.training.report import ablation_table, name_rois, roi_score_table
 from brainnet.training.run_setup import available_variants, check_inputs, config_inputs
@@ -106,6 +106,22 @@ def test_scores_fall_back_to_r_without_a_noise_ceiling(rng):
     assert list(without.roi_table.columns) == ["atlas", "roi", "n_vertices", "mean_r", "mean_r2"]
     assert {"mean_score", "mean_nc"} <= set(with_nc.roi_table.columns)
     np.testing.assert_allclose(explained_variance(np.array([-0.5, 0.0, 0.5, np.nan])), [0, 0, 0.25, 0])
+
+
+def test_eval_result_keeps_a_sample_of_image_averaged_points(rng):
+    n_img, v = 300, 8
+    image = np.repeat(np.arange(n_img), 2)[::-1].copy()  # image ids out of order
+    target = rng.standard_normal((image.size, v))
+    pred = target + rng.standard_normal((image.size, v))
+    ev = evaluate_predictions(pred, target, _meta(rng, v=v), image, n_candidates=10)
+    assert ev.sample_pred.shape == ev.sample_target.shape == (SAMPLE_POINTS, v) and ev.sample_pred.dtype == np.float32
+    # evenly spaced images, each the mean of its two repeats
+    ids = np.unique(np.linspace(0, n_img - 1, SAMPLE_POINTS).round().astype(int))
+    means = np.stack([target[image == i].mean(axis=0) for i in ids])
+    np.testing.assert_allclose(ev.sample_target, means, rtol=1e-6)
+    # without image ids: the trials themselves, at most SAMPLE_POINTS of them
+    few = evaluate_predictions(pred[:50], target[:50], _meta(rng, v=v))
+    np.testing.assert_allclose(few.sample_pred, pred[:50], rtol=1e-6)
 
 
 def test_report_tables_and_bars_without_a_noise_ceiling(rng, tmp_path):

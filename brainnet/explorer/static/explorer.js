@@ -122,13 +122,15 @@ void main() { float v = vid + 1.0; o = vec4(mod(v, 256.0), mod(floor(v / 256.0),
       this.legend = el("div", { cls: "bn-legend" }, main);
       const side = el("div", { cls: "bn-side" }, r);
       el("h4", { text: this.meta.title }, side);
-      this.hoverBox = el("div", { cls: "bn-hover", "data-role": "hover" }, side);
-      el("div", { cls: "bn-note", text: "hover a vertex; click it for details" }, this.hoverBox);
+      // hover: a tooltip by the mouse (the side panel holds the clicked unit alone, no repeated table)
+      this.hoverBox = el("div", { cls: "bn-hover", "data-role": "hover", style: "display:none" }, stage);
       this.detailBox = el("div", { cls: "bn-detail", "data-role": "detail" }, side);
+      el("div", { cls: "bn-note", text: "hover a vertex for its values; click it for details" }, this.detailBox);
       if (this.voxels.length) {
         el("h4", { text: `voxel units (${this.voxels.length}, no surface position)` }, side);
         this.voxelSelect = el("select", { size: Math.min(8, this.voxels.length), "data-role": "voxels" }, side);
-        this.voxels.forEach((u) => el("option", { value: u, text: `unit ${u}` }, this.voxelSelect));
+        const roi = this.meta.roi, name = (u) => (roi && this.a[roi.codes][u] ? ` \u00b7 ${roi.names[this.a[roi.codes][u]]}` : "");
+        this.voxels.forEach((u) => el("option", { value: u, text: `unit ${u}${name(u)}` }, this.voxelSelect));
         this.voxelSelect.onchange = () => this.select(Number(this.voxelSelect.value));
       }
       this.bindMouse();
@@ -151,7 +153,9 @@ void main() { float v = vid + 1.0; o = vec4(mod(v, 256.0), mod(floor(v / 256.0),
         }
         const u = this.unitAt(e.clientX, e.clientY);
         if (u !== this.hovered) { this.hovered = u; this.showHover(u); }
+        this.placeHover(e.clientX, e.clientY);
       });
+      this.canvas.addEventListener("mouseleave", () => { this.hovered = -1; this.showHover(-1); });
       this.canvas.addEventListener("click", (e) => { if (!moved) { const u = this.unitAt(e.clientX, e.clientY); if (u >= 0) this.select(u); } });
       this.canvas.addEventListener("wheel", (e) => {
         e.preventDefault(); this.cam.zoom *= Math.exp(-e.deltaY * 0.001); this.draw();
@@ -240,7 +244,7 @@ void main() { float v = vid + 1.0; o = vec4(mod(v, 256.0), mod(floor(v / 256.0),
           if (hemi[u] !== h) continue;
           const v = index[u] * 3, code = vals[u * C];
           let rgb = null;
-          if (rgbBuf) rgb = [rgbBuf[u * 3], rgbBuf[u * 3 + 1], rgbBuf[u * 3 + 2]];
+          if (rgbBuf) { if (code !== nanCode) rgb = [rgbBuf[u * 3], rgbBuf[u * 3 + 1], rgbBuf[u * 3 + 2]]; }
           else if (m.kind === "categorical") { if (code !== m.none) rgb = m.colors[code]; }
           else if (code !== nanCode) {
             const x = m.lo[0] + code * m.step[0];
@@ -374,12 +378,16 @@ void main() { float v = vid + 1.0; o = vec4(mod(v, 256.0), mod(floor(v / 256.0),
       ctx.clearRect(0, 0, this.overlay.width, this.overlay.height);
       ctx.font = `${11 * d}px system-ui, sans-serif`; ctx.textAlign = "center"; ctx.textBaseline = "middle";
       if (this.outlines && this.meta.roi_anchors) {
+        const placed = []; // label boxes drawn so far: a name overlapping one of them is left out
         for (const an of this.meta.roi_anchors) {
           if (!this.hemiGpu(an.hemi).used[an.vertex]) continue;
           const [x, y] = this.project(an.hemi, an.vertex), hit = this.vertexAtPixel(x, y);
           if (!hit || hit[0] !== an.hemi) continue;
           const q = this.hemiGpu(an.hemi).pos, a3 = an.vertex * 3, b3 = hit[1] * 3;
           if (Math.hypot(q[a3] - q[b3], q[a3 + 1] - q[b3 + 1], q[a3 + 2] - q[b3 + 2]) > 0.08 * this.hemiGpu(an.hemi).radius) continue;
+          const w = ctx.measureText(an.name).width / 2 + 2 * d, hh = 7 * d;
+          if (placed.some(([px, py, pw]) => Math.abs(px - x) < pw + w && Math.abs(py - y) < 2 * hh)) continue;
+          placed.push([x, y, w]);
           ctx.lineWidth = 3 * d; ctx.strokeStyle = "rgba(255,255,255,0.85)"; ctx.strokeText(an.name, x, y);
           ctx.fillStyle = "#111"; ctx.fillText(an.name, x, y);
         }
@@ -470,9 +478,15 @@ void main() { float v = vid + 1.0; o = vec4(mod(v, 256.0), mod(floor(v / 256.0),
       for (const [k, v, attrs] of rows) { const tr = el("tr", attrs || {}, t); el("td", { text: k }, tr); el("td", { text: v }, tr); }
     }
     showHover(u) {
-      this.hoverBox.innerHTML = "";
-      if (u < 0) { el("div", { cls: "bn-note", text: "hover a vertex; click it for details" }, this.hoverBox); return; }
-      this.table(this.hoverBox, this.unitRows(u));
+      this.hoverBox.innerHTML = ""; this.hoverBox.style.display = u < 0 ? "none" : "block";
+      if (u >= 0) this.table(this.hoverBox, this.unitRows(u));
+    }
+    placeHover(cx, cy) { // the tooltip beside the mouse, inside the stage
+      const r = this.canvas.getBoundingClientRect(), b = this.hoverBox, w = b.offsetWidth, h = b.offsetHeight;
+      let x = cx - r.left + 14, y = cy - r.top + 14;
+      if (x + w > r.width) x = cx - r.left - 14 - w;
+      if (y + h > r.height) y = Math.max(0, r.height - h);
+      b.style.left = `${Math.max(0, x)}px`; b.style.top = `${y}px`;
     }
     hoverText() { return this.hoverBox.textContent; }
     detailText() { return this.detailBox.textContent; }
@@ -480,21 +494,23 @@ void main() { float v = vid + 1.0; o = vec4(mod(v, 256.0), mod(floor(v / 256.0),
     // ---------- click panel ----------
     select(u) {
       this.selected = u; const D = this.detailBox, det = this.meta.details; D.innerHTML = "";
-      el("h4", { text: `unit ${u}` }, D);
       this.table(D, this.unitRows(u));
       const layers = this.meta.maps.find((m) => m.kind === "layers"), space = this.meta.maps.find((m) => m.kind === "space");
       if (layers) { el("h4", { text: "layer weights" }, D); this.bars(el("canvas", { width: 300, height: 110 }, D), this.values(layers, u), layers.layer_names); }
       if (space) this.rfPanel(el("h4", { text: "receptive field position" }, D) && el("canvas", { width: 140, height: 140 }, D), this.values(space, u), det.image);
       const row = this.detailRow.get(u);
+      const missing = () => el("div", { cls: "bn-note", text: "not stored for this unit (only the best units by score)" }, D);
       if (det.lag) {
         el("h4", { text: "lag profile (r, CI)" }, D);
-        if (row === undefined) el("div", { cls: "bn-note", text: "not stored for this unit (only the best units by score)" }, D);
-        else this.lagPanel(el("canvas", { width: 300, height: 120 }, D), row, det.lag);
+        const K = det.lag.lags.length, q = this.a[det.lag.codes];
+        if (row === undefined || q.subarray(row * 3 * K, (row * 3 + 1) * K).every((c) => c === 65535)) missing();
+        else this.lagPanel(el("canvas", { width: 300, height: 120, "data-role": "lag" }, D), row, det.lag);
       }
       if (det.scatter) {
         el("h4", { text: "held-out: predicted vs measured" }, D);
-        if (row === undefined) el("div", { cls: "bn-note", text: "not stored for this unit (only the best units by score)" }, D);
-        else this.scatterPanel(el("canvas", { width: 160, height: 160 }, D), row, det.scatter);
+        const N = this.meta.buffers[det.scatter.predicted.codes].shape[1], q = this.a[det.scatter.predicted.codes];
+        if (row === undefined || q.subarray(row * N, (row + 1) * N).every((c) => c === 255)) missing();
+        else this.scatterPanel(el("canvas", { width: 240, height: 200, "data-role": "scatter" }, D), row, det.scatter);
       }
       this.drawOverlay();
     }
@@ -556,7 +572,8 @@ void main() { float v = vid + 1.0; o = vec4(mod(v, 256.0), mod(floor(v / 256.0),
       let sxy = 0, sxx = 0, syy = 0;
       for (let i = 0; i < p.length; i++) { sxy += (p[i] - mp) * (m[i] - mm); sxx += (p[i] - mp) ** 2; syy += (m[i] - mm) ** 2; }
       ctx.fillStyle = "#444"; ctx.textAlign = "center";
-      ctx.fillText(`predicted \u2192   r = ${fmt(sxy / Math.sqrt(sxx * syy))}, n = ${p.length}`, W / 2, H - 5);
+      ctx.fillText(`predicted \u2192  (r ${fmt(sxy / Math.sqrt(sxx * syy))}, n ${p.length})`, W / 2, H - 5);
+      ctx.save(); ctx.translate(10, (H - 18) / 2); ctx.rotate(-Math.PI / 2); ctx.fillText("measured \u2192", 0, 0); ctx.restore();
     }
   }
 
