@@ -267,8 +267,11 @@ def run_grid(
                 f"{experiment_path} already holds a Ray Tune experiment: pass resume=True to "
                 "continue it, or choose another name / remove the folder to start afresh"
             )
+        # the same param_space again: functions in it (the trial seeds of grid_search) are stored
+        # as placeholders, and trials not yet started at a crash would keep them as their values
         tuner = tune.Tuner.restore(
-            experiment_path, wrapped, resume_unfinished=True, resume_errored=True
+            experiment_path, wrapped, resume_unfinished=True, resume_errored=True,
+            param_space=param_space,
         )
     else:
         tuner = tune.Tuner(

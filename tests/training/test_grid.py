@@ -115,3 +115,62 @@ def test_run_grid_bad_input(tmp_path):
     with pytest.raises(ValueError, match="max_concurrent"):
         run_grid(_make_failing_trainable(), {}, "x", tmp_path, metric="score", mode="max",
                  max_concurrent=0)
+
+
+_KILLED_DRIVER = r"""
+import sys, time
+from brainnet.training.grid import grid_search, run_grid
+
+def make(counter):  # a closure: Ray ships it by value, with the counter path
+    def slow_trainable(config):
+        with open(counter, "a") as fh:
+            fh.write(f"{config['slope']}\n")
+        time.sleep(1.5)
+        return {"slope": config["slope"], "finished": 1.0}
+    return slow_trainable
+
+run_grid(make(sys.argv[2]), grid_search(slope=[1.0, 2.0, 3.0, 4.0]), "killed", sys.argv[1], metric="finished",
+         mode="max", max_concurrent=1, verbose=0)
+"""
+
+
+def _slow_trainable(counter_file: str):
+    def slow_trainable(config: dict) -> dict:
+        with open(counter_file, "a") as fh:
+            fh.write(f"{config['slope']}\n")
+        time.sleep(1.5)
+        return {"slope": config["slope"], "finished": 1.0}
+
+    return slow_trainable
+
+
+def test_killed_grid_driver_resumes_to_a_finished_grid(ray_local, tmp_path):
+    """SIGKILL of the driver process after its first trials: rerunning the same grid (resume) finishes it."""
+    import signal
+    import subprocess
+    import sys
+
+    counter = tmp_path / "calls.txt"
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    driver = subprocess.Popen([sys.executable, "-c", _KILLED_DRIVER, str(tmp_path / "ray"), str(counter)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and driver.poll() is None:
+        if counter.is_file() and len(counter.read_text().splitlines()) >= 2:  # one trial done, the second running
+            break
+        time.sleep(0.1)
+    assert driver.poll() is None, "the driver ended before it could be killed"
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=30)
+    started_before = len(counter.read_text().splitlines())
+    assert 2 <= started_before < 4
+    table = run_grid(_slow_trainable(str(counter)), grid_search(slope=[1.0, 2.0, 3.0, 4.0]), "killed",
+                     tmp_path / "ray", metric="finished", mode="max", max_concurrent=1, resume=True, verbose=0)
+    assert sorted(table["slope"]) == [1.0, 2.0, 3.0, 4.0] and table["error"].isna().all()
+    assert (table["finished"] == 1.0).all()
+    # every trial's seed is the one grid_search derives (not a placeholder of it)
+    seeds = [int(x) for x in table.sort_values("slope")["seed"]]
+    assert seeds == [trial_seed({"slope": s}) for s in (1.0, 2.0, 3.0, 4.0)]
+    calls = [float(x) for x in counter.read_text().split()]
+    assert set(calls) == {1.0, 2.0, 3.0, 4.0}
+    print(f"\nkilled after {started_before} trial starts; {len(calls)} trial starts in all")
