@@ -88,8 +88,10 @@ class FitResult:
     summary : flat numbers (best_val_r, eval_mean_r, eval_mean_score (trial-level), eval_challenge_score
         (Algonauts challenge score), ...) and ``backbone_weights`` (the ``weights_id`` of the backbone
         that made the tokens); also metrics.json
-    soup : with ``config.soup_top_k > 0``, the record of :func:`.soup.soup_checkpoints` (``model`` and
-        ``evaluation`` are then the soup's; ``checkpoints/soup.ckpt`` holds its weights)
+    soup : with ``config.soup_top_k > 0``, the record of :func:`.soup.soup_checkpoints` (of
+        :func:`.soup.soup_members_checkpoints` for a MemEnsemble of several members: each member souped by its
+        own validation r from all kept checkpoints) (``model`` and ``evaluation`` are then the soup's;
+        ``checkpoints/soup.ckpt`` holds its weights)
     """
 
     config: TrainConfig
