@@ -5,7 +5,8 @@ anatomical groups, the model-defined clusters of the first whole-brain model's r
 random splits) and trains one member per group of each partition: with ``batched=True`` all members of
 a partition in one run (one :class:`~brainnet.models.MemEnsemble`, one forward over the cached
 tokens for all of them), else one run per group. Every run goes through
-:func:`~brainnet.training.fit.fit_encoder` (souped: ``soup_top_k`` >= 1) as a trial of a Ray Tune
+:func:`~brainnet.training.fit.fit_encoder` (souped: ``soup_top_k`` >= 1; in a batched run each member is
+souped on its own, from its own best kept checkpoints by its own validation r) as a trial of a Ray Tune
 grid (:func:`~brainnet.training.grid.run_grid`, ``runner="ray"``) or in this process
 (``runner="local"``, sharing one :class:`FeatureSet`).
 
