@@ -14,7 +14,7 @@ WORKERS ?= 2
 # short training); what they compute is checked by the tests on the planted truth
 NBVAL_DIR ?= build/nbval
 NBVAL_PRESET ?= tiny
-NBVAL_PARAMS ?= EPOCHS=1 RUNNER=local
+NBVAL_PARAMS ?= EPOCHS=1 RUNNER=local N_RANDOM=0
 XDIST := -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: venv demo test test-fast notebooks-for-nbval lint bench device-wheels clean

@@ -43,7 +43,7 @@ from .run_setup import (
     model_state,
     t1_in_loop_backbone,
 )
-from .soup import soup_checkpoints
+from .soup import soup_checkpoints, soup_members_checkpoints
 
 
 class EncodingData(pl.LightningDataModule):
@@ -88,8 +88,10 @@ class FitResult:
     summary : flat numbers (best_val_r, eval_mean_r, eval_mean_score (trial-level), eval_challenge_score
         (Algonauts challenge score), ...) and ``backbone_weights`` (the ``weights_id`` of the backbone
         that made the tokens); also metrics.json
-    soup : with ``config.soup_top_k > 0``, the record of :func:`.soup.soup_checkpoints` (``model`` and
-        ``evaluation`` are then the soup's; ``checkpoints/soup.ckpt`` holds its weights)
+    soup : with ``config.soup_top_k > 0``, the record of :func:`.soup.soup_checkpoints` (of
+        :func:`.soup.soup_members_checkpoints` for a MemEnsemble of several members: each member souped by its
+        own validation r from all kept checkpoints) (``model`` and ``evaluation`` are then the soup's;
+        ``checkpoints/soup.ckpt`` holds its weights)
     """
 
     config: TrainConfig
@@ -311,8 +313,13 @@ def _fit_encoder(config: TrainConfig, features: FeatureSet | None) -> FitResult:
                        history)
     if trainer.is_global_zero:
         if config.soup_top_k > 0 and len(kept):
-            top = kept.head(config.soup_top_k)
-            result.soup = soup_checkpoints(model, list(zip(top["path"], top["val_r"])), val, ckpt_dir / "soup.ckpt")
+            if getattr(model, "n_members", 1) > 1:  # each member of a MemEnsemble: its own top of the kept ones
+                result.soup = soup_members_checkpoints(model, list(zip(kept["path"], kept["val_r"])), val,
+                                                       ckpt_dir / "soup.ckpt", top=config.soup_top_k)
+            else:
+                top = kept.head(config.soup_top_k)
+                result.soup = soup_checkpoints(model, list(zip(top["path"], top["val_r"])), val,
+                                               ckpt_dir / "soup.ckpt")
         ev = eval_dataset(config, features, config.eval_split, trials, images)
         if len(ev):
             result.evaluation = evaluate_model(model, ev)

@@ -142,11 +142,12 @@ def test_combine_mean_and_validation_weighting():
 
 @pytest.fixture(scope="module")
 def reduced_run(root, tmp_path_factory):
-    """A reduced recipe on tiny nsd-mini (subj01): whole brain + 3 model clusters + 1 random partition into 3."""
+    """A reduced recipe on tiny nsd-mini (subj01): one whole-brain model + 3 model-defined clusters (2 epochs,
+    2 checkpoints kept: the clusters' members are souped each on its own)."""
     out = tmp_path_factory.mktemp("ensemble")
-    train = tiny_fit_config(root, "", subjects=("subj01",), max_epochs=1, top_k=2, eval_split="heldout",
+    train = tiny_fit_config(root, "", subjects=("subj01",), max_epochs=2, top_k=2, eval_split="heldout",
                             vertices_per_step=None)
-    ens = EnsembleConfig.reduced(n_random=1, runner="local")
+    ens = EnsembleConfig.reduced(n_random=0, runner="local")
     features = tiny_features(tmp_path_factory)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -158,10 +159,37 @@ def reduced_run(root, tmp_path_factory):
 
 def test_reduced_ensemble_beats_the_single_model(reduced_run):
     *_, run, scores = reduced_run
-    assert list(run.runs["name"]) == ["whole-seed0", "clusters3-all", "random1-all"]
+    assert list(run.runs["name"]) == ["whole-seed0", "clusters3-all"]
     assert run.runs["trained"].all()
     s = scores.set_index("model")["mean_score"]
+    print(f"\nsingle {s['single']:.3f} mean {s['mean']:.3f} val_r {s['val_r']:.3f}")
     assert s["mean"] > s["single"] and s["val_r"] > s["single"], scores
+
+
+def test_members_souped_each_by_its_own_validation_r(reduced_run):
+    from brainnet.training.batches import EncodingDataset
+    from brainnet.training.run_setup import load_model
+    from brainnet.training.soup import average_states, load_state, member_scores
+
+    train, _, out, features, run, _ = reduced_run
+    ckpts = out / "members" / "clusters3" / "all" / "checkpoints"
+    record = torch.load(ckpts / "soup.ckpt", weights_only=True)["soup"]
+    assert len(record["candidates"]) == 2 and len(record["per_member"]) == 3
+    model = load_model(ckpts / "soup.ckpt", train.data_dir)
+    val = EncodingDataset(train.data_dir, ("subj01",), "val", features, TINY_MODEL["n_memory_frames"])
+    got = member_scores(model, val)
+    for m, pm in enumerate(record["per_member"]):
+        assert pm["soup_score"] >= pm["best_single_score"]  # greedy: never below the member's best checkpoint
+        assert got[m] == pytest.approx(pm["soup_score"], abs=1e-5)
+        # member m holds the average of its own checkpoints' member-m weights, whatever the others chose
+        parts = []
+        for name in pm["checkpoints"]:
+            model.load_state_dict(load_state(ckpts / name))
+            parts.append(model.member_state(m))
+        want = average_states(parts)
+        soup = load_model(ckpts / "soup.ckpt", train.data_dir).member_state(m)
+        for k, v in want.items():
+            torch.testing.assert_close(soup[k], v)
 
 
 def test_rerun_skips_finished_members(reduced_run):

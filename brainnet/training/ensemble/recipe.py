@@ -5,7 +5,8 @@ anatomical groups, the model-defined clusters of the first whole-brain model's r
 random splits) and trains one member per group of each partition: with ``batched=True`` all members of
 a partition in one run (one :class:`~brainnet.models.MemEnsemble`, one forward over the cached
 tokens for all of them), else one run per group. Every run goes through
-:func:`~brainnet.training.fit.fit_encoder` (souped: ``soup_top_k`` >= 1) as a trial of a Ray Tune
+:func:`~brainnet.training.fit.fit_encoder` (souped: ``soup_top_k`` >= 1; in a batched run each member is
+souped on its own, from its own best kept checkpoints by its own validation r) as a trial of a Ray Tune
 grid (:func:`~brainnet.training.grid.run_grid`, ``runner="ray"``) or in this process
 (``runner="local"``, sharing one :class:`FeatureSet`).
 
@@ -121,7 +122,7 @@ class RunSpec:
 
 @dataclass
 class EnsembleRun:
-    """What :func:`run_ensemble` returns: ``runs`` (name, stage, partition, groups, out_dir, wall_s, trained
+    """What :func:`run_ensemble` returns: ``runs`` (name, stage, partition, groups, out_dir, wall_s, cpu_s, trained
     (False: finished before, skipped), best_val_r), ``partitions`` by name, ``specs`` (every :class:`RunSpec`)."""
 
     out_dir: Path
@@ -137,14 +138,15 @@ class EnsembleRun:
 
 def train_member(config: dict) -> dict:
     """Ray Tune trainable (and the local runner's step): ``fit_encoder`` of ``config["train_config"]``
-    (``config["features"]``: an optional FeatureSet, local runner only); writes :data:`RUN_RECORD`."""
+    (``config["features"]``: an optional FeatureSet, local runner only); writes :data:`RUN_RECORD` (wall_s, and
+    cpu_s: this process's CPU seconds, all threads: less sensitive than wall time to other load on the machine)."""
     from ..fit import fit_encoder
 
     tc = TrainConfig.from_dict(config["train_config"])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = fit_encoder(tc, config.get("features"))
-    wall = time.perf_counter() - start
-    record = {"name": config.get("name", ""), "wall_s": wall, "global_step": result.global_step,
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    record = {"name": config.get("name", ""), "wall_s": wall, "cpu_s": cpu, "global_step": result.global_step,
               "best_val_r": result.summary.get("best_val_r"), "soup_val_r": result.summary.get("soup_val_r")}
     (Path(tc.out_dir) / RUN_RECORD).write_text(json.dumps(record, indent=1) + "\n")
     return record
@@ -287,5 +289,6 @@ def run_ensemble(train: TrainConfig, ens: EnsembleConfig, out_dir: str | Path, f
         groups = s.config.model_options.get("groups", [])
         rows.append({"name": s.name, "stage": s.stage, "partition": s.partition, "groups": list(groups),
                      "n_members": max(1, len(groups)), "out_dir": str(s.out_dir), "wall_s": rec["wall_s"],
+                     "cpu_s": rec.get("cpu_s"),
                      "trained": s.name in trained, "best_val_r": rec.get("best_val_r")})
     return EnsembleRun(out, ens, pd.DataFrame(rows), parts, stage1 + stage2)
