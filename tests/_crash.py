@@ -9,7 +9,6 @@ before that call runs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import resource
@@ -19,10 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def digests(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(skip)}
+from _mini_cache import output_digests  # this script runs from tests/ (its folder is on sys.path)
 
 
 def _hook(targets, kill_at: int | None, counter: list, names: list):
@@ -121,8 +117,8 @@ def prepare_scenario(a: dict) -> dict:
     left = {p.relative_to(a["full"]).as_posix(): p.stat().st_size for p in Path(a["full"]).rglob("*") if p.is_file()}
     after = in_child(lambda: run(a["full"]))
     return {"kills": kills, "final": final, "disk_full": full, "left_after_full": left, "after_full": after,
-            "digests": digests(Path(a["out"])), "ref_digests": digests(Path(a["ref"])),
-            "full_digests": digests(Path(a["full"]))}
+            "digests": output_digests(Path(a["out"])), "ref_digests": output_digests(Path(a["ref"])),
+            "full_digests": output_digests(Path(a["full"]))}
 
 
 def cache_scenario(a: dict) -> dict:
@@ -152,8 +148,8 @@ def cache_scenario(a: dict) -> dict:
     left = {p.name: p.stat().st_size for p in Path(a["full"]).rglob("*") if p.is_file()}
     after = in_child(lambda: run(a["full"]))
     return {"ref": ref, "kills": kills, "final": final, "disk_full": full, "left_after_full": left,
-            "after_full": after, "digests": digests(Path(a["cache"])), "ref_digests": digests(Path(a["ref"])),
-            "full_digests": digests(Path(a["full"]))}
+            "after_full": after, "digests": output_digests(Path(a["cache"])),
+            "ref_digests": output_digests(Path(a["ref"])), "full_digests": output_digests(Path(a["full"]))}
 
 
 def fit_scenario(a: dict) -> dict:

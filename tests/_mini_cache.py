@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 from filelock import FileLock
 
 from brainnet.data.mini.generate import MiniNSDConfig, MiniNSDPaths, make_mini_nsd
@@ -184,6 +185,12 @@ def tree_digest(root: Path) -> str:
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def ground_truth_arrays(tree) -> dict[str, np.ndarray]:
+    """Every array of nsd-mini's ``ground_truth.npz`` (``tree``: the :func:`mini_tree` paths)."""
+    with np.load(tree.ground_truth) as gt:
+        return {k: gt[k] for k in gt.files}
 
 
 def output_digests(root: Path) -> dict[str, str]:

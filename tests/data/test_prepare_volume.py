@@ -27,6 +27,7 @@ from brainnet.errors import DataFormatError
 from _mini_cache import (
     FSHIP_KW,
     clone_tree,
+    ground_truth_arrays,
     mini_tree,
     output_digests,
     prepared_tiny,
@@ -45,8 +46,7 @@ def tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def truth(tree):
-    with np.load(tree.ground_truth) as gt:
-        return {k: gt[k] for k in gt.files}
+    return ground_truth_arrays(tree)
 
 
 @pytest.fixture(scope="module")
