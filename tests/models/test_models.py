@@ -73,7 +73,7 @@ def test_posenc_layout_and_shapes():
     with pytest.raises(ValueError):
         normalize_sphere_coords(coords[:, :2], hemi)
     with pytest.raises(ValueError):
-        normalize_sphere_coords(coords, hemi + 1)
+        normalize_sphere_coords(coords, hemi + 2)  # 0 lh, 1 rh, 2 voxels: 3 is no unit kind
 
 
 def test_selectors_start_neutral_and_regularizer():

@@ -168,7 +168,7 @@ def test_to_mesh_values_places_values_on_their_vertices(rng):
     [
         ([0, 1], [0, 1, 2], 3, "lengths differ"),
         ([0, 1, 1], [0, 1, 2], 2, "lengths differ"),
-        ([0, 2, 1], [0, 1, 2], 3, "hemi must be 0"),
+        ([0, 3, 1], [0, 1, 2], 3, "hemi must be 0"),
         ([0, -1, 1], [0, 1, 2], 3, "hemi must be 0"),
         ([0, 1, 1], [0, 1, 12], 3, "out of range"),
         ([0, 0, 1], [0, -1, 2], 3, "out of range"),
