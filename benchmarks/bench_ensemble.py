@@ -1,7 +1,7 @@
 """Ensemble members per hour: batched (one MemEnsemble run per partition) vs one run per member, and the
 frozen neck's speed-up, on nsd-mini (CPU).
 
-    python benchmarks/bench_ensemble.py --preset tiny --groups 6 --epochs 2 --threads 1
+    python benchmarks/bench_ensemble.py --preset tiny --groups 9 --epochs 2 --threads 1
 
 Every variant trains the same members (one random partition into ``--groups`` groups, subj01) through
 ``run_ensemble`` (runner "local", one shared FeatureSet) after one whole-brain model (stage 1, trained
@@ -64,7 +64,8 @@ def _step_time(run_dir: Path, features, n: int = 10) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny", help="nsd-mini preset")
-    parser.add_argument("--groups", type=int, default=6, help="members (groups of one random partition)")
+    parser.add_argument("--groups", type=int, default=9,
+                        help="members (groups of one random partition; 9 as in the seed's partitions)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--work", default="", help="work folder (default: a temporary one, removed)")

@@ -174,3 +174,24 @@ def test_killed_grid_driver_resumes_to_a_finished_grid(ray_local, tmp_path):
     calls = [float(x) for x in counter.read_text().split()]
     assert set(calls) == {1.0, 2.0, 3.0, 4.0}
     print(f"\nkilled after {started_before} trial starts; {len(calls)} trial starts in all")
+
+
+def test_ensemble_recipe_on_ray(ray_local, tmp_path_factory):
+    """The ROI-model ensemble's Ray runner: each stage is a Ray Tune grid of fit_encoder runs (workers build their
+    own features from the token cache); a rerun trains nothing."""
+    from brainnet.training.ensemble import EnsembleConfig, run_ensemble
+
+    from _mini_cache import prepared_tiny, tiny_fit_config
+
+    root = prepared_tiny(tmp_path_factory)
+    out = tmp_path_factory.mktemp("ensemble-ray")
+    train = tiny_fit_config(root, "", subjects=("subj01",), max_epochs=1, top_k=1, eval_split="val",
+                            vertices_per_step=None, image_size=32)
+    ens = EnsembleConfig.reduced(n_random=0, runner="ray", max_concurrent=2)
+    t0 = time.perf_counter()
+    run = run_ensemble(train, ens, out)
+    print(f"\nensemble on Ray: {time.perf_counter() - t0:.1f} s")
+    assert list(run.runs["name"]) == ["whole-seed0", "clusters3-all"] and run.runs["trained"].all()
+    assert run.runs["best_val_r"].notna().all()
+    again = run_ensemble(train, ens, out)
+    assert not again.runs["trained"].any()
