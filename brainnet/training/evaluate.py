@@ -189,16 +189,11 @@ class EvalResult:
     sample_target: np.ndarray | None = None
 
 
-def sample_points(pred: np.ndarray, target: np.ndarray, image: np.ndarray | None = None,
-                  n: int = SAMPLE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+def sample_points(pred: np.ndarray, target: np.ndarray, n: int = SAMPLE_POINTS) -> tuple[np.ndarray, np.ndarray]:
     """At most ``n`` evenly spaced (predicted, measured) rows: float32 arrays (N, V) each.
 
-    pred, target : (n_trials, V); image : (n_trials,) image id per trial (rows are then image means,
-    images in id order), or None (rows are trials).
+    pred, target : (n_rows, V): trials, or image means (images in id order).
     """
-    if image is not None:
-        _, pred, _ = image_means(pred, image)
-        _, target, _ = image_means(target, image)
     keep = np.unique(np.linspace(0, len(pred) - 1, min(int(n), len(pred))).round().astype(np.int64))
     return np.asarray(pred[keep], np.float32), np.asarray(target[keep], np.float32)
 
@@ -225,9 +220,12 @@ def evaluate_predictions(pred: np.ndarray, target: np.ndarray, meta: SubjectMeta
     table = pd.DataFrame({"r": r, "r2": explained_variance(r), "hemi": meta.hemi})
     if meta.nc is not None:
         table["score"], table["nc"] = noise_normalized_score(r, meta.nc), meta.nc
-    if image is not None:
+    if image is None:
+        samples = sample_points(pred, target)
+    else:
         imgs, p_img, _ = image_means(pred, image)
         _, t_img, _ = image_means(target, image)
+        samples = sample_points(p_img, t_img)
         summary["n_images"] = int(imgs.size)
         if imgs.size >= 2:
             k = min(int(n_candidates), int(imgs.size))
@@ -244,7 +242,7 @@ def evaluate_predictions(pred: np.ndarray, target: np.ndarray, meta: SubjectMeta
             table["challenge_r"], table["challenge_r2"] = ch_r, explained_variance(ch_r)
             summary.update(challenge_mean_r=float(ch_r[scored].mean()),
                            challenge_r2=float(table["challenge_r2"].to_numpy()[scored].mean()))
-    return EvalResult(meta.name, table, summary, _roi_table(table, meta), *sample_points(pred, target, image))
+    return EvalResult(meta.name, table, summary, _roi_table(table, meta), *samples)
 
 
 def _roi_table(table: pd.DataFrame, meta: SubjectMeta) -> pd.DataFrame:
