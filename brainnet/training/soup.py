@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .metrics import pearson_r
+from .run_setup import model_state
 
 
 def load_state(checkpoint: str | Path | dict) -> dict[str, torch.Tensor]:
@@ -22,9 +23,7 @@ def load_state(checkpoint: str | Path | dict) -> dict[str, torch.Tensor]:
     dict, or a dict already in memory."""
     ckpt = checkpoint if isinstance(checkpoint, dict) else torch.load(checkpoint, map_location="cpu",
                                                                         weights_only=True)
-    if "state_dict" in ckpt:
-        return {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    return dict(ckpt)
+    return model_state(ckpt) if "state_dict" in ckpt else dict(ckpt)
 
 
 def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
