@@ -16,7 +16,7 @@ import scipy.io
 from brainnet.data.prep import prepare
 from brainnet.errors import DataFormatError
 
-from _mini_cache import clone_tree, mini_tree, tree_digest
+from _mini_cache import clone_tree, tree_digest
 
 BETAS = "nsd/nsddata_betas/ppdata/subj01/fsaverage/betas_fithrf_GLMdenoise_RR"
 DESIGN = "nsd/nsddata/experiments/nsd/nsd_expdesign.mat"
@@ -263,11 +263,6 @@ CASES = {
     "truncated sphere": (_truncated_sphere, {}),
     "corrupt PNG (png image source)": (_corrupt_png, {"image_source": "png"}),
 }
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    return mini_tree(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

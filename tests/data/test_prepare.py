@@ -22,20 +22,10 @@ from brainnet.data.io import sha256_file
 from brainnet.data.prep.behaviour import CARRIED, showing_links
 from brainnet.data.prep.pipeline import WORK_DIR, is_finished, prepare
 
-from _mini_cache import PREPARE_KW, ground_truth_arrays, mini_tree, output_digests, prepared_tiny, tree_digest
+from _mini_cache import PREPARE_KW, mini_tree, output_digests, prepared_tiny, tree_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBJECTS = ("subj01", "subj02")
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    return mini_tree(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def truth(tree):
-    return ground_truth_arrays(tree)
 
 
 @pytest.fixture(scope="module")

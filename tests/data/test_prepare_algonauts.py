@@ -23,14 +23,9 @@ from brainnet.data.prep import fsaverage as fsavg
 from brainnet.data.prep.pipeline import WORK_DIR, prepare
 from brainnet.errors import DataFormatError, MissingInputError
 
-from _mini_cache import PREPARE_KW, clone_tree, mini_tree, output_digests, prepared_image_tiny, prepared_tiny
+from _mini_cache import PREPARE_KW, clone_tree, output_digests, prepared_image_tiny, prepared_tiny
 
 SUBJECTS = ("subj01", "subj02")
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    return mini_tree(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,6 @@ from brainnet.errors import DataFormatError
 from _mini_cache import (
     FSHIP_KW,
     clone_tree,
-    ground_truth_arrays,
-    mini_tree,
     output_digests,
     prepared_tiny,
     prepared_tiny_fship,
@@ -37,16 +35,6 @@ from _mini_cache import (
 ROOT = Path(__file__).resolve().parents[2]
 B2 = "betas_fithrf"
 B3 = "betas_fithrf_GLMdenoise_RR"
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    return mini_tree(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def truth(tree):
-    return ground_truth_arrays(tree)
 
 
 @pytest.fixture(scope="module")
