@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
+from brainnet.errors import DEBUG_ENV
+
 #: Exit status of a failure reported in one line (argparse's own usage errors use it too).
 EXIT_ERROR = 2
-DEBUG_ENV = "BRAINNET_DEBUG"
 
 
 def _parse_subjects(text: str | None) -> list[int] | None:
@@ -169,10 +169,10 @@ def _one_line(err: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from brainnet.errors import BrainnetError
+    from brainnet.errors import BrainnetError, debug_requested
 
     args = build_parser().parse_args(argv)
-    debug = args.debug or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+    debug = args.debug or debug_requested()
     # the library logs under "brainnet" (NullHandler); the command line shows its INFO messages
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if debug:

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
+#: Environment variable that asks for full tracebacks (command line and notebooks).
+DEBUG_ENV = "BRAINNET_DEBUG"
+
+
+def debug_requested() -> bool:
+    """True when ``$BRAINNET_DEBUG`` is set to anything but empty or ``0``."""
+    return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
 
 class BrainnetError(Exception):
     """Base class of brainnet's own errors."""

@@ -136,13 +136,14 @@ def show_errors_briefly() -> None:
     except ImportError:
         return
     shell = get_ipython()
-    if shell is None or getattr(shell, "kernel", None) is None or os.environ.get("BRAINNET_DEBUG", "") not in ("", "0"):
+    from brainnet.errors import DEBUG_ENV, BrainnetError, debug_requested
+
+    if shell is None or getattr(shell, "kernel", None) is None or debug_requested():
         return
-    from brainnet.errors import BrainnetError
 
     def brief(shell, etype, value, tb, tb_offset=None):
         # IPython records the error (the cell fails) and leaves showing it to this handler
-        stb = [f"{etype.__name__}: {value}", "(%tb shows the traceback; BRAINNET_DEBUG=1 keeps it)"]
+        stb = [f"{etype.__name__}: {value}", f"(%tb shows the traceback; {DEBUG_ENV}=1 keeps it)"]
         shell._showtraceback(etype, value, stb)
         return stb
 
