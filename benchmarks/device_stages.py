@@ -217,10 +217,25 @@ def cache_fill(plan, model_name: str, n_ref: int, n_cache: int) -> dict:
         return time.perf_counter() - t0
 
     new_s, workers = _with_worker_fallback(fill, plan.workers, res)
+    res["loader_img_per_s"] = round(n_cache / loader_seconds(images[:n_cache], bb.input_size, workers), 1)
     ref_ips, new_ips = n_ref / ref_s, n_cache / new_s
     return {"input_px": bb.input_size, "layers": len(bb.layer_names), "reference_images": n_ref,
             "reference_img_per_s": round(ref_ips, 1), "cache_images": n_cache, "cache_img_per_s": round(new_ips, 1),
             "ratio": round(new_ips / ref_ips, 2), "goal_ratio": 10, "cache_workers": workers, **res}
+
+
+def loader_seconds(images: np.ndarray, size: int, workers: int, batch_size: int = 64) -> float:
+    """Seconds to decode and resize ``images`` through the fill's DataLoader alone (no forward): the
+    most images/s a fill with these workers can reach."""
+    from brainnet.cache.fill import _ResizedImages, _worker_init
+
+    loader = torch.utils.data.DataLoader(_ResizedImages(images, range(len(images)), size), batch_size=batch_size,
+                                         num_workers=workers, worker_init_fn=_worker_init if workers else None,
+                                         pin_memory=torch.cuda.is_available())
+    t0 = time.perf_counter()
+    for _ in loader:
+        pass
+    return time.perf_counter() - t0
 
 
 def _with_worker_fallback(fn, workers: int, res: dict):

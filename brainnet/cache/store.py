@@ -263,11 +263,20 @@ class TokenStore:
         self._map_files(mode="r+")
         self._write_header()
 
+    def _row_tensors(self, local: dict, glob: dict) -> dict[tuple[str, str], torch.Tensor]:
+        """What a batch stores, as fp16 on the batch's device: {("local", layer): [B, C, k, k] pooled,
+        ("global", layer): [B, C]}."""
+        out = {("local", n): pool_map(local[n], self.pool).to(torch.float16) for n in self.local_shapes}
+        out.update({("global", n): glob[n].to(torch.float16) for n in self.global_shapes})
+        return out
+
+    def _store_rows(self, rows: slice, tensors: dict[tuple[str, str], torch.Tensor]) -> None:
+        """Write :meth:`_row_tensors` output into ``rows`` of the arrays."""
+        for (kind, name), t in tensors.items():
+            self._put((self._local if kind == "local" else self._global)[name], rows, t)
+
     def _write_rows(self, rows: slice, local: dict, glob: dict) -> None:
-        for name in self.local_shapes:
-            self._put(self._local[name], rows, pool_map(local[name], self.pool))
-        for name in self.global_shapes:
-            self._put(self._global[name], rows, glob[name])
+        self._store_rows(rows, self._row_tensors(local, glob))
 
     def _put(self, dest, rows: slice, t: torch.Tensor) -> None:
         t = t.to(dtype=torch.float16)

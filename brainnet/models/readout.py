@@ -45,6 +45,9 @@ def check_vertex_idx(vertex_idx, n_vertices: int, device=None) -> torch.Tensor:
     vertex_idx : array-like of shape (n,) or None
         None means all vertices ``0 .. n_vertices - 1``.
     n_vertices : int
+
+    Out-of-range indices raise ValueError on the CPU; on a GPU the range is asserted on the device
+    (``torch._assert_async``: the error surfaces at the next synchronisation as a device-side assert).
     """
     if vertex_idx is None:
         return torch.arange(n_vertices, device=device)
@@ -53,8 +56,13 @@ def check_vertex_idx(vertex_idx, n_vertices: int, device=None) -> torch.Tensor:
         raise ValueError(f"vertex_idx must be a 1-D integer array, got shape {tuple(idx.shape)} "
                          f"dtype {idx.dtype}")
     idx = idx.long()
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n_vertices):
-        raise ValueError(f"vertex_idx out of range [0, {n_vertices})")
+    if not idx.numel():
+        return idx
+    if idx.device.type == "cpu":
+        if int(idx.min()) < 0 or int(idx.max()) >= n_vertices:
+            raise ValueError(f"vertex_idx out of range [0, {n_vertices})")
+    else:  # checked on the device, without waiting for it (no host synchronisation in a training step)
+        torch._assert_async(((idx >= 0) & (idx < n_vertices)).all(), f"vertex_idx out of range [0, {n_vertices})")
     return idx
 
 
