@@ -183,7 +183,8 @@ def algonauts_step(args, top: int = 5) -> dict:
     if args.profile:
         from torch.profiler import ProfilerActivity, profile, schedule
 
-        with profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=1, active=1)) as prof:
+        with profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=1, active=1),
+                     acc_events=True) as prof:
             timed_steps(model, batches, 1, device, on_step=prof.step)
         table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
         print(f"one profiled step, top {top} ops by self CPU time:\n{table}")
