@@ -162,6 +162,10 @@ def algonauts_step(args, top: int = 5) -> dict:
     """Steps/s of the MemModel step at the algonauts scale (``--steps`` timed steps after a warm-up;
     batch ``--batch-size`` (default 32)), optionally the top ops of one profiled step (the second of two:
     the first creates the optimiser state)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also when run as benchmarks/bench_train.py
     from benchmarks.device_check import Plan
     from benchmarks.device_stages import step_setup, timed_steps
 
