@@ -9,6 +9,13 @@ vectors are looked up in both (computing them in the loop would cost 32 more for
     python -m benchmarks.bench_train                        # ViT-B/16 (random weights), CPU
     python -m benchmarks.bench_train --steps 20 --batch-size 16 --threads 2
     python -m benchmarks.bench_train --adapted              # + LoRA / AdaLN-zero in the loop
+    python -m benchmarks.bench_train --scale algonauts --steps 5 --profile
+
+``--scale algonauts`` times the training step alone at nsd-mini's algonauts scale instead: MemModel
+at the seed's width (192) on 40,448 vertices, all of them every step, synthetic cached-token batches
+of 32 with EncodingDataset's keys, shapes and dtypes (the GPU check's ``train_step`` stage,
+``benchmarks/device_stages.py``, on this machine's device). It prints steps/s and the peak RSS;
+``--profile`` adds the top ops by self CPU time of one profiled step (torch.profiler).
 
 ``--adapted`` adds a third path: the backbone in the loop with LoRA (rank 4) and AdaLN-zero
 (:class:`brainnet.models.BackboneInLoop`), backpropagating through the backbone into the adapters.
@@ -20,6 +27,7 @@ many epochs over the images the cache has paid for itself.
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import numpy as np
@@ -45,15 +53,21 @@ def main(argv=None) -> dict:
     ap.add_argument("--layers", default="2,5,8,11")
     ap.add_argument("--n-images", type=int, default=64)
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=None, help="default 16 (--scale algonauts: 32)")
     ap.add_argument("--vertices", type=int, default=2000)
     ap.add_argument("--vertices-per-step", type=int, default=512)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--adapted", action="store_true", help="also time LoRA + AdaLN-zero training in the loop")
+    ap.add_argument("--scale", choices=("small", "algonauts"), default="small",
+                    help="algonauts: the bare MemModel step at 40,448 vertices (see above)")
+    ap.add_argument("--profile", action="store_true", help="--scale algonauts: profile one step, print the top ops")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.scale == "algonauts":
+        return algonauts_step(args)
+    args.batch_size = args.batch_size or 16
     device = torch.device(args.device)
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
@@ -142,6 +156,44 @@ def main(argv=None) -> dict:
     print(f"one-off cache fill: {fill_per_image * 1000:.1f} ms/image; pays for itself after "
           f"{fill_per_image / max(1e-12, 1 / uncached - 1 / cached):.2f} epochs over the images")
     return {"cached": cached, "uncached": uncached, "ratio": ratio, "adapted": adapted, "device": name}
+
+
+def algonauts_step(args, top: int = 5) -> dict:
+    """Steps/s of the MemModel step at the algonauts scale (``--steps`` timed steps after a warm-up;
+    batch ``--batch-size`` (default 32)), optionally the top ops of one profiled step (the second of two:
+    the first creates the optimiser state)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also when run as benchmarks/bench_train.py
+    from benchmarks.device_check import Plan
+    from benchmarks.device_stages import step_setup, timed_steps
+
+    batch = args.batch_size or 32
+    plan = Plan(device=args.device, stages=(), batch_size=batch, steps=args.steps, precisions=("fp32",))
+    device = torch.device(plan.device)
+    cfg, coords, hemi, batches = step_setup(plan)
+    torch.manual_seed(0)
+    model = MemModel(cfg, coords, hemi).to(device).train()
+    dt, losses = timed_steps(model, batches, plan.steps, device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    res = {"steps_per_s": plan.steps / dt, "s_per_step": dt / plan.steps, "loss_last": float(losses[-1]),
+           "peak_rss_gb": rss_gb, "device": name}
+    print(f"MemModel width {cfg.width}, {plan.vertices} vertices (all each step), batch {batch}, "
+          f"{plan.steps} timed steps on {name}")
+    print(f"{res['steps_per_s']:.3f} steps/s ({res['s_per_step']:.3f} s/step, {batch / res['s_per_step']:.1f} "
+          f"samples/s); last loss {res['loss_last']:.5f}; peak RSS {rss_gb:.2f} GB")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile, schedule
+
+        with profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=1, active=1),
+                     acc_events=True) as prof:
+            timed_steps(model, batches, 1, device, on_step=prof.step)
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
+        print(f"one profiled step, top {top} ops by self CPU time:\n{table}")
+        res["profile"] = table
+    return res
 
 
 if __name__ == "__main__":

@@ -138,49 +138,69 @@ def _sphere(n: int, rng: np.random.Generator) -> np.ndarray:
     return (100 * x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def train_step(plan) -> dict:
-    """MemModel (width 192 unless the plan says otherwise) on ``plan.vertices`` vertices, all of
-    them every step: samples/s of forward + loss + backward + AdamW, batches moved from pinned
-    host memory each step (as Lightning moves them), first step excluded."""
-    from brainnet.models import MemConfig, MemModel
-    from brainnet.training.optim import encoding_loss
+def step_setup(plan) -> tuple:
+    """What :func:`train_step` trains on: (MemConfig, coords, hemi, 4 synthetic batches) for
+    ``plan.vertices`` vertices of one subject (width 192 unless ``plan.model`` says otherwise)."""
+    from brainnet.models import MemConfig
 
-    device = torch.device(plan.device)
     rng = np.random.default_rng(0)
     names = tuple(str(i) for i in range(len(plan.channels)))
     cfg = MemConfig(in_channels=plan.channels, layer_names=names, memory_dim=plan.memory_dim, **plan.model)
     coords = {"subj01": _sphere(plan.vertices, rng)}
     hemi = {"subj01": (np.arange(plan.vertices) % 2).astype(np.int64)}
-    batches = [random_batch(plan, rng, cfg.n_memory_frames, pin=device.type == "cuda") for _ in range(4)]
+    pin = torch.device(plan.device).type == "cuda"
+    batches = [random_batch(plan, rng, cfg.n_memory_frames, pin=pin) for _ in range(4)]
+    return cfg, coords, hemi, batches
+
+
+def timed_steps(model, batches, steps: int, device, precision: str = "fp32", on_step=None) -> tuple[float, list]:
+    """``steps`` training steps (forward + loss + backward + AdamW) after one untimed warm-up step,
+    batches moved from host memory each step (as Lightning moves them). ``on_step()`` (e.g. a
+    profiler's ``step``) is called after every step. Returns (seconds of the timed steps, losses)."""
+    from brainnet.training.optim import encoding_loss
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    t0 = 0.0
+    for k in range(steps + 1):
+        if k == 1:
+            _sync(device)
+            t0 = time.perf_counter()
+        batch = _to(batches[k % len(batches)], device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            pred = model(batch)
+        loss = encoding_loss(pred, batch["fmri"], "smooth_l1", 0.01)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+        if on_step is not None:
+            on_step()
+    _sync(device)
+    return time.perf_counter() - t0, losses
+
+
+def train_step(plan) -> dict:
+    """MemModel (width 192 unless the plan says otherwise) on ``plan.vertices`` vertices, all of
+    them every step: samples/s of forward + loss + backward + AdamW, batches moved from pinned
+    host memory each step (as Lightning moves them), first step excluded."""
+    from brainnet.models import MemModel
+
+    device = torch.device(plan.device)
+    cfg, coords, hemi, batches = step_setup(plan)
     res = {"vertices": plan.vertices, "width": cfg.width, "batch": plan.batch_size, "timed_steps": plan.steps}
     for precision in plan.precisions:
         torch.manual_seed(0)
         model = MemModel(cfg, coords, hemi).to(device).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        losses = []
-        t0 = 0.0
-        for k in range(plan.steps + 1):
-            if k == 1:
-                _sync(device)
-                t0 = time.perf_counter()
-            batch = _to(batches[k % len(batches)], device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                pred = model(batch)
-            loss = encoding_loss(pred, batch["fmri"], "smooth_l1", 0.01)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.detach())
-        _sync(device)
-        dt = time.perf_counter() - t0
+        dt, losses = timed_steps(model, batches, plan.steps, device, precision)
         res[f"{precision}_samples_per_s"] = round(plan.batch_size * plan.steps / dt, 1)
         res[f"{precision}_ms_per_step"] = round(1000 * dt / plan.steps, 1)
         res[f"{precision}_loss_first_last"] = [round(float(losses[0]), 4), round(float(losses[-1]), 4)]
         if device.type == "cuda":
             res[f"{precision}_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        del model, opt
+        del model
     return res
 
 

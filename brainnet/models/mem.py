@@ -60,7 +60,7 @@ from .posenc import SphereEncoder, VertexEncodings
 from .readout import SubjectReadouts, check_vertex_idx, map_vertex_chunks, subject_key
 from .registry import register_model
 from .selectors import LayerSelector, RetinaMapper, SelectorMaps, selector_regularizer
-from .tokens import as_layer_list, resize_map, sample_mixed_maps
+from .tokens import as_layer_list, mixed_map_groups, resize_map, sample_mixed_maps_vertex_major
 
 __all__ = ["ABLATIONS", "ANSWER_COLUMNS", "MEMORY_COLUMNS", "TIME_COLUMNS", "MemConfig", "MemModel",
            "ablation_config", "behaviour_mask", "gather_memory", "vertex_features"]
@@ -99,11 +99,23 @@ def gather_memory(vectors: torch.Tensor, memory_index, n_frames: int = 32
 
 def vertex_features(maps: torch.Tensor, glob: torch.Tensor, xy: torch.Tensor, layer_weights: torch.Tensor,
                     align_corners: bool = False) -> torch.Tensor:
-    """Per-vertex current-image features (B, n, width): the layer maps (B, L * width, g, g) sampled at
-    the vertices' retina positions xy (n, 2), mixed by their layer weights (n, L), plus the globals
-    (B, L, width) mixed by the same weights."""
-    feat = sample_mixed_maps(maps, xy, layer_weights, align_corners)
-    return feat + torch.einsum("bld,nl->bnd", glob, layer_weights.to(glob.dtype))
+    """Per-vertex current-image features, vertex-major (n, B, width): the layer maps (B, L * width, g, g)
+    sampled at the vertices' retina positions xy (n, 2), mixed by their layer weights (n, L), plus the
+    globals (B, L, width) mixed by the same weights (read by ``VertexReadout(..., vertex_major=True)``)."""
+    return sample_mixed_maps_vertex_major(maps, xy, layer_weights, glob.to(maps.dtype), align_corners)
+
+
+def grouped_readout(maps: torch.Tensor, glob: torch.Tensor, xy: torch.Tensor, layer_weights: torch.Tensor,
+                    idx: torch.Tensor, readout, shared: torch.Tensor | None, chunk_size: int | None,
+                    align_corners: bool = False) -> torch.Tensor:
+    """``readout(vertex_features(...), idx, shared)`` (B, n) for the vertices idx (n,) at xy (n, 2) with
+    layer weights (n, L), over groups of vertices that read the same cells
+    (:func:`~brainnet.models.tokens.mixed_map_groups`, at most ``chunk_size`` vertices each), the
+    readout contracting each group's few rows first (:meth:`~brainnet.models.readout.VertexReadout.mixed`)."""
+    order, rows, mix = mixed_map_groups(maps, xy, layer_weights, glob.to(maps.dtype), chunk_size, align_corners)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    return readout.mixed(rows, mix, idx[order], shared=shared)[:, inverse]
 
 
 def _mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
@@ -295,11 +307,15 @@ class MemModel(SelectorMaps, nn.Module):
         idx = check_vertex_idx(vertex_idx, pe_all.shape[0], device=pe_all.device)
 
         retina, layer_selector = self.subject_selectors(subject)
+        if maps.device.type == "cpu":  # same numbers, several times fewer operations (host reads: CPU only)
+            pe = pe_all[idx]
+            return grouped_readout(maps, glob, retina(pe), layer_selector(pe), idx, readout, shared,
+                                   c.chunk_size, c.align_corners)
 
         def predict(ix: torch.Tensor) -> torch.Tensor:
             pe = pe_all[ix]
             feat = vertex_features(maps, glob, retina(pe), layer_selector(pe), c.align_corners)
-            return readout(feat, ix, shared=shared)
+            return readout(feat, ix, shared=shared, vertex_major=True)
 
         return map_vertex_chunks(predict, idx, c.chunk_size)
 

@@ -244,7 +244,7 @@ class MemEnsemble(SelectorMaps, nn.Module):
                 with torch.set_grad_enabled(torch.is_grad_enabled() and not c.neck):
                     xy, weights = retina(pe), layers(pe)
                 feat = vertex_features(maps[m], glob[m], xy, weights, c.align_corners)
-                return readout(feat, slot[w], shared=sh)
+                return readout(feat, slot[w], shared=sh, vertex_major=True)
 
             out = out.index_copy(1, where, map_vertex_chunks(predict, where, c.chunk_size))
         return out

@@ -230,14 +230,12 @@ class EncodingDataset(Dataset):
         self.data: dict[str, SubjectTrials] = {}
         sub_idx, rows = [], []
         for k, s in enumerate(self.subjects):
-            st = loaded.get(s) or SubjectTrials.load(self.prepared, s)
-            self.data[s] = st
+            self.data[s] = st = loaded.get(s) or SubjectTrials.load(self.prepared, s)
             keep = np.isin(st.split, codes)
             if trial_filter is not None and s in trial_filter:
                 keep &= np.asarray(trial_filter[s], bool)
-            r = np.flatnonzero(keep)
-            rows.append(r)
-            sub_idx.append(np.full(r.size, k, np.int64))
+            rows.append(np.flatnonzero(keep))
+            sub_idx.append(np.full(rows[-1].size, k, np.int64))
         self.subject_index = np.concatenate(sub_idx)
         self.trials = np.concatenate(rows)
         self.teacher = None
@@ -246,12 +244,12 @@ class EncodingDataset(Dataset):
             for s in self.subjects:
                 if s not in teacher:
                     raise ValueError(f"teacher predictions lack subject {s}")
-                arr = np.asarray(teacher[s])
-                st = self.data[s]
+                arr, st = np.asarray(teacher[s]), self.data[s]
                 if arr.shape != (st.image.size, st.n_vertices):
                     raise ValueError(f"teacher[{s}] must be (n_trials, V) = {(st.image.size, st.n_vertices)}, "
                                      f"got {arr.shape}")
                 self.teacher[s] = arr
+        self._memory = torch.cat([features.memory, features.memory.new_zeros(1, features.memory_dim)]).float()
         max_image = max(int(st.image.max(initial=-1)) for st in self.data.values())
         if max_image >= features.n_images:
             raise ValueError(f"features hold {features.n_images} images but trials use image row {max_image}")
@@ -282,8 +280,7 @@ class EncodingDataset(Dataset):
         f = self.n_frames
         mem_rows = st.memory_index[rows, 1:f + 1]
         valid = mem_rows >= 0
-        memory = self.features.memory[torch.from_numpy(np.maximum(mem_rows, 0))]
-        memory *= torch.from_numpy(valid)[..., None]
+        memory = self._memory[torch.from_numpy(np.where(valid, mem_rows, -1))]  # blank slots: the zero last row
         trial_rows = st.trial_memory[rows, 1:f + 1]
         tvalid = trial_rows >= 0
         mem_beh = st.behaviour[np.maximum(trial_rows, 0)] * tvalid[..., None]
@@ -382,11 +379,14 @@ def _identity(batch):
 
 
 def make_loader(dataset: EncodingDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-                seed: int = 0, rank: int = 0, world_size: int = 1, num_workers: int = 0, even: bool = True):
-    """DataLoader of one-subject batches (see :class:`SubjectBatchSampler`)."""
+                seed: int = 0, rank: int = 0, world_size: int = 1, num_workers: int = 0, even: bool = True,
+                pin_memory: bool = False):
+    """DataLoader of one-subject batches (see :class:`SubjectBatchSampler`), assembled by ``num_workers``
+    processes (kept across epochs), in page-locked memory with ``pin_memory`` (asynchronous copies to a GPU)."""
     sampler = SubjectBatchSampler(dataset.groups(), batch_size, shuffle, drop_last, seed, rank, world_size, even)
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=_identity,
-                                       num_workers=num_workers)
+                                       num_workers=num_workers, pin_memory=pin_memory,
+                                       persistent_workers=num_workers > 0)
 
 
 def subject_vertices(root: str | Path | PreparedDataset, subjects: Sequence) -> tuple[dict, dict]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +50,11 @@ from .soup import soup_checkpoints, soup_members_checkpoints
 class EncodingData(pl.LightningDataModule):
     """Train / val loaders; the train sampler is sharded by the Trainer's rank for DDP."""
 
-    def __init__(self, train: EncodingDataset, val: EncodingDataset, batch_size: int, seed: int):
+    def __init__(self, train: EncodingDataset, val: EncodingDataset, batch_size: int, seed: int, gpu: bool = False):
         super().__init__()
         self.train, self.val, self.batch_size, self.seed = train, val, batch_size, seed
+        # for a GPU: batches assembled by worker processes, in pinned memory (the CPU run keeps its cores)
+        self.loader = dict(num_workers=min(4, (os.cpu_count() or 1) // 2), pin_memory=True) if gpu else {}
 
     def _shard(self) -> tuple[int, int]:
         t = self.trainer
@@ -60,7 +63,7 @@ class EncodingData(pl.LightningDataModule):
     def train_dataloader(self):
         rank, world = self._shard()
         return make_loader(self.train, self.batch_size, shuffle=True, drop_last=len(self.train) > self.batch_size,
-                           seed=self.seed, rank=rank, world_size=world)
+                           seed=self.seed, rank=rank, world_size=world, **self.loader)
 
     def val_dataloader(self):
         # each rank scores its own batches, none padded or repeated (even=False); the module merges the
@@ -70,7 +73,7 @@ class EncodingData(pl.LightningDataModule):
         size = max(self.batch_size, 64)
         while size > 1 and len(make_loader(self.val, size)) < world:
             size //= 2
-        return make_loader(self.val, size, shuffle=False, rank=rank, world_size=world, even=False)
+        return make_loader(self.val, size, shuffle=False, rank=rank, world_size=world, even=False, **self.loader)
 
 
 @dataclass
@@ -150,11 +153,14 @@ def _strategy(config: TrainConfig) -> str:
     return config.strategy
 
 
+def _uses_cuda(accelerator: str) -> bool:
+    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+
+
 def _precision(config: TrainConfig, accelerator: str) -> str:
     if config.precision != "auto":
         return config.precision
-    use_cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
-    if use_cuda:
+    if _uses_cuda(accelerator):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
 
@@ -282,6 +288,7 @@ def _fit_encoder(config: TrainConfig, features: FeatureSet | None) -> FitResult:
         # checked after each validation only (a run cut by max_steps mid-epoch ends without one)
         callbacks.append(pl.callbacks.EarlyStopping(monitor="val_r", mode="max", patience=config.patience,
                                                     check_on_train_epoch_end=False))
+    gpu = _uses_cuda(config.accelerator) and config.devices != 0
     trainer = pl.Trainer(
         accelerator=config.accelerator, devices=config.devices, strategy=_strategy(config),
         precision=_precision(config, config.accelerator), max_epochs=config.max_epochs, max_steps=config.max_steps,
@@ -296,13 +303,13 @@ def _fit_encoder(config: TrainConfig, features: FeatureSet | None) -> FitResult:
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
         # val_r is reduced across processes by the module itself (see EncoderModule)
         warnings.filterwarnings("ignore", message=r".*self\.log\('val_r', \.\.\., sync_dist=True\)")
-        trainer.fit(module, datamodule=EncodingData(train, val, config.batch_size, config.seed), ckpt_path=ckpt_path,
-                    weights_only=True)
+        trainer.fit(module, datamodule=EncodingData(train, val, config.batch_size, config.seed, gpu),
+                    ckpt_path=ckpt_path, weights_only=True)
 
     best = checkpoint.best_model_path or (str(last) if last.is_file() else "")
     if best:
         model.load_state_dict(model_state(torch.load(best, map_location="cpu", weights_only=True)))
-    model = model.cpu().eval()
+    model = model.to("cuda" if gpu else "cpu").eval()  # scored on the training device, returned on the CPU
     kept = pd.DataFrame([{"path": p, "val_r": float(v)} for p, v in checkpoint.best_k_models.items()])
     if len(kept):
         kept = kept.sort_values("val_r", ascending=False, ignore_index=True)
@@ -326,6 +333,7 @@ def _fit_encoder(config: TrainConfig, features: FeatureSet | None) -> FitResult:
         result.summary = summarize_fit(result) | {"backbone_weights": features.weights}  # which weights made the tokens
         save_json(out / "metrics.json", result.summary)
         save_text(out / "history.json", history.to_json(orient="records", indent=1))
+    result.model = model.cpu()
     return result
 
 
