@@ -1,0 +1,95 @@
+"""Bounded-memory building blocks of the nsd-mini generator.
+
+A subject's accumulators ([images x vertices] sums over its sessions, the visual drive of every
+pool image at every signal vertex) are far larger than one session. :class:`RowStore` keeps such
+an array in a scratch file and maps it only for the rows or columns one step touches, so the
+generator's resident memory follows a session, not a subject. :func:`column_blocks` cuts the
+vertex axis into pieces of bounded size for the steps that work on all rows at once.
+
+Every operation reads and writes the same float values, in the same order, as the in-memory
+arrays they replace: the generated files keep their bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+#: Size of the arrays one block step creates (bytes): the unit of the generator's working memory.
+BLOCK_BYTES = 32 << 20
+
+
+def column_blocks(n_cols: int, n_rows: int, itemsize: int = 4, block_bytes: int = BLOCK_BYTES) -> Iterator[slice]:
+    """Consecutive column slices covering ``range(n_cols)``, each about ``block_bytes`` for ``n_rows`` rows."""
+    step = max(1, block_bytes // max(1, n_rows * itemsize))
+    for start in range(0, n_cols, step):
+        yield slice(start, min(n_cols, start + step))
+
+
+class RowStore:
+    """A zero-initialised array (n_rows, n_cols) of ``dtype``, in memory or in a scratch file.
+
+    With ``path`` the values live in a raw file (C order) that is mapped only while one call
+    reads or writes it, so only the touched rows count towards the process's memory.
+
+    Args:
+        shape: (n_rows, n_cols).
+        dtype: element type.
+        path: scratch file (created, truncated; removed by :meth:`close`), or None to keep the
+            array in memory.
+    """
+
+    def __init__(self, shape: tuple[int, int], dtype, path: Path | None = None):
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.dtype = np.dtype(dtype)
+        self.path = None if path is None or 0 in self.shape else Path(path)
+        self._mem = np.zeros(self.shape, self.dtype) if self.path is None else None
+        if self.path is not None:
+            with open(self.path, "wb") as fh:  # a sparse file of zeros
+                fh.truncate(self.shape[0] * self.shape[1] * self.dtype.itemsize)
+
+    def _view(self, write: bool) -> np.ndarray:
+        if self._mem is not None:
+            return self._mem
+        return np.memmap(self.path, dtype=self.dtype, mode="r+" if write else "r", shape=self.shape)
+
+    def read(self, rows, cols: slice = slice(None)) -> np.ndarray:
+        """A copy of ``store[rows, cols]`` (rows: int array or slice)."""
+        view = self._view(False)
+        out = np.array(view[rows, cols])
+        del view
+        return out
+
+    def add(self, rows: np.ndarray, cols: slice, values: np.ndarray) -> None:
+        """``store[rows, cols] += values`` (rows: distinct ints), elementwise in ``dtype``."""
+        view = self._view(True)
+        block = np.array(view[rows, cols])
+        block += values
+        view[rows, cols] = block
+        del view
+
+    def write_rows(self, rows: slice, values: np.ndarray) -> None:
+        """``store[rows] = values``."""
+        view = self._view(True)
+        view[rows] = values
+        del view
+
+    def write_cols(self, cols: slice, values: np.ndarray) -> None:
+        """``store[:, cols] = values``."""
+        view = self._view(True)
+        view[:, cols] = values
+        del view
+
+    def row_blocks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[np.ndarray]:
+        """The rows in order, as copies of consecutive blocks of about ``block_bytes``."""
+        step = max(1, block_bytes // max(1, self.shape[1] * self.dtype.itemsize))
+        for start in range(0, self.shape[0], step):
+            yield self.read(slice(start, min(self.shape[0], start + step)))
+
+    def close(self) -> None:
+        """Drop the values (removes the scratch file)."""
+        self._mem = None
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
