@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import sparse
 
 from .cortex import Cortex
-from .scratch import RowStore, column_blocks
+from .scratch import RowStore, index_blocks
 from .truth import KIND_ANSWER, KIND_MEMORY, KIND_VISUAL
 
 N_MEMORY_LAGS = 32
@@ -174,25 +174,31 @@ def session_betas(
     n_trials = z_vis_trials.shape[0]
     b = rng.standard_normal((n_vertices, n_trials), dtype=np.float32)
     b *= np.float32(noise_level)
-    sv = signal_vertices
-    sigpart = (z_vis_trials * sig["sigma_image"][sv][None, :]).T
-    sigpart += np.outer(sig["sigma_memory"][sv], memory).astype(np.float32)
-    sigpart += np.outer(sig["sigma_answer"][sv], answer).astype(np.float32)
-    b[sv] += sigpart
+    for cols in index_blocks(len(signal_vertices), n_trials, itemsize=8):  # bounded temporaries, same values
+        sv = signal_vertices[cols]
+        sigpart = (z_vis_trials[:, cols] * sig["sigma_image"][sv][None, :]).T
+        sigpart += np.outer(sig["sigma_memory"][sv], memory).astype(np.float32)
+        sigpart += np.outer(sig["sigma_answer"][sv], answer).astype(np.float32)
+        b[sv] += sigpart
     offset = rng.normal(0.0, OFFSET_SD, size=n_vertices).astype(np.float32)
     drift = rng.normal(0.0, DRIFT_SD, size=n_vertices).astype(np.float32)
     ramp = np.linspace(-1.0, 1.0, n_trials, dtype=np.float32)
-    b += offset[:, None] + drift[:, None] * ramp[None, :]
+    for rows in index_blocks(n_vertices, n_trials):
+        b[rows] += offset[rows, None] + drift[rows, None] * ramp[None, :]
     b *= gain[:, None]
     b += np.float32(0.3)
     return b
 
 
 def zscore_session(b: np.ndarray) -> np.ndarray:
-    """z-score each row (vertex) over the session's trials, ddof 0. b: (n_vertices, n_trials)."""
-    mu = b.mean(axis=1, keepdims=True)
-    sd = b.std(axis=1, keepdims=True)
-    return ((b - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+    """z-score each row (vertex) over the session's trials, ddof 0. b: (n_vertices, n_trials) -> float32, same shape."""
+    z = np.empty(b.shape, dtype=np.float32)
+    for rows in index_blocks(b.shape[0], b.shape[1]):  # row by row the same values, bounded temporaries
+        x = b[rows]
+        mu = x.mean(axis=1, keepdims=True)
+        sd = x.std(axis=1, keepdims=True)
+        z[rows] = (x - mu) / np.where(sd > 0, sd, 1.0)
+    return z
 
 
 def ncsnr_from_repeats(sum_sq: np.ndarray, sum_x2: np.ndarray, n_images: int) -> np.ndarray:
@@ -244,7 +250,7 @@ class RepeatSums:
         if not m.any():
             return
         rows, S = _image_rows(rep3_row[m], np.float32)
-        for cols in column_blocks(z.shape[0], z.shape[1], itemsize=8):
+        for cols in index_blocks(z.shape[0], z.shape[1], itemsize=8):
             zc = z[cols][:, m]
             self.sum_x.add(rows, cols, np.asarray(S @ zc.T))
             self.sum_x2[cols] += (zc.astype(np.float64) ** 2).sum(axis=1)
@@ -277,7 +283,7 @@ class ImageMeans:
     def add(self, z: np.ndarray, image_row: np.ndarray) -> None:
         """Add one training session: z float32 [n_units, T], image_row int [T] (row of each trial's image)."""
         rows, S = _image_rows(image_row, np.float64)
-        for cols in column_blocks(z.shape[0], z.shape[1], itemsize=8):
+        for cols in index_blocks(z.shape[0], z.shape[1], itemsize=8):
             self.sums.add(rows, cols, np.asarray(S @ z[cols].T.astype(np.float64)))
         self.counts += np.bincount(image_row, minlength=len(self.counts))
 

@@ -3,8 +3,8 @@
 A subject's accumulators ([images x vertices] sums over its sessions, the visual drive of every
 pool image at every signal vertex) are far larger than one session. :class:`RowStore` keeps such
 an array in a scratch file and maps it only for the rows or columns one step touches, so the
-generator's resident memory follows a session, not a subject. :func:`column_blocks` cuts the
-vertex axis into pieces of bounded size for the steps that work on all rows at once.
+generator's resident memory follows a session, not a subject. :func:`index_blocks` cuts an axis
+(vertices, mostly) into pieces of bounded size for the steps that work on a whole session.
 
 Every operation reads and writes the same float values, in the same order, as the in-memory
 arrays they replace: the generated files keep their bytes.
@@ -21,11 +21,12 @@ import numpy as np
 BLOCK_BYTES = 32 << 20
 
 
-def column_blocks(n_cols: int, n_rows: int, itemsize: int = 4, block_bytes: int = BLOCK_BYTES) -> Iterator[slice]:
-    """Consecutive column slices covering ``range(n_cols)``, each about ``block_bytes`` for ``n_rows`` rows."""
-    step = max(1, block_bytes // max(1, n_rows * itemsize))
-    for start in range(0, n_cols, step):
-        yield slice(start, min(n_cols, start + step))
+def index_blocks(n: int, width: int, itemsize: int = 4, block_bytes: int = BLOCK_BYTES) -> Iterator[slice]:
+    """Consecutive slices covering ``range(n)``, each selecting about ``block_bytes`` of an array whose
+    ``n`` rows (or columns) hold ``width`` items of ``itemsize`` bytes."""
+    step = max(1, block_bytes // max(1, width * itemsize))
+    for start in range(0, n, step):
+        yield slice(start, min(n, start + step))
 
 
 class RowStore:

@@ -16,7 +16,7 @@ import numpy as np
 from .config import TRIALS_PER_SESSION, MiniNSDConfig
 from .cortex import Cortex
 from .response import B2_EXTRA_NOISE, ImageMeans, RepeatSums, session_betas, vertex_sigmas, visual_drive, zscore_session
-from .scratch import RowStore, column_blocks
+from .scratch import RowStore, index_blocks
 from .writers import write_mgh, write_npy_blocks
 
 
@@ -88,7 +88,7 @@ def write_hemisphere(cfg: MiniNSDConfig, s: int, h_i: int, hemi: str, cx: Cortex
     sig_v = np.flatnonzero(cx.challenge)
     n_pool = energy.shape[0]
     zvis = RowStore((n_pool, len(sig_v)), np.float32, scratch / "zvis.f32")  # (n_pool, n_sig) visual drive
-    for cols in column_blocks(len(sig_v), n_pool):
+    for cols in index_blocks(len(sig_v), n_pool):
         zvis.write_cols(cols, visual_drive(energy, cats, cx, sig_v[cols]))
     chal = cx.challenge.copy()
     chal[nan_v] = False
