@@ -30,7 +30,7 @@ from .design import ANSWER_COLUMNS, make_design, simulate_behaviour, stim_info_t
 from .mesh import HEMIS, load_mesh, write_surfaces
 from .response import answer_drive, memory_lag_profile, memory_trace
 from .scenes import CATEGORIES, category_maps, draw_scene, energy_map
-from .scratch import BLOCK_BYTES, RowStore
+from .scratch import RowStore, block_rows, index_blocks
 from .surface import SubjectTrials, write_hemisphere
 from .truth import GROUND_TRUTH_KEYS
 from .volume import hippocampus_lag_profile, write_subject_volume
@@ -65,7 +65,7 @@ def _draw_pool(cfg: MiniNSDConfig, images: RowStore, progress: bool):
     energy = np.empty((P, G, G), dtype=np.float32)
     cats = np.empty((P, 4, G, G), dtype=np.float32)
     objects = np.full((P, cfg.objects_per_image[1], 4), np.nan, dtype=np.float32)
-    step = max(1, BLOCK_BYTES // (S * S * 3))
+    step = block_rows(S * S * 3, itemsize=1)
     block = np.empty((min(P, step), S * S * 3), dtype=np.uint8)
     for i in _progress(range(P), progress, desc="nsd-mini images"):
         img, objs = draw_scene(_rng(cfg.seed, 1, i), S, n_objects=tuple(cfg.objects_per_image))
@@ -236,24 +236,15 @@ def _make_subject(cfg, s, n_sess, design, images, energy, cats, memory_feature, 
     truth[f"{subj}_memory_drive"] = memory.astype(np.float32)
 
     # images with exactly 3 showings (ncsnr), training / test images (Algonauts)
-    uniq, inv, counts = np.unique(trial_ids, return_inverse=True, return_counts=True)
-    session_of = np.repeat(np.arange(n_sess), TRIALS_PER_SESSION)
-    in_train = np.zeros(len(uniq), dtype=bool)
-    np.logical_or.at(in_train, inv, session_of < held_from)
-    train_ids, test_ids = uniq[in_train], uniq[~in_train]
-    rep3 = counts == 3
-    rep3_row = np.where(rep3, np.cumsum(rep3) - 1, -1)[inv]  # per trial: row among 3-repeat images
-    train_row = np.where(in_train, np.cumsum(in_train) - 1, -1)[inv]
-    n_rep3 = int(rep3.sum())
+    trials = SubjectTrials.build(trial_ids, memory, answer, n_sess, held_from)
+    train_ids, test_ids = trials.train_ids, trials.test_ids
 
     sub_factor = 1.0 if s == 0 else float(_rng(cfg.seed, 5, s).uniform(0.75, 1.0))
     out: dict = {"n_trials": n_trials, "n_sessions": n_sess, "n_train_images": int(len(train_ids)),
-                 "n_test_images": int(len(test_ids)), "n_images_3_repeats": n_rep3,
+                 "n_test_images": int(len(test_ids)), "n_images_3_repeats": trials.n_rep3,
                  "missing_data_run": list(missing) if missing else None, "subject_snr_factor": sub_factor}
     beta_root = nsd / "nsddata_betas" / "ppdata" / subj / "fsaverage"
     alg = paths.algonauts / subj
-    trials = SubjectTrials(n_sessions=n_sess, held_from=held_from, trial_ids=trial_ids, memory=memory, answer=answer,
-                           rep3_row=rep3_row, n_rep3=n_rep3, train_row=train_row, n_train=len(train_ids))
     for h_i, hemi in enumerate(HEMIS):
         cx, V = cortex[hemi], n_vert[hemi]
         hb = write_hemisphere(
@@ -283,17 +274,16 @@ def _make_subject(cfg, s, n_sess, design, images, energy, cats, memory_feature, 
 
     if cfg.volume_shape is not None:
         out["func1mm"] = write_subject_volume(
-            cfg, s, n_sess, trial_ids, slots, energy, cats, memory_feature, rep3_row, n_rep3, sub_factor, paths,
-            truth, lambda *keys: _rng(cfg.seed, *keys))
+            cfg, s, n_sess, trial_ids, slots, energy, cats, memory_feature, trials.rep3_row, trials.n_rep3, sub_factor,
+            paths, truth, lambda *keys: _rng(cfg.seed, *keys))
 
     # Algonauts images (ids ascending)
     S = cfg.image_size
     for folder, name, ids in (("training_split/training_images", "train", train_ids),
                               ("test_split/test_images", "test", test_ids)):
-        step = max(1, BLOCK_BYTES // (S * S * 3))
-        for start in range(0, len(ids), step):
-            block = images.read(ids[start:start + step]).reshape(-1, S, S, 3)
-            for k, (i, img) in enumerate(zip(ids[start:start + step], block), start=start):
+        for rows in index_blocks(len(ids), S * S * 3, itemsize=1):
+            block = images.read(ids[rows]).reshape(-1, S, S, 3)
+            for k, (i, img) in enumerate(zip(ids[rows], block), start=rows.start):
                 write_png(alg / folder / f"{name}-{k + 1:04d}_nsd-{i:05d}.png", img)
     return out
 

@@ -17,14 +17,20 @@ from pathlib import Path
 
 import numpy as np
 
-#: Size of the arrays one block step creates (bytes): the unit of the generator's working memory.
+#: Size of the arrays one block step creates (bytes): the unit of the generator's working memory
+#: (read when a block size is needed, so a test may lower it).
 BLOCK_BYTES = 32 << 20
 
 
-def index_blocks(n: int, width: int, itemsize: int = 4, block_bytes: int = BLOCK_BYTES) -> Iterator[slice]:
-    """Consecutive slices covering ``range(n)``, each selecting about ``block_bytes`` of an array whose
-    ``n`` rows (or columns) hold ``width`` items of ``itemsize`` bytes."""
-    step = max(1, block_bytes // max(1, width * itemsize))
+def block_rows(width: int, itemsize: int = 4, block_bytes: int | None = None) -> int:
+    """Rows of ``width`` items of ``itemsize`` bytes that fill about ``block_bytes`` (default :data:`BLOCK_BYTES`)."""
+    return max(1, (BLOCK_BYTES if block_bytes is None else block_bytes) // max(1, width * itemsize))
+
+
+def index_blocks(n: int, width: int, itemsize: int = 4, block_bytes: int | None = None) -> Iterator[slice]:
+    """Consecutive slices covering ``range(n)``, each selecting :func:`block_rows` rows (or columns) of an
+    array whose ``n`` rows (or columns) hold ``width`` items of ``itemsize`` bytes."""
+    step = block_rows(width, itemsize, block_bytes)
     for start in range(0, n, step):
         yield slice(start, min(n, start + step))
 
@@ -83,11 +89,10 @@ class RowStore:
         view[:, cols] = values
         del view
 
-    def row_blocks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[np.ndarray]:
-        """The rows in order, as copies of consecutive blocks of about ``block_bytes``."""
-        step = max(1, block_bytes // max(1, self.shape[1] * self.dtype.itemsize))
-        for start in range(0, self.shape[0], step):
-            yield self.read(slice(start, min(self.shape[0], start + step)))
+    def row_blocks(self, block_bytes: int | None = None) -> Iterator[np.ndarray]:
+        """The rows in order, as copies of consecutive blocks of about ``block_bytes`` (see :func:`index_blocks`)."""
+        for rows in index_blocks(self.shape[0], self.shape[1], self.dtype.itemsize, block_bytes):
+            yield self.read(rows)
 
     def close(self) -> None:
         """Drop the values (removes the scratch file)."""

@@ -28,8 +28,11 @@ class SubjectTrials:
         n_sessions: sessions; held_from: first held-out session (0-based).
         trial_ids: int [n_trials] pool id of each trial's image.
         memory, answer: float [n_trials] memory and answer drives.
-        rep3_row: int [n_trials] row of the trial's image among the n_rep3 images shown exactly 3 times (-1: other).
-        train_row: int [n_trials] row of the trial's image among the n_train training images (-1: test image).
+        rep3_row: int [n_trials] row of the trial's image among the n_rep3 images shown exactly 3 times
+            (ascending ids; -1: other images).
+        train_ids: int [n_train] ascending pool ids of the training images (shown before ``held_from``);
+            test_ids: the other images (shown only in the held-out sessions).
+        train_row: int [n_trials] row of the trial's image in ``train_ids`` (-1: test image).
     """
 
     n_sessions: int
@@ -39,8 +42,27 @@ class SubjectTrials:
     answer: np.ndarray
     rep3_row: np.ndarray
     n_rep3: int
+    train_ids: np.ndarray
+    test_ids: np.ndarray
     train_row: np.ndarray
-    n_train: int
+
+    @classmethod
+    def build(cls, trial_ids: np.ndarray, memory: np.ndarray, answer: np.ndarray, n_sessions: int,
+              held_from: int) -> SubjectTrials:
+        """Derive the image rows from the pool ids of the trials (int [n_sessions x 750], time order)."""
+        uniq, inv, counts = np.unique(trial_ids, return_inverse=True, return_counts=True)
+        session_of = np.repeat(np.arange(n_sessions), TRIALS_PER_SESSION)
+        in_train = np.zeros(len(uniq), dtype=bool)
+        np.logical_or.at(in_train, inv, session_of < held_from)
+        rep3 = counts == 3
+        return cls(n_sessions=n_sessions, held_from=held_from, trial_ids=trial_ids, memory=memory, answer=answer,
+                   rep3_row=np.where(rep3, np.cumsum(rep3) - 1, -1)[inv], n_rep3=int(rep3.sum()),
+                   train_ids=uniq[in_train], test_ids=uniq[~in_train],
+                   train_row=np.where(in_train, np.cumsum(in_train) - 1, -1)[inv])
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_ids)
 
 
 @dataclass(frozen=True)
