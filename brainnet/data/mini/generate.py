@@ -86,6 +86,10 @@ def make_mini_nsd(out_dir, config: MiniNSDConfig | None = None, progress: bool =
     A previous nsd-mini in ``out_dir`` (recognised by its ground_truth.json) is replaced; other
     content in ``out_dir/nsd`` or ``out_dir/algonauts2023`` raises FileExistsError.
 
+    Memory follows one session (n_vertices x 750), not a subject: the subject's accumulators and the
+    pool images live in scratch files under ``out_dir/.nsd-mini-scratch`` (removed at the end; at
+    the ``algonauts`` preset with 2 subjects up to ~5 GB of disk besides the tree).
+
     Args:
         out_dir: output directory.
         config: the dataset parameters (``MiniNSDConfig()`` when None).
