@@ -149,7 +149,8 @@ class MiniNSDConfig:
           hemisphere, nested in fsaverage5), 32 px images, b3 and b2 betas.
         * ``"algonauts"``: benchmark scale: 1 subject x 40 sessions (10000 images, 30000
           trials), fsaverage6-like mesh (40962 per hemisphere) with a ~49% mask (~40k
-          selected vertices), 96 px images. Large: ~10 GB of betas.
+          selected vertices), 96 px images. Large: ~10 GB of betas per subject (generation itself
+          holds ~1 GB of memory, see :func:`brainnet.data.mini.generate.make_mini_nsd`).
         """
         presets = {
             "default": {},

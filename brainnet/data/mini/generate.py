@@ -18,31 +18,23 @@ runs with the same config give byte-identical files.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from .config import TRIALS_PER_SESSION, MiniNSDConfig, MiniNSDPaths
 from .cortex import FLOC_CLASS_OF_CATEGORY, ROI_NAMES, plant_cortex
 from .design import ANSWER_COLUMNS, make_design, simulate_behaviour, stim_info_table, trial_table
 from .mesh import HEMIS, load_mesh, write_surfaces
-from .response import (
-    B2_EXTRA_NOISE,
-    RepeatSums,
-    answer_drive,
-    memory_lag_profile,
-    memory_trace,
-    session_betas,
-    vertex_sigmas,
-    visual_drive,
-    zscore_session,
-)
+from .response import answer_drive, memory_lag_profile, memory_trace
 from .scenes import CATEGORIES, category_maps, draw_scene, energy_map
+from .scratch import RowStore, block_rows, index_blocks
+from .surface import SubjectTrials, write_hemisphere
 from .truth import GROUND_TRUTH_KEYS
 from .volume import hippocampus_lag_profile, write_subject_volume
-from .writers import write_ctab, write_hdf5_images, write_mat, write_mgh, write_mgz, write_npy, write_png
+from .writers import write_ctab, write_hdf5_image_blocks, write_mat, write_mgz, write_npy, write_png
 
 __all__ = ["MiniNSDConfig", "MiniNSDPaths", "make_mini_nsd"]
 
@@ -62,25 +54,30 @@ def _progress(iterable, enabled: bool, **kw):
     return tqdm(iterable, **kw)
 
 
-def _draw_pool(cfg: MiniNSDConfig, progress: bool):
-    """All pool images and their feature maps.
+def _draw_pool(cfg: MiniNSDConfig, images: RowStore, progress: bool):
+    """Draw all pool images into ``images`` (uint8 (P, S * S * 3), one flattened (S, S, 3) image per row)
+    and return their feature maps.
 
-    Returns images uint8 (P, S, S, 3), energy float32 (P, G, G), categories float32 (P, 4, G, G),
-    objects float32 (P, max_objects, 4): (category, cx, cy, size) per drawn object, NaN padded.
+    Returns energy float32 (P, G, G), categories float32 (P, 4, G, G), objects float32
+    (P, max_objects, 4): (category, cx, cy, size) per drawn object, NaN padded.
     """
     P, S, G = cfg.n_pool_images, cfg.image_size, cfg.feature_grid
-    images = np.empty((P, S, S, 3), dtype=np.uint8)
     energy = np.empty((P, G, G), dtype=np.float32)
     cats = np.empty((P, 4, G, G), dtype=np.float32)
     objects = np.full((P, cfg.objects_per_image[1], 4), np.nan, dtype=np.float32)
+    step = block_rows(S * S * 3, itemsize=1)
+    block = np.empty((min(P, step), S * S * 3), dtype=np.uint8)
     for i in _progress(range(P), progress, desc="nsd-mini images"):
         img, objs = draw_scene(_rng(cfg.seed, 1, i), S, n_objects=tuple(cfg.objects_per_image))
-        images[i] = img
+        block[i % step] = img.reshape(-1)
+        if i % step == step - 1 or i == P - 1:
+            start = i - i % step
+            images.write_rows(slice(start, i + 1), block[: i + 1 - start])
         energy[i] = energy_map(img, G)
         cats[i] = category_maps(objs, G, subsample=4)
         for j, o in enumerate(objs):
             objects[i, j] = (o.category, o.cx, o.cy, o.size)
-    return images, energy, cats, objects
+    return energy, cats, objects
 
 
 def make_mini_nsd(out_dir, config: MiniNSDConfig | None = None, progress: bool = True) -> MiniNSDPaths:
@@ -88,6 +85,10 @@ def make_mini_nsd(out_dir, config: MiniNSDConfig | None = None, progress: bool =
 
     A previous nsd-mini in ``out_dir`` (recognised by its ground_truth.json) is replaced; other
     content in ``out_dir/nsd`` or ``out_dir/algonauts2023`` raises FileExistsError.
+
+    Memory follows one session (n_vertices x 750), not a subject: the subject's accumulators and the
+    pool images live in scratch files under ``out_dir/.nsd-mini-scratch`` (removed at the end; at
+    the ``algonauts`` preset with 2 subjects up to ~5 GB of disk besides the tree).
 
     Args:
         out_dir: output directory.
@@ -102,6 +103,16 @@ def make_mini_nsd(out_dir, config: MiniNSDConfig | None = None, progress: bool =
         raise TypeError(f"config must be a MiniNSDConfig, got {type(cfg).__name__}")
     paths = MiniNSDPaths.under(out_dir)
     _clear_previous(paths)
+    scratch = paths.root / _SCRATCH  # the run's large intermediate arrays (see brainnet.data.mini.scratch)
+    scratch.mkdir(parents=True)
+    try:
+        _generate(cfg, paths, scratch, progress)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return paths
+
+
+def _generate(cfg: MiniNSDConfig, paths: MiniNSDPaths, scratch: Path, progress: bool) -> None:
     nsd = paths.nsd
     truth: dict[str, np.ndarray] = {}
     report: dict = {}
@@ -118,8 +129,11 @@ def make_mini_nsd(out_dir, config: MiniNSDConfig | None = None, progress: bool =
     })
     stim_info_table(cfg, design, _rng(cfg.seed, 2)).to_csv(exp_dir / "nsd_stim_info_merged.csv")
 
-    images, energy, cats, objects = _draw_pool(cfg, progress)
-    write_hdf5_images(nsd / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5", images)
+    S = cfg.image_size
+    images = RowStore((cfg.n_pool_images, S * S * 3), np.uint8, scratch / "images.u8")
+    energy, cats, objects = _draw_pool(cfg, images, progress)
+    write_hdf5_image_blocks(nsd / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5",
+                            (cfg.n_pool_images, S, S, 3), (b.reshape(-1, S, S, 3) for b in images.row_blocks()))
     coverage = cats.mean(axis=(2, 3))  # (P, 4)
     animacy = coverage[:, 0] + coverage[:, 1]
     memory_feature = ((animacy - animacy.mean()) / animacy.std()).astype(np.float32)
@@ -146,30 +160,31 @@ def make_mini_nsd(out_dir, config: MiniNSDConfig | None = None, progress: bool =
     write_ctab(fs_dir / "label" / "nsdgeneral.mgz.ctab", {0: "Unknown", 1: "nsdgeneral"})
     write_ctab(fs_dir / "label" / "streams.mgz.ctab", _names("streams"), messy=True)
 
-    # ---- subjects ------------------------------------------------------------------------------
+    # ---- subjects (the accumulators of a subject's sessions live in scratch files) ----------------
     report["subjects"] = {}
     for s, n_sess in enumerate(cfg.sessions_per_subject):
         subj = f"subj{s + 1:02d}"
         report["subjects"][subj] = _make_subject(
             cfg, s, n_sess, design, images, energy, cats, memory_feature, profile, cortex, n_vert, paths,
-            truth, progress,
+            truth, scratch, progress,
         )
+    images.close()
 
     # ---- ground truth ------------------------------------------------------------------------
     with open(paths.ground_truth, "wb") as fh:
         np.savez(fh, **{k: truth[k] for k in sorted(truth)})
     desc = _describe(cfg, report)
     paths.ground_truth_json.write_text(json.dumps(desc, indent=2, sort_keys=True) + "\n")
-    return paths
 
 
 _MARKER = "nsd-mini: synthetic NSD + Algonauts 2023 trees with planted ground truth (brainnet)"
+#: Folder under out_dir for the scratch files of a run (removed at its end, or by the next run).
+_SCRATCH = ".nsd-mini-scratch"
 
 
 def _clear_previous(paths: MiniNSDPaths) -> None:
-    """Remove an earlier nsd-mini at ``paths``; refuse to touch anything else."""
-    import shutil
-
+    """Remove an earlier nsd-mini at ``paths`` (and an interrupted run's scratch); refuse to touch anything else."""
+    shutil.rmtree(paths.root / _SCRATCH, ignore_errors=True)
     trees = [p for p in (paths.nsd, paths.algonauts) if p.exists() and any(p.iterdir())]
     if not trees:
         return
@@ -194,8 +209,9 @@ def _names(atlas: str) -> dict:
 
 
 def _make_subject(cfg, s, n_sess, design, images, energy, cats, memory_feature, profile, cortex, n_vert,
-                  paths, truth, progress) -> dict:
-    """Write one subject's NSD and Algonauts files; return measured numbers."""
+                  paths, truth, scratch, progress) -> dict:
+    """Write one subject's NSD and Algonauts files (scratch: a folder for the accumulators); return measured
+    numbers."""
     subj = f"subj{s + 1:02d}"
     nsd = paths.nsd
     n_trials = n_sess * TRIALS_PER_SESSION
@@ -224,71 +240,25 @@ def _make_subject(cfg, s, n_sess, design, images, energy, cats, memory_feature, 
     truth[f"{subj}_memory_drive"] = memory.astype(np.float32)
 
     # images with exactly 3 showings (ncsnr), training / test images (Algonauts)
-    uniq, inv, counts = np.unique(trial_ids, return_inverse=True, return_counts=True)
-    session_of = np.repeat(np.arange(n_sess), TRIALS_PER_SESSION)
-    in_train = np.zeros(len(uniq), dtype=bool)
-    np.logical_or.at(in_train, inv, session_of < held_from)
-    train_ids, test_ids = uniq[in_train], uniq[~in_train]
-    rep3 = counts == 3
-    rep3_row = np.where(rep3, np.cumsum(rep3) - 1, -1)[inv]  # per trial: row among 3-repeat images
-    train_row = np.where(in_train, np.cumsum(in_train) - 1, -1)[inv]
-    n_rep3 = int(rep3.sum())
+    trials = SubjectTrials.build(trial_ids, memory, answer, n_sess, held_from)
+    train_ids, test_ids = trials.train_ids, trials.test_ids
 
     sub_factor = 1.0 if s == 0 else float(_rng(cfg.seed, 5, s).uniform(0.75, 1.0))
     out: dict = {"n_trials": n_trials, "n_sessions": n_sess, "n_train_images": int(len(train_ids)),
-                 "n_test_images": int(len(test_ids)), "n_images_3_repeats": n_rep3,
+                 "n_test_images": int(len(test_ids)), "n_images_3_repeats": trials.n_rep3,
                  "missing_data_run": list(missing) if missing else None, "subject_snr_factor": sub_factor}
     beta_root = nsd / "nsddata_betas" / "ppdata" / subj / "fsaverage"
-    beta_dir = beta_root / BETAS_DIR
     alg = paths.algonauts / subj
     for h_i, hemi in enumerate(HEMIS):
         cx, V = cortex[hemi], n_vert[hemi]
-        hrng = _rng(cfg.seed, 6, s, h_i)
-        sig = vertex_sigmas(cx, cfg.ncsnr_range, cfg.noise_level, sub_factor)
-        gain = hrng.uniform(0.8, 2.5, size=V).astype(np.float32)
-        n_nan = cfg.n_nan_vertices
-        inside, outside = np.flatnonzero(cx.challenge), np.flatnonzero(~cx.challenge)
-        nan_v = np.sort(np.concatenate([
-            hrng.choice(inside, size=min(len(inside), (n_nan + 1) // 2), replace=False),
-            hrng.choice(outside, size=min(len(outside), n_nan // 2), replace=False),
-        ])).astype(np.int64)
-        sig_v = np.flatnonzero(cx.challenge)
-        zvis = visual_drive(energy, cats, cx, sig_v)  # (P, n_sig)
-        chal = cx.challenge.copy()
-        chal[nan_v] = False
+        hb = write_hemisphere(
+            cfg, s, h_i, hemi, cx, V, energy, cats, trials, sub_factor, beta_root,
+            alg / "training_split" / "training_fmri" / f"{hemi}_training_fmri.npy", scratch,
+            lambda *keys: _rng(cfg.seed, *keys), lambda it, **kw: _progress(it, progress, **kw))
+        sig, nan_v, chal, ncsnr = hb.sig, hb.nan_vertices, hb.challenge, hb.ncsnr[0]
         chal_v = np.flatnonzero(chal)
-
-        sums = [RepeatSums(n_rep3, V) for _ in cfg.beta_versions]
-        tr_sum = np.zeros((len(train_ids), len(chal_v)), dtype=np.float64)
-        tr_cnt = np.zeros(len(train_ids), dtype=np.int64)
-        for se in _progress(range(n_sess), progress, desc=f"{subj} {hemi} sessions", leave=False):
-            tsl = slice(se * TRIALS_PER_SESSION, (se + 1) * TRIALS_PER_SESSION)
-            ids = trial_ids[tsl]
-            b = session_betas(_rng(cfg.seed, 7, s, h_i, se), V, sig_v, zvis[ids], memory[tsl], answer[tsl],
-                              sig, gain, cfg.noise_level)
-            b[nan_v] = np.nan
-            write_mgh(beta_dir / f"{hemi}.betas_session{se + 1:02d}.mgh", b.reshape(V, 1, 1, -1))
-            z = zscore_session(b)  # (V, 750)
-            sums[0].add(z, rep3_row[tsl])
-            for k, version in enumerate(cfg.beta_versions[1:], start=1):  # b2: the same plus extra trial noise
-                noise = _rng(cfg.seed, 12, s, h_i, se, k).standard_normal(b.shape, dtype=np.float32)
-                b2 = b + gain[:, None] * (np.float32(B2_EXTRA_NOISE) * noise)
-                write_mgh(beta_root / version / f"{hemi}.betas_session{se + 1:02d}.mgh", b2.reshape(V, 1, 1, -1))
-                sums[k].add(zscore_session(b2), rep3_row[tsl])
-            if se < held_from:
-                tr = train_row[tsl]
-                S = sparse.csr_matrix((np.ones(TRIALS_PER_SESSION), (tr, np.arange(TRIALS_PER_SESSION))),
-                                      shape=(len(train_ids), TRIALS_PER_SESSION))
-                tr_sum += np.asarray(S @ z[chal_v].T.astype(np.float64))
-                tr_cnt += np.bincount(tr, minlength=len(train_ids))
-        ncsnr = sums[0].ncsnr()
-        write_mgh(beta_dir / f"{hemi}.ncsnr.mgh", ncsnr.reshape(V, 1, 1, 1))
-        for k, version in enumerate(cfg.beta_versions[1:], start=1):
-            ncsnr_b2 = sums[k].ncsnr()
-            write_mgh(beta_root / version / f"{hemi}.ncsnr.mgh", ncsnr_b2.reshape(V, 1, 1, 1))
-            truth[f"{subj}_{hemi}_ncsnr_written_b2"] = ncsnr_b2
-        fmri = (tr_sum / tr_cnt[:, None]).astype(np.float32)
-        write_npy(alg / "training_split" / "training_fmri" / f"{hemi}_training_fmri.npy", fmri)
+        if len(cfg.beta_versions) > 1:
+            truth[f"{subj}_{hemi}_ncsnr_written_b2"] = hb.ncsnr[1]
         _write_roi_masks(alg / "roi_masks", hemi, cx, chal)
 
         for key in ("sigma_image", "sigma_memory", "sigma_answer"):
@@ -308,14 +278,17 @@ def _make_subject(cfg, s, n_sess, design, images, energy, cats, memory_feature, 
 
     if cfg.volume_shape is not None:
         out["func1mm"] = write_subject_volume(
-            cfg, s, n_sess, trial_ids, slots, energy, cats, memory_feature, rep3_row, n_rep3, sub_factor, paths,
-            truth, lambda *keys: _rng(cfg.seed, *keys))
+            cfg, s, n_sess, trial_ids, slots, energy, cats, memory_feature, trials.rep3_row, trials.n_rep3, sub_factor,
+            paths, truth, lambda *keys: _rng(cfg.seed, *keys))
 
-    # Algonauts images
-    for k, i in enumerate(train_ids):
-        write_png(alg / "training_split" / "training_images" / f"train-{k + 1:04d}_nsd-{i:05d}.png", images[i])
-    for k, i in enumerate(test_ids):
-        write_png(alg / "test_split" / "test_images" / f"test-{k + 1:04d}_nsd-{i:05d}.png", images[i])
+    # Algonauts images (ids ascending)
+    S = cfg.image_size
+    for folder, name, ids in (("training_split/training_images", "train", train_ids),
+                              ("test_split/test_images", "test", test_ids)):
+        for rows in index_blocks(len(ids), S * S * 3, itemsize=1):
+            block = images.read(ids[rows]).reshape(-1, S, S, 3)
+            for k, (i, img) in enumerate(zip(ids[rows], block), start=rows.start):
+                write_png(alg / folder / f"{name}-{k + 1:04d}_nsd-{i:05d}.png", img)
     return out
 
 

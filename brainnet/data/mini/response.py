@@ -15,10 +15,15 @@ both standardised over the subject's trials. The planted image-locked ncsnr is t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from .cortex import Cortex
+from .scratch import RowStore, index_blocks
 from .truth import KIND_ANSWER, KIND_MEMORY, KIND_VISUAL
 
 N_MEMORY_LAGS = 32
@@ -169,68 +174,123 @@ def session_betas(
     n_trials = z_vis_trials.shape[0]
     b = rng.standard_normal((n_vertices, n_trials), dtype=np.float32)
     b *= np.float32(noise_level)
-    sv = signal_vertices
-    sigpart = (z_vis_trials * sig["sigma_image"][sv][None, :]).T
-    sigpart += np.outer(sig["sigma_memory"][sv], memory).astype(np.float32)
-    sigpart += np.outer(sig["sigma_answer"][sv], answer).astype(np.float32)
-    b[sv] += sigpart
+    for cols in index_blocks(len(signal_vertices), n_trials, itemsize=8):  # bounded temporaries, same values
+        sv = signal_vertices[cols]
+        sigpart = (z_vis_trials[:, cols] * sig["sigma_image"][sv][None, :]).T
+        sigpart += np.outer(sig["sigma_memory"][sv], memory).astype(np.float32)
+        sigpart += np.outer(sig["sigma_answer"][sv], answer).astype(np.float32)
+        b[sv] += sigpart
     offset = rng.normal(0.0, OFFSET_SD, size=n_vertices).astype(np.float32)
     drift = rng.normal(0.0, DRIFT_SD, size=n_vertices).astype(np.float32)
     ramp = np.linspace(-1.0, 1.0, n_trials, dtype=np.float32)
-    b += offset[:, None] + drift[:, None] * ramp[None, :]
+    for rows in index_blocks(n_vertices, n_trials):
+        b[rows] += offset[rows, None] + drift[rows, None] * ramp[None, :]
     b *= gain[:, None]
     b += np.float32(0.3)
     return b
 
 
 def zscore_session(b: np.ndarray) -> np.ndarray:
-    """z-score each row (vertex) over the session's trials, ddof 0. b: (n_vertices, n_trials)."""
-    mu = b.mean(axis=1, keepdims=True)
-    sd = b.std(axis=1, keepdims=True)
-    return ((b - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+    """z-score each row (vertex) over the session's trials, ddof 0. b: (n_vertices, n_trials) -> float32, same shape."""
+    z = np.empty(b.shape, dtype=np.float32)
+    for rows in index_blocks(b.shape[0], b.shape[1]):  # row by row the same values, bounded temporaries
+        x = b[rows]
+        mu = x.mean(axis=1, keepdims=True)
+        sd = x.std(axis=1, keepdims=True)
+        z[rows] = (x - mu) / np.where(sd > 0, sd, 1.0)
+    return z
 
 
-def ncsnr_from_repeats(sum_x: np.ndarray, sum_x2: np.ndarray, n_images: int) -> np.ndarray:
+def ncsnr_from_repeats(sum_sq: np.ndarray, sum_x2: np.ndarray, n_images: int) -> np.ndarray:
     """ncsnr by the NSD formula from sums over images with exactly 3 repeats.
 
     Args:
-        sum_x: float64 (n_images, n_vertices), per image the sum over its 3 z-scored responses.
+        sum_sq: float64 (n_vertices,), the sum over images of the squared per-image sums of the
+            3 z-scored responses (images in row order, see :meth:`RepeatSums.ncsnr`).
         sum_x2: float64 (n_vertices,), the sum of squared z-scored responses over those trials.
-        n_images: number of images (rows of sum_x).
+        n_images: number of images.
 
     Returns:
         float32 (n_vertices,): ``sqrt(max(0, 1 - v^2)) / v`` with ``v^2`` the mean over images of
         the across-repeat variance (ddof 1).
     """
-    var_sum = (sum_x2 - (sum_x**2).sum(axis=0) / 3.0) / 2.0  # sum over images of ddof-1 variances
+    var_sum = (sum_x2 - sum_sq / 3.0) / 2.0  # sum over images of ddof-1 variances
     v2 = var_sum / n_images
     v = np.sqrt(np.maximum(v2, 1e-12))
     return (np.sqrt(np.maximum(0.0, 1.0 - v2)) / v).astype(np.float32)
 
 
+def _image_rows(image_row: np.ndarray, dtype) -> tuple[np.ndarray, sparse.csr_matrix]:
+    """The distinct rows of ``image_row`` (int [T], all >= 0) and the (n_rows, T) 0/1 matrix of ``dtype``
+    that sums each row's trials (trials in time order within a row)."""
+    rows, local = np.unique(image_row, return_inverse=True)
+    n = len(image_row)
+    return rows, sparse.csr_matrix((np.ones(n, dtype=dtype), (local, np.arange(n))), shape=(len(rows), n))
+
+
 class RepeatSums:
     """Running sums over sessions for :func:`ncsnr_from_repeats` (images shown exactly 3 times).
 
+    The per-image sums (n_images x n_units, float32) live in a :class:`RowStore`: in a scratch
+    file when ``path`` is given, so that only the rows of one session are held in memory.
+
     Args:
         n_images: images with exactly 3 showings; n_units: vertices or voxels.
+        path: scratch file of the per-image sums, or None to keep them in memory.
     """
 
-    def __init__(self, n_images: int, n_units: int):
+    def __init__(self, n_images: int, n_units: int, path: Path | None = None):
         self.n_images = n_images
-        self.sum_x = np.zeros((n_images, n_units), dtype=np.float32)
+        self.sum_x = RowStore((n_images, n_units), np.float32, path)
         self.sum_x2 = np.zeros(n_units, dtype=np.float64)
 
     def add(self, z: np.ndarray, rep3_row: np.ndarray) -> None:
         """Add one session: z float32 [n_units, T] z-scored betas, rep3_row int [T] (-1: not a 3-repeat image)."""
-        from scipy import sparse
-
         m = rep3_row >= 0
-        if m.any():
-            S = sparse.csr_matrix((np.ones(m.sum(), dtype=np.float32), (rep3_row[m], np.flatnonzero(m))),
-                                  shape=(self.n_images, z.shape[1]))
-            self.sum_x += np.asarray(S @ z.T)
-            self.sum_x2 += (z[:, m].astype(np.float64) ** 2).sum(axis=1)
+        if not m.any():
+            return
+        rows, S = _image_rows(rep3_row[m], np.float32)
+        for cols in index_blocks(z.shape[0], z.shape[1], itemsize=8):
+            zc = z[cols][:, m]
+            self.sum_x.add(rows, cols, np.asarray(S @ zc.T))
+            self.sum_x2[cols] += (zc.astype(np.float64) ** 2).sum(axis=1)
 
     def ncsnr(self) -> np.ndarray:
-        """float32 [n_units] ncsnr by the NSD formula."""
-        return ncsnr_from_repeats(self.sum_x.astype(np.float64), self.sum_x2, self.n_images)
+        """float32 [n_units] ncsnr by the NSD formula; drops the per-image sums."""
+        sum_sq = np.zeros(self.sum_x.shape[1], dtype=np.float64)
+        for block in self.sum_x.row_blocks():
+            for row in block:  # images in row order, one at a time
+                sum_sq += row.astype(np.float64) ** 2
+        self.sum_x.close()
+        return ncsnr_from_repeats(sum_sq, self.sum_x2, self.n_images)
+
+
+class ImageMeans:
+    """Per-image means of z-scored responses over the training sessions (Algonauts training fMRI).
+
+    Sums (float64) and counts are kept per image; the sums live in a :class:`RowStore` (a scratch
+    file when ``path`` is given).
+
+    Args:
+        n_images: training images; n_units: selected vertices.
+        path: scratch file of the sums, or None to keep them in memory.
+    """
+
+    def __init__(self, n_images: int, n_units: int, path: Path | None = None):
+        self.sums = RowStore((n_images, n_units), np.float64, path)
+        self.counts = np.zeros(n_images, dtype=np.int64)
+
+    def add(self, z: np.ndarray, image_row: np.ndarray) -> None:
+        """Add one training session: z float32 [n_units, T], image_row int [T] (row of each trial's image)."""
+        rows, S = _image_rows(image_row, np.float64)
+        for cols in index_blocks(z.shape[0], z.shape[1], itemsize=8):
+            self.sums.add(rows, cols, np.asarray(S @ z[cols].T.astype(np.float64)))
+        self.counts += np.bincount(image_row, minlength=len(self.counts))
+
+    def mean_blocks(self) -> Iterator[np.ndarray]:
+        """float32 blocks (rows, n_units) of the means, images in row order; drops the sums at the end."""
+        start = 0
+        for block in self.sums.row_blocks():
+            yield (block / self.counts[start:start + len(block), None]).astype(np.float32)
+            start += len(block)
+        self.sums.close()

@@ -87,10 +87,22 @@ def write_ctab(path, names: dict, messy: bool = False) -> None:
 
 def write_hdf5_images(path, images: np.ndarray) -> None:
     """HDF5 with dataset ``imgBrick`` uint8 (n, S, S, 3), no timestamps."""
+    write_hdf5_image_blocks(path, images.shape, [images])
+
+
+def write_hdf5_image_blocks(path, shape: tuple[int, int, int, int], blocks) -> None:
+    """The file of :func:`write_hdf5_images` for images of ``shape`` (n, S, S, 3) given as consecutive
+    blocks (an iterable of uint8 arrays (rows, S, S, 3)); the bytes do not depend on the blocking."""
     import h5py
 
     with h5py.File(_parent(path), "w", libver="earliest") as f:
-        f.create_dataset("imgBrick", data=images, dtype=np.uint8, track_times=False)
+        ds = f.create_dataset("imgBrick", shape=tuple(shape), dtype=np.uint8, track_times=False)
+        start = 0
+        for block in blocks:
+            ds[start:start + len(block)] = block
+            start += len(block)
+        if start != shape[0]:
+            raise ValueError(f"blocks hold {start} images, the file {shape[0]}")
 
 
 def write_png(path, image: np.ndarray) -> None:
@@ -104,3 +116,23 @@ def write_npy(path, array) -> None:
     """Plain ``.npy`` (object arrays, e.g. a dict, are pickled)."""
     with open(_parent(path), "wb") as fh:
         np.save(fh, array, allow_pickle=True)
+
+
+def write_npy_blocks(path, shape: tuple[int, ...], dtype, blocks) -> None:
+    """The ``.npy`` that :func:`write_npy` writes for a C-order array of ``shape`` and ``dtype``, from
+    its consecutive row blocks (an iterable of arrays (rows, *shape[1:])), never holding the whole."""
+    from numpy.lib import format as npy_format
+
+    dtype = np.dtype(dtype)
+    header = {"descr": npy_format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(int(n) for n in shape)}
+    n_rows = 0
+    with open(_parent(path), "wb") as fh:
+        npy_format.write_array_header_1_0(fh, header)
+        for block in blocks:
+            block = np.ascontiguousarray(block, dtype=dtype)
+            if block.shape[1:] != tuple(shape[1:]):
+                raise ValueError(f"block of shape {block.shape} does not fit an array of shape {tuple(shape)}")
+            fh.write(block.tobytes())
+            n_rows += block.shape[0]
+    if n_rows != shape[0]:
+        raise ValueError(f"blocks hold {n_rows} rows, the array {shape[0]}")
