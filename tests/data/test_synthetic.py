@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import platform
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import threadpoolctl
 from nibabel.freesurfer import read_geometry, read_morph_data
 from PIL import Image
 from scipy.io import loadmat
@@ -423,11 +425,21 @@ def test_deterministic_bytes(mini, tmp_path):
 #: tree_digest of the tiny preset (seed 0), pinned when the generator was made to stream its accumulators
 #: through scratch files (issue 11): the bytes must not change with how the generator holds its arrays.
 #: A deliberate change of the data updates it (and says so: cached trees and benchmark numbers depend on it).
-#: Depends on float results of numpy / OpenBLAS on this platform.
+#: Float results of numpy / OpenBLAS differ across versions and CPU kernels, so the digest holds
+#: where it was recorded (TINY_DIGEST_PLATFORM, the development and CI machine) and is skipped elsewhere.
 TINY_DIGEST = "75b9f70860d22641048f109b411c8c67aac3c2811e32fa24b5b9c5ef5f250646"
+TINY_DIGEST_PLATFORM = ("2.4.6", "x86_64", "openblas", "SkylakeX", "0.3.31.188.0")
+
+
+def _float_platform() -> tuple:
+    """numpy version, machine, and the BLAS library, kernel architecture and version threadpoolctl reports."""
+    blas = next((i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"), {})
+    return (np.__version__, platform.machine(), blas.get("internal_api"), blas.get("architecture"), blas.get("version"))
 
 
 def test_tiny_bytes_are_pinned(mini):
+    if _float_platform() != TINY_DIGEST_PLATFORM:
+        pytest.skip(f"TINY_DIGEST was recorded on {TINY_DIGEST_PLATFORM}, this is {_float_platform()}")
     assert tree_digest(mini.root) == TINY_DIGEST
 
 
