@@ -51,8 +51,15 @@ def betas_files(plan: DatasetPlan) -> list[Path]:
     return files
 
 
-def plain_read(files: list[Path]) -> tuple[float, int]:
-    """Seconds to read every byte of ``files`` into one reused buffer of the stage's chunk; bytes read."""
+def _cpu() -> float:
+    """CPU seconds (user + system, all threads) of this process so far."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
+def plain_read(files: list[Path]) -> tuple[float, float, int]:
+    """Wall and CPU seconds to read every byte of ``files`` into one reused buffer of the stage's chunk;
+    bytes read."""
     chunks = {}
     for f in files:
         if f.suffix == ".mgh":
@@ -62,23 +69,23 @@ def plain_read(files: list[Path]) -> tuple[float, int]:
             chunks[f] = 1 << 22
     buf = memoryview(bytearray(max(chunks.values())))
     total = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     for f in files:
         view = buf[: chunks[f]]
         with open(f, "rb", buffering=0) as fh:
             while n := fh.readinto(view):
                 total += n
-    return time.perf_counter() - start, total
+    return time.perf_counter() - start, _cpu() - cpu, total
 
 
-def fmri_stage(plan: DatasetPlan, scratch: Path) -> float:
-    """Seconds of :func:`write_subject_fmri` for every subject, into a fresh folder under ``scratch``."""
+def fmri_stage(plan: DatasetPlan, scratch: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of :func:`write_subject_fmri` for every subject, into a fresh folder under ``scratch``."""
     folder = Path(tempfile.mkdtemp(dir=scratch))
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         for subject in plan.subjects:
             write_subject_fmri(subject, folder / "stage", folder / "work", progress=False)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, _cpu() - cpu
     finally:
         shutil.rmtree(folder)
 
@@ -132,24 +139,26 @@ def main(argv=None) -> dict:
     plain_read(files)  # warm the page cache
     rows = []
     for _ in range(2):
-        read_s, size = plain_read(files)
-        stage_s = fmri_stage(plan, work)
-    rows.append(("warm", read_s, stage_s))
+        *read, size = plain_read(files)
+        stage = fmri_stage(plan, work)
+    rows.append(("warm", *read, *stage))
     cold = "not asked (--cold)"
     if args.cold:
         if drop_caches():
-            read_s, _ = plain_read(files)
+            read = plain_read(files)[:2]
             drop_caches()
-            rows.append(("cold", read_s, fmri_stage(plan, work)))
+            rows.append(("cold", *read, *fmri_stage(plan, work)))
             cold = "measured"
         else:
             cold = f"unavailable: cannot write {DROP_CACHES} (not root, or a container)"
     n_trials = sum(s.n_trials for s in plan.subjects)
     print(f"tree {paths.root}: {len(plan.subjects)} subject(s), {n_trials} trials, "
           f"{plan.subjects[0].n_vertices} units (subject 1), {len(files)} betas files, {size / 1e9:.2f} GB")
-    print(f"{'cache':6s} {'plain read s':>13s} {'GB/s':>6s} {'fMRI stage s':>13s} {'ratio':>6s}")
-    for name, read_s, stage_s in rows:
-        print(f"{name:6s} {read_s:13.2f} {size / read_s / 1e9:6.2f} {stage_s:13.2f} {stage_s / read_s:6.2f}")
+    print(f"{'cache':6s} {'plain read s':>13s} {'GB/s':>6s} {'fMRI stage s':>13s} {'ratio':>6s} "
+          f"{'read cpu s':>11s} {'stage cpu s':>12s}")
+    for name, read_s, read_cpu, stage_s, stage_cpu in rows:
+        print(f"{name:6s} {read_s:13.2f} {size / read_s / 1e9:6.2f} {stage_s:13.2f} {stage_s / read_s:6.2f} "
+              f"{read_cpu:11.2f} {stage_cpu:12.2f}")
     print(f"cold cache: {cold}")
     result = {"bytes": size, "rows": rows, "cold": cold}
     if args.prepare:

@@ -21,7 +21,7 @@ from brainnet.data.formats import nsd
 from brainnet.data.io import NpyRowWriter, save_npy, save_npz
 from brainnet.data.prep.plan import DatasetPlan, SubjectPlan
 from brainnet.data.prep.volume import read_volume_session
-from brainnet.data.prep.zscore import zscore_trials
+from brainnet.data.prep.zscore import SessionScales, session_scales, zscore_rows
 
 #: Called after each committed session with (subject name, 1-based session number).
 SessionHook = Callable[[str, int], None]
@@ -56,8 +56,9 @@ def write_subject_tables(plan: SubjectPlan, stage: Path) -> None:
 
 
 class _SessionReader:
-    """Reads a subject's sessions trial-major into two alternating buffers, one session ahead of the
-    z-scoring (a thread: file reads and numpy release the GIL). Each buffer is float32 [T_max, V]."""
+    """Reads a subject's sessions trial-major into two alternating buffers and computes their z-scoring's
+    scales, one session ahead of the rows being written (in a thread: file reads and numpy release the
+    GIL). Each buffer is float32 [T_max, V]."""
 
     def __init__(self, plan: SubjectPlan):
         self.plan = plan
@@ -65,8 +66,8 @@ class _SessionReader:
         self.buffers = [np.empty((longest, plan.n_vertices), np.float32) for _ in range(2)]
         self.rows = plan.rows_of_hemi(0), plan.rows_of_hemi(1)
 
-    def read(self, s: int, slot: int) -> tuple[np.ndarray, np.ndarray]:
-        """Session ``s`` (0-based) into buffer ``slot``: its betas float32 [T, V] and their column sums float64 [V]."""
+    def read(self, s: int, slot: int) -> tuple[np.ndarray, SessionScales]:
+        """Session ``s`` (0-based) into buffer ``slot``: its betas float32 [T, V] and their z-scoring's scales."""
         plan, (rows_lh, rows_rh) = self.plan, self.rows
         start, stop = plan.session_rows[s]
         x = self.buffers[slot].reshape(-1)[: (stop - start) * plan.n_vertices].reshape(stop - start, -1)
@@ -81,7 +82,7 @@ class _SessionReader:
                                                                    np.float32))
             x[:, n_surface:] = voxels.T
             voxels.sum(axis=1, dtype=np.float64, out=sums[n_surface:])
-        return x, sums
+        return x, session_scales(x, sums)
 
 
 def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: bool = True,
@@ -90,10 +91,11 @@ def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: boo
 
     Each session: read the selected vertices of both hemispheres, then the voxels
     (:func:`brainnet.data.prep.volume.read_volume_session`), trial-major float32 [T, V]; z-score per
-    vertex (ddof 0, NaN ignored, NaN -> 0; :func:`brainnet.data.prep.zscore.zscore_trials`, the numbers
-    of :func:`brainnet.data.prep.tables.zscore_session`), write the rows as float16 into the partial
+    vertex (ddof 0, NaN ignored, NaN -> 0: :mod:`brainnet.data.prep.zscore`, the numbers of
+    :func:`brainnet.data.prep.tables.zscore_session`), write the rows as float16 into the partial
     ``.npy``, sync, then leave ``work/<subject>/session_NN.npy`` (bool [V], vertices with NaN) as the
-    done marker. The next session is read (a thread) while one is z-scored and written. At the end
+    done marker. The next session is read and its means and scales computed (a thread) while one is
+    written. At the end
     ``vertex_valid.npy`` = no NaN in any session, and the partial file is renamed into place. Two
     sessions' selected betas (float32) are in memory at any time.
     """
@@ -117,13 +119,13 @@ def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: boo
             ahead = pool.submit(reader.read, todo[0], 0) if todo else None
             bar = tqdm(todo, desc=f"{plan.name} fmri", unit="session", disable=not progress or not todo)
             for i, s in enumerate(bar):
-                x, sums = ahead.result()
+                x, scales = ahead.result()
                 if i + 1 < len(todo):
                     ahead = pool.submit(reader.read, todo[i + 1], (i + 1) % 2)
                 start = plan.session_rows[s][0]
-                has_nan = zscore_trials(x, sums, lambda row, block, start=start: writer.write_rows(start + row, block))
+                zscore_rows(x, scales, lambda row, block, start=start: writer.write_rows(start + row, block))
                 writer.flush()
-                save_npy(marker[s], has_nan)
+                save_npy(marker[s], scales.has_nan)
                 if on_session_done is not None:
                     on_session_done(plan.name, s + 1)
     finally:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,30 +49,41 @@ def _scale(ss: np.ndarray, n: int) -> np.ndarray:
     return np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 0.0)
 
 
-def zscore_trials(x: np.ndarray, sums: np.ndarray, emit: Callable[[int, np.ndarray], None]) -> np.ndarray:
-    """z-score every column of one session held trial-major and hand it on as float16 rows.
+@dataclass(frozen=True)
+class SessionScales:
+    """What z-scoring one session needs besides its betas (see :func:`session_scales`).
+
+    Attributes:
+        mean, scale: float32 [V]: the reference's per-column mean and 1 / std (0 in ``redo``'s columns).
+        redo: int64 [k]: columns taken from ``exact`` (NaN / inf, or a sum too close to a rounding boundary).
+        exact: float16 [T, k]: the reference's result in those columns.
+        has_nan: bool [V]: the columns with NaN.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    redo: np.ndarray
+    exact: np.ndarray
+    has_nan: np.ndarray
+
+
+def session_scales(x: np.ndarray, sums: np.ndarray) -> SessionScales:
+    """The per-column mean and scale of one session held trial-major, as the reference computes them.
 
     Args:
         x: float32 [T, V]: the session's betas, trial by trial (NaN allowed); only read.
         sums: float64 [V]: the column sums of ``x``, added in any order (NaN / inf where a column has them).
-        emit: called as ``emit(first_row, rows)`` with consecutive blocks of the result (float16
-            [n, V], ``ROW_CHUNK`` rows or fewer, the same buffer reused: write it before returning).
-
-    Returns:
-        has_nan: bool [V], the columns with NaN (as the reference's).
     """
     n, v = x.shape
     with np.errstate(all="ignore"):
         suspect = ~np.isfinite(sums)
         m32 = np.where(suspect, 0.0, sums / n).astype(np.float32)
         z = np.empty((min(ROW_CHUNK, n), v), np.float32)
-        sq = np.empty(z.shape, np.float64)
         ss = np.zeros(v, np.float64)
         for a in range(0, n, ROW_CHUNK):
             b = min(a + ROW_CHUNK, n)
             np.subtract(x[a:b], m32, out=z[: b - a])
-            np.multiply(z[: b - a], z[: b - a], out=sq[: b - a], dtype=np.float64)
-            ss += sq[: b - a].sum(axis=0)
+            ss += np.einsum("ij,ij->j", z[: b - a], z[: b - a], dtype=np.float64)
         g = _gamma(n)
         # sum|x| <= sum|x - m32| + n |m32| <= sqrt(n * ss) (1 + 2^-23) + n |m32|  (z = x - m32, rounded)
         abs_sum = (np.sqrt(n * ss) * (1 + 2.0 ** -22) + n * np.abs(m32.astype(np.float64))) * (1 + 1e-9)
@@ -84,16 +96,34 @@ def zscore_trials(x: np.ndarray, sums: np.ndarray, emit: Callable[[int, np.ndarr
     log.debug("z-scoring %d x %d: %d columns by the reference", n, v, redo.size)
     has_nan = np.zeros(v, bool)
     exact, has_nan[redo] = zscore_session(np.ascontiguousarray(x[:, redo].T), copy=False)
-    exact = exact.T.astype(np.float16)  # [T, k]
     s32[redo] = 0
     m32[redo] = 0
+    return SessionScales(mean=m32, scale=s32, redo=redo, exact=exact.T.astype(np.float16), has_nan=has_nan)
+
+
+def zscore_rows(x: np.ndarray, scales: SessionScales, emit: Callable[[int, np.ndarray], None]) -> None:
+    """Hand on ``(x - mean) * scale`` of one session as float16 rows, the ``redo`` columns from ``exact``.
+
+    Args:
+        x: float32 [T, V]: the session's betas (as given to :func:`session_scales`); only read.
+        emit: called as ``emit(first_row, rows)`` with consecutive blocks of the result (float16
+            [n, V], ``ROW_CHUNK`` rows or fewer, the same buffer reused: write it before returning).
+    """
+    n, v = x.shape
+    z = np.empty((min(ROW_CHUNK, n), v), np.float32)
     rows = np.empty(z.shape, np.float16)
     for a in range(0, n, ROW_CHUNK):
         b = min(a + ROW_CHUNK, n)
         with np.errstate(all="ignore"):  # NaN / inf in the columns taken from ``exact``
-            np.subtract(x[a:b], m32, out=z[: b - a])
-            np.multiply(z[: b - a], s32, out=z[: b - a])
+            np.subtract(x[a:b], scales.mean, out=z[: b - a])
+            np.multiply(z[: b - a], scales.scale, out=z[: b - a])
             rows[: b - a] = z[: b - a]
-        rows[: b - a, redo] = exact[a:b]
+        rows[: b - a, scales.redo] = scales.exact[a:b]
         emit(a, rows[: b - a])
-    return has_nan
+
+
+def zscore_trials(x: np.ndarray, sums: np.ndarray, emit: Callable[[int, np.ndarray], None]) -> np.ndarray:
+    """:func:`session_scales` then :func:`zscore_rows`; returns has_nan bool [V]."""
+    scales = session_scales(x, sums)
+    zscore_rows(x, scales, emit)
+    return scales.has_nan
