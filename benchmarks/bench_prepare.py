@@ -11,8 +11,11 @@ Warm page cache: one read first, then (read, stage) twice; the second pair is re
 stage. ``--prepare`` also runs the whole ``prepare`` of the tree in a child process (warm) and
 reports its wall time and peak RSS.
 
-    python -m benchmarks.bench_prepare /tmp/alg2                    # an existing nsd-mini tree
-    python -m benchmarks.bench_prepare --preset algonauts --sessions 6 --cold --prepare
+    python benchmarks/bench_prepare.py /tmp/alg2                    # an existing nsd-mini tree
+    python benchmarks/bench_prepare.py --preset algonauts --sessions 6 --cold --prepare
+
+Also prints the CPU seconds (all threads) of both: on a shared machine the wall times follow the
+other processes' load, the CPU seconds much less.
 """
 
 from __future__ import annotations
