@@ -75,11 +75,11 @@ def read_betas(path: str | os.PathLike, rows: np.ndarray | None = None, n_vertic
     return out
 
 
-def read_betas_trials(path: str | os.PathLike, rows: np.ndarray, out: np.ndarray, sums: np.ndarray,
-                      n_vertices: int | None = None, frames_per_chunk: int = FRAMES_PER_CHUNK) -> None:
+def read_betas_trials(path: str | os.PathLike, rows: np.ndarray, out: np.ndarray, n_vertices: int | None = None,
+                      frames_per_chunk: int = FRAMES_PER_CHUNK) -> None:
     """Read one session's betas trial-major: ``out`` [T, len(rows)] (float32, may be a column block of a
-    wider array) gets trial t's values of ``rows`` in row t, and ``sums`` (float64 [len(rows)]) their
-    sums over the trials (NaN / inf where the source has them). Checks as :func:`read_betas`.
+    wider array) gets trial t's values of ``rows`` in row t (NaN where the source has NaN). Checks as
+    :func:`read_betas`.
 
     An uncompressed file is read ``frames_per_chunk`` trials at a time straight into one reused
     buffer, its selected vertices picked and byte-swapped while that chunk is in cache: no [V, T]
@@ -91,13 +91,11 @@ def read_betas_trials(path: str | os.PathLike, rows: np.ndarray, out: np.ndarray
         raise ValueError(f"out must be float32 {(n_frames, rows.size)}, got {out.dtype} {out.shape}")
     if path.suffix != ".mgh":
         out[:] = read_mgh_data(path).reshape(n_vox, n_frames)[rows].T
-        out.sum(axis=0, dtype=np.float64, out=sums)
         return
     dtype = dtype.newbyteorder(">")
     step = max(1, int(frames_per_chunk))
     raw = np.empty(min(step, n_frames) * n_vox * dtype.itemsize, dtype=np.uint8)
     native32 = dtype == np.dtype(">f4")
-    sums[:] = 0.0
     with open(path, "rb", buffering=0) as fh:
         fh.seek(MGH_DATA_OFFSET)
         for start in range(0, n_frames, step):
@@ -112,4 +110,3 @@ def read_betas_trials(path: str | os.PathLike, rows: np.ndarray, out: np.ndarray
                 picked.byteswap(inplace=True)
             else:
                 dest[:] = block[:, rows]
-            sums += dest.sum(axis=0, dtype=np.float64)

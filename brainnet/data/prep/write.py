@@ -71,18 +71,16 @@ class _SessionReader:
         plan, (rows_lh, rows_rh) = self.plan, self.rows
         start, stop = plan.session_rows[s]
         x = self.buffers[slot].reshape(-1)[: (stop - start) * plan.n_vertices].reshape(stop - start, -1)
-        sums = np.empty(plan.n_vertices, np.float64)
         n_lh, n_surface = rows_lh.size, plan.n_surface
         if plan.betas[s]:
             lh_path, rh_path = plan.betas[s]
-            nsd.read_betas_trials(lh_path, rows_lh, x[:, :n_lh], sums[:n_lh], plan.mesh_sizes[0])
-            nsd.read_betas_trials(rh_path, rows_rh, x[:, n_lh:n_surface], sums[n_lh:n_surface], plan.mesh_sizes[1])
+            nsd.read_betas_trials(lh_path, rows_lh, x[:, :n_lh], plan.mesh_sizes[0])
+            nsd.read_betas_trials(rh_path, rows_rh, x[:, n_lh:n_surface], plan.mesh_sizes[1])
         if plan.volume is not None:
             voxels = read_volume_session(plan.volume, s, np.empty((plan.n_vertices - n_surface, stop - start),
                                                                    np.float32))
             x[:, n_surface:] = voxels.T
-            voxels.sum(axis=1, dtype=np.float64, out=sums[n_surface:])
-        return x, session_scales(x, sums)
+        return x, session_scales(x)
 
 
 def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: bool = True,

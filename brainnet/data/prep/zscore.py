@@ -67,16 +67,18 @@ class SessionScales:
     has_nan: np.ndarray
 
 
-def session_scales(x: np.ndarray, sums: np.ndarray) -> SessionScales:
+def session_scales(x: np.ndarray) -> SessionScales:
     """The per-column mean and scale of one session held trial-major, as the reference computes them.
 
     Args:
-        x: float32 [T, V]: the session's betas, trial by trial (NaN allowed); only read.
-        sums: float64 [V]: the column sums of ``x``, added in any order (NaN / inf where a column has them).
+        x: float32 [T, V], C-contiguous: the session's betas, trial by trial (NaN allowed); only read.
     """
     n, v = x.shape
     with np.errstate(all="ignore"):
-        suspect = ~np.isfinite(sums)
+        sums, part = np.zeros(v, np.float64), np.empty(v, np.float64)
+        for a in range(0, n, ROW_CHUNK):
+            sums += np.add.reduce(x[a:a + ROW_CHUNK], axis=0, dtype=np.float64, out=part)
+        suspect = ~np.isfinite(sums)  # NaN / inf in the column
         m32 = np.where(suspect, 0.0, sums / n).astype(np.float32)
         z = np.empty((min(ROW_CHUNK, n), v), np.float32)
         ss = np.zeros(v, np.float64)
@@ -122,8 +124,8 @@ def zscore_rows(x: np.ndarray, scales: SessionScales, emit: Callable[[int, np.nd
         emit(a, rows[: b - a])
 
 
-def zscore_trials(x: np.ndarray, sums: np.ndarray, emit: Callable[[int, np.ndarray], None]) -> np.ndarray:
+def zscore_trials(x: np.ndarray, emit: Callable[[int, np.ndarray], None]) -> np.ndarray:
     """:func:`session_scales` then :func:`zscore_rows`; returns has_nan bool [V]."""
-    scales = session_scales(x, sums)
+    scales = session_scales(x)
     zscore_rows(x, scales, emit)
     return scales.has_nan
