@@ -9,9 +9,9 @@ Its float64 sums add the same values as the reference in another order, so they 
 last bits. Both lie within ``gamma(T - 1) * sum|terms|`` of the exact sum (any summation order,
 Higham, *Accuracy and Stability of Numerical Algorithms*, 4.2), so where every float64 in that interval
 leads to the same float32 mean and scale, ours are the reference's. A vertex where the interval
-straddles a float32 rounding boundary (about one in 10^4), or that holds NaN / inf, is recomputed by
-the reference itself (which treats each vertex on its own). The products ``z * z`` are exact in
-float64, so only the additions round.
+straddles a float32 rounding boundary (a few in 10^4 on nsd-mini betas), or that holds NaN / inf, is
+recomputed by the reference itself (which treats each vertex on its own). The products ``z * z`` are
+exact in float64, so only the additions round.
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ def session_scales(x: np.ndarray) -> SessionScales:
             np.subtract(x[a:b], m32, out=z[: b - a])
             ss += np.einsum("ij,ij->j", z[: b - a], z[: b - a], dtype=np.float64)
         g = _gamma(n)
-        # sum|x| <= sum|x - m32| + n |m32| <= sqrt(n * ss) (1 + 2^-23) + n |m32|  (z = x - m32, rounded)
-        abs_sum = (np.sqrt(n * ss) * (1 + 2.0 ** -22) + n * np.abs(m32.astype(np.float64))) * (1 + 1e-9)
+        # sum|x| <= sum|x - m32| + n |m32| <= sqrt(n * ss) (1 + 2^-23) + n |m32| (z = x - m32 rounded to
+        # float32: relative error 2^-24, or 2^-150 absolute where the difference is subnormal)
+        abs_sum = (np.sqrt(n * ss) * (1 + 2.0 ** -22) + n * (np.abs(m32.astype(np.float64)) + 2.0 ** -149)) * (1 + 1e-9)
         lo, hi = _widen(sums, g * abs_sum)
         certain = (lo / n).astype(np.float32) == (hi / n).astype(np.float32)
         lo, hi = _widen(ss, g * ss * (1 + 1e-9))
