@@ -17,14 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brainnet.data.formats.freesurfer import (
-    MGH_DATA_OFFSET,
-    FsaverageFolder,
-    mgh_info,
-    read_mgh_data,
-    read_surface_values,
-    require_file,
-)
+from brainnet.data.formats.betas import read_betas, read_betas_trials  # noqa: F401  (re-exported)
+from brainnet.data.formats.freesurfer import FsaverageFolder, read_surface_values, require_file
 from brainnet.data.formats.matfile import check_mat5
 from brainnet.data.layout import subject_name, subject_number  # noqa: F401  (re-exported)
 from brainnet.errors import DataFormatError
@@ -243,53 +237,6 @@ def read_responses(path: str | os.PathLike) -> pd.DataFrame:
 def read_ncsnr(path: str | os.PathLike, n_vertices: int | None = None) -> np.ndarray:
     """Read ``{lh,rh}.ncsnr.mgh``: float32 [V] (NaN kept)."""
     return read_surface_values(path, n_vertices)
-
-
-def read_betas(path: str | os.PathLike, rows: np.ndarray | None = None, n_vertices: int | None = None,
-               n_trials: int | None = None, frames_per_chunk: int = 64, out: np.ndarray | None = None) -> np.ndarray:
-    """Read one session's betas ``{lh,rh}.betas_sessionNN.mgh`` (V, 1, 1, T).
-
-    Args:
-        rows: vertex indices to keep (None = all).
-        n_vertices, n_trials: expected V and T (checked when given).
-        frames_per_chunk: an uncompressed file is read this many trials at a time, so memory
-            stays near ``len(rows) * T`` floats plus one chunk.
-        out: optional float32 [len(rows), T] array to fill (no extra copy).
-
-    Returns:
-        float32 [len(rows), T], percent signal change, NaN where the source has NaN.
-    """
-    path = Path(path)
-    info = mgh_info(path)
-    n_vox, d1, d2, n_frames = info.shape
-    if (d1, d2) != (1, 1):
-        raise DataFormatError(path, "shape (n_vertices, 1, 1, n_trials)", f"shape {info.shape}")
-    if n_vertices is not None and n_vox != n_vertices:
-        raise DataFormatError(path, f"{n_vertices} vertices", f"{n_vox} vertices")
-    if n_trials is not None and n_frames != n_trials:
-        raise DataFormatError(path, f"{n_trials} trials (frames)", f"{n_frames} frames")
-    rows = np.arange(n_vox) if rows is None else np.asarray(rows, dtype=np.int64)
-    if rows.size and (rows.min() < 0 or rows.max() >= n_vox):
-        raise DataFormatError(path, f"vertex indices below {n_vox}", f"index {rows.max()}")
-    if out is None:
-        out = np.empty((rows.size, n_frames), dtype=np.float32)
-    elif out.shape != (rows.size, n_frames) or out.dtype != np.float32:
-        raise ValueError(f"out must be float32 {(rows.size, n_frames)}, got {out.dtype} {out.shape}")
-    if path.suffix != ".mgh":
-        out[:] = read_mgh_data(path).reshape(n_vox, n_frames)[rows]
-        return out
-    # MGH stores (V, 1, 1, T) Fortran-ordered, big-endian: each trial is one block of V values.
-    dtype = info.dtype.newbyteorder(">")
-    with open(path, "rb") as fh:
-        for start in range(0, n_frames, frames_per_chunk):
-            stop = min(start + frames_per_chunk, n_frames)
-            fh.seek(MGH_DATA_OFFSET + start * n_vox * dtype.itemsize)
-            count = (stop - start) * n_vox
-            block = np.fromfile(fh, dtype=dtype, count=count)
-            if block.size != count:
-                raise DataFormatError(path, f"{n_vox * n_frames} values", "a truncated data block")
-            out[:, start:stop] = block.reshape(stop - start, n_vox)[:, rows].T
-    return out
 
 
 # --------------------------------------------------------------------------- stimuli

@@ -9,6 +9,7 @@ filled in chunks with one marker per chunk. A rerun skips what has a marker.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,8 @@ from brainnet.data.formats import algonauts as alg
 from brainnet.data.formats import nsd
 from brainnet.data.io import NpyRowWriter, save_npy, save_npz
 from brainnet.data.prep.plan import DatasetPlan, SubjectPlan
-from brainnet.data.prep.tables import zscore_session
 from brainnet.data.prep.volume import read_volume_session
+from brainnet.data.prep.zscore import SessionScales, session_scales, zscore_rows
 
 #: Called after each committed session with (subject name, 1-based session number).
 SessionHook = Callable[[str, int], None]
@@ -54,16 +55,47 @@ def write_subject_tables(plan: SubjectPlan, stage: Path) -> None:
     save_npz(folder / L.ROIS, plan.rois)
 
 
+class _SessionReader:
+    """Reads a subject's sessions trial-major into two alternating buffers and computes their z-scoring's
+    scales, one session ahead of the rows being written (in a thread: file reads and numpy release the
+    GIL). Each buffer is float32 [T_max, V]."""
+
+    def __init__(self, plan: SubjectPlan):
+        self.plan = plan
+        longest = max(b - a for a, b in plan.session_rows)
+        self.buffers = [np.empty((longest, plan.n_vertices), np.float32) for _ in range(2)]
+        self.rows = plan.rows_of_hemi(0), plan.rows_of_hemi(1)
+
+    def read(self, s: int, slot: int) -> tuple[np.ndarray, SessionScales]:
+        """Session ``s`` (0-based) into buffer ``slot``: its betas float32 [T, V] and their z-scoring's scales."""
+        plan, (rows_lh, rows_rh) = self.plan, self.rows
+        start, stop = plan.session_rows[s]
+        x = self.buffers[slot].reshape(-1)[: (stop - start) * plan.n_vertices].reshape(stop - start, -1)
+        n_lh, n_surface = rows_lh.size, plan.n_surface
+        if plan.betas[s]:
+            lh_path, rh_path = plan.betas[s]
+            nsd.read_betas_trials(lh_path, rows_lh, x[:, :n_lh], plan.mesh_sizes[0])
+            nsd.read_betas_trials(rh_path, rows_rh, x[:, n_lh:n_surface], plan.mesh_sizes[1])
+        if plan.volume is not None:
+            voxels = read_volume_session(plan.volume, s, np.empty((plan.n_vertices - n_surface, stop - start),
+                                                                   np.float32))
+            x[:, n_surface:] = voxels.T
+        return x, session_scales(x)
+
+
 def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: bool = True,
                        on_session_done: SessionHook | None = None) -> None:
     """Stream one subject's betas session by session into ``stage/<subject>/fmri.npy``.
 
-    Each session: read the selected vertices of both hemispheres, then the voxels (float32 [V, T],
-    :func:`brainnet.data.prep.volume.read_volume_session`), z-score per
-    vertex (ddof 0, NaN ignored, NaN -> 0), write the rows as float16 into the partial ``.npy``,
-    sync, then leave ``work/<subject>/session_NN.npy`` (bool [V], vertices with NaN) as the
-    done marker. At the end ``vertex_valid.npy`` = no NaN in any session, and the partial file
-    is renamed into place. Only one session's selected betas are in memory at any time.
+    Each session: read the selected vertices of both hemispheres, then the voxels
+    (:func:`brainnet.data.prep.volume.read_volume_session`), trial-major float32 [T, V]; z-score per
+    vertex (ddof 0, NaN ignored, NaN -> 0: :mod:`brainnet.data.prep.zscore`, the numbers of
+    :func:`brainnet.data.prep.tables.zscore_session`), write the rows as float16 into the partial
+    ``.npy``, sync, then leave ``work/<subject>/session_NN.npy`` (bool [V], vertices with NaN) as the
+    done marker. The next session is read and its means and scales computed (a thread) while one is
+    written. At the end
+    ``vertex_valid.npy`` = no NaN in any session, and the partial file is renamed into place. Two
+    sessions' selected betas (float32) are in memory at any time.
     """
     final = stage / plan.name / L.FMRI
     valid_path = stage / plan.name / L.VERTEX_VALID
@@ -79,25 +111,21 @@ def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: boo
         if not writer.resumed:
             for m in marker:
                 m.unlink(missing_ok=True)
-        rows_lh, rows_rh = plan.rows_of_hemi(0), plan.rows_of_hemi(1)
-        n_surface = plan.n_surface
         todo = [s for s in range(n_sessions) if not marker[s].is_file()]
-        for s in tqdm(todo, desc=f"{plan.name} fmri", unit="session", disable=not progress or not todo):
-            start, stop = plan.session_rows[s]
-            betas = np.empty((plan.n_vertices, stop - start), dtype=np.float32)
-            if plan.betas[s]:
-                lh_path, rh_path = plan.betas[s]
-                nsd.read_betas(lh_path, rows_lh, plan.mesh_sizes[0], stop - start, out=betas[: rows_lh.size])
-                nsd.read_betas(rh_path, rows_rh, plan.mesh_sizes[1], stop - start, out=betas[rows_lh.size:n_surface])
-            if plan.volume is not None:
-                read_volume_session(plan.volume, s, betas[n_surface:])
-            z, has_nan = zscore_session(betas, copy=False)
-            writer.write_rows(start, z.T.astype(np.float16))
-            del betas, z
-            writer.flush()
-            save_npy(marker[s], has_nan)
-            if on_session_done is not None:
-                on_session_done(plan.name, s + 1)
+        reader = _SessionReader(plan) if todo else None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="brainnet-betas") as pool:
+            ahead = pool.submit(reader.read, todo[0], 0) if todo else None
+            bar = tqdm(todo, desc=f"{plan.name} fmri", unit="session", disable=not progress or not todo)
+            for i, s in enumerate(bar):
+                x, scales = ahead.result()
+                if i + 1 < len(todo):
+                    ahead = pool.submit(reader.read, todo[i + 1], (i + 1) % 2)
+                start = plan.session_rows[s][0]
+                zscore_rows(x, scales, lambda row, block, start=start: writer.write_rows(start + row, block))
+                writer.flush()
+                save_npy(marker[s], scales.has_nan)
+                if on_session_done is not None:
+                    on_session_done(plan.name, s + 1)
     finally:
         writer.close()
     invalid = np.zeros(plan.n_vertices, dtype=bool)

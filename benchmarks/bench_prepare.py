@@ -1,0 +1,177 @@
+"""``prepare``'s fMRI stage vs reading its source betas alone, on one nsd-mini tree, one run.
+
+(a) plain read: every byte of every betas file the stage reads (the per-session surface MGH files
+and, for a volume space, the func1mm NIfTI files), ``readinto`` one reused buffer of the stage's
+chunk (:data:`brainnet.data.formats.betas.FRAMES_PER_CHUNK` trials of one file) at a time; nothing
+is decoded. (b) the fMRI stage: :func:`brainnet.data.prep.write.write_subject_fmri` for every
+subject of the tree (read, z-score, float16 rows written and synced into a scratch ``fmri.npy``).
+
+Warm page cache: one read first, then (read, stage) twice; the second pair is reported. Cold
+(``--cold``, needs root): ``sync; echo 3 > /proc/sys/vm/drop_caches`` before each of a read and a
+stage. ``--prepare`` also runs the whole ``prepare`` of the tree in a child process (warm) and
+reports its wall time and peak RSS.
+
+    python benchmarks/bench_prepare.py /tmp/alg2                    # an existing nsd-mini tree
+    python benchmarks/bench_prepare.py --preset algonauts --sessions 6 --cold --prepare
+
+Also prints the CPU seconds (all threads) of both: on a shared machine the wall times follow the
+other processes' load, the CPU seconds much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from brainnet.data.formats.freesurfer import mgh_info
+from brainnet.data.mini.config import MiniNSDPaths
+from brainnet.data.prep.config import PrepareConfig
+from brainnet.data.prep.plan import DatasetPlan, make_plan
+from brainnet.data.prep.write import write_subject_fmri
+
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+try:
+    from brainnet.data.formats.betas import FRAMES_PER_CHUNK
+except ImportError:  # the code before issue 11 (to time it with this script): 64 trials per read
+    FRAMES_PER_CHUNK = 64
+
+
+def betas_files(plan: DatasetPlan) -> list[Path]:
+    """Every file the fMRI stage reads, in its order."""
+    files = []
+    for subject in plan.subjects:
+        for s, pair in enumerate(subject.betas):
+            files += list(pair)
+            if subject.volume is not None:
+                files.append(subject.volume.betas[s])
+    return files
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system, all threads) of this process so far."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
+def plain_read(files: list[Path]) -> tuple[float, float, int]:
+    """Wall and CPU seconds to read every byte of ``files`` into one reused buffer of the stage's chunk;
+    bytes read."""
+    chunks = {}
+    for f in files:
+        if f.suffix == ".mgh":
+            info = mgh_info(f)
+            chunks[f] = FRAMES_PER_CHUNK * info.shape[0] * info.dtype.itemsize
+        else:
+            chunks[f] = 1 << 22
+    buf = memoryview(bytearray(max(chunks.values())))
+    total = 0
+    start, cpu = time.perf_counter(), _cpu()
+    for f in files:
+        view = buf[: chunks[f]]
+        with open(f, "rb", buffering=0) as fh:
+            while n := fh.readinto(view):
+                total += n
+    return time.perf_counter() - start, _cpu() - cpu, total
+
+
+def fmri_stage(plan: DatasetPlan, scratch: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of :func:`write_subject_fmri` for every subject, into a fresh folder under ``scratch``."""
+    folder = Path(tempfile.mkdtemp(dir=scratch))
+    try:
+        start, cpu = time.perf_counter(), _cpu()
+        for subject in plan.subjects:
+            write_subject_fmri(subject, folder / "stage", folder / "work", progress=False)
+        return time.perf_counter() - start, _cpu() - cpu
+    finally:
+        shutil.rmtree(folder)
+
+
+def drop_caches() -> bool:
+    """Empty the page cache (root only); False when this system does not allow it."""
+    try:
+        os.sync()
+        DROP_CACHES.write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def whole_prepare(paths: MiniNSDPaths, space: str, scratch: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GB) of a whole ``prepare`` of the tree, in a child process."""
+    out = scratch / "prepared"
+    code = ("import sys; from brainnet.data.prep import prepare; "
+            "prepare(sys.argv[1], sys.argv[2], sys.argv[3], space=sys.argv[4], progress=False)")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, str(paths.nsd), str(paths.algonauts), str(out), space], check=True)
+    wall = time.perf_counter() - start
+    shutil.rmtree(out, ignore_errors=True)
+    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("tree", nargs="?", help="an nsd-mini root (holds nsd/ and algonauts2023/)")
+    ap.add_argument("--preset", default="algonauts", help="without a tree: generate this preset")
+    ap.add_argument("--sessions", type=int, default=6, help="without a tree: sessions per subject")
+    ap.add_argument("--scratch", default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--space", default="fsaverage")
+    ap.add_argument("--cold", action="store_true", help="also time both with an emptied page cache (root)")
+    ap.add_argument("--prepare", action="store_true", help="also time the whole prepare (child process)")
+    args = ap.parse_args(argv)
+    scratch = Path(args.scratch or tempfile.mkdtemp(prefix="bench-prepare-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    if args.tree:
+        paths = MiniNSDPaths.under(args.tree)
+    else:
+        from brainnet.data.mini.generate import MiniNSDConfig, make_mini_nsd
+
+        paths = make_mini_nsd(scratch / "tree", MiniNSDConfig.preset(args.preset, n_sessions=args.sessions),
+                              progress=False)
+    plan = make_plan(paths.nsd, paths.algonauts, PrepareConfig(space=args.space))
+    files = betas_files(plan)
+    work = scratch / "stage-runs"
+    work.mkdir(exist_ok=True)
+
+    plain_read(files)  # warm the page cache
+    rows = []
+    for _ in range(2):
+        *read, size = plain_read(files)
+        stage = fmri_stage(plan, work)
+    rows.append(("warm", *read, *stage))
+    cold = "not asked (--cold)"
+    if args.cold:
+        if drop_caches():
+            read = plain_read(files)[:2]
+            drop_caches()
+            rows.append(("cold", *read, *fmri_stage(plan, work)))
+            cold = "measured"
+        else:
+            cold = f"unavailable: cannot write {DROP_CACHES} (not root, or a container)"
+    n_trials = sum(s.n_trials for s in plan.subjects)
+    print(f"tree {paths.root}: {len(plan.subjects)} subject(s), {n_trials} trials, "
+          f"{plan.subjects[0].n_vertices} units (subject 1), {len(files)} betas files, {size / 1e9:.2f} GB")
+    print(f"{'cache':6s} {'plain read s':>13s} {'GB/s':>6s} {'fMRI stage s':>13s} {'ratio':>6s} "
+          f"{'read cpu s':>11s} {'stage cpu s':>12s}")
+    for name, read_s, read_cpu, stage_s, stage_cpu in rows:
+        print(f"{name:6s} {read_s:13.2f} {size / read_s / 1e9:6.2f} {stage_s:13.2f} {stage_s / read_s:6.2f} "
+              f"{read_cpu:11.2f} {stage_cpu:12.2f}")
+    print(f"cold cache: {cold}")
+    result = {"bytes": size, "rows": rows, "cold": cold}
+    if args.prepare:
+        wall, rss = whole_prepare(paths, args.space, scratch)
+        print(f"whole prepare (warm, child process): {wall:.1f} s, peak RSS {rss:.2f} GB")
+        result.update(prepare_s=wall, prepare_rss_gb=rss)
+    if not args.scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
