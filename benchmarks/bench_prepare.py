@@ -81,16 +81,38 @@ def plain_read(files: list[Path]) -> tuple[float, float, int]:
     return time.perf_counter() - start, _cpu() - cpu, total
 
 
-def fmri_stage(plan: DatasetPlan, scratch: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of :func:`write_subject_fmri` for every subject, into a fresh folder under ``scratch``."""
+def fmri_stage(plan: DatasetPlan, scratch: Path) -> tuple[float, float, int]:
+    """Wall and CPU seconds of :func:`write_subject_fmri` for every subject, into a fresh folder under
+    ``scratch``; bytes it wrote."""
     folder = Path(tempfile.mkdtemp(dir=scratch))
     try:
         start, cpu = time.perf_counter(), _cpu()
         for subject in plan.subjects:
             write_subject_fmri(subject, folder / "stage", folder / "work", progress=False)
-        return time.perf_counter() - start, _cpu() - cpu
+        wall, cpu = time.perf_counter() - start, _cpu() - cpu
+        return wall, cpu, sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     finally:
         shutil.rmtree(folder)
+
+
+def plain_write(nbytes: int, scratch: Path, block: int = 1 << 22) -> float:
+    """Wall seconds to write ``nbytes`` (4 MiB blocks) into a scratch file and fsync it: what the
+    stage's own output costs the disk (the stage syncs each session for crash safety)."""
+    buf = memoryview(bytes(block))
+    path = Path(tempfile.mkdtemp(dir=scratch)) / "plain.bin"
+    try:
+        start = time.perf_counter()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            left = nbytes
+            while left > 0:
+                left -= os.write(fd, buf[: min(block, left)])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(path.parent)
 
 
 def drop_caches() -> bool:
@@ -143,27 +165,30 @@ def main(argv=None) -> dict:
     rows = []
     for _ in range(2):
         *read, size = plain_read(files)
-        stage = fmri_stage(plan, work)
-    rows.append(("warm", *read, *stage))
+        *stage, written = fmri_stage(plan, work)
+    write_s = plain_write(written, work)
+    rows.append(("warm", *read, *stage, write_s))
     cold = "not asked (--cold)"
     if args.cold:
         if drop_caches():
             read = plain_read(files)[:2]
             drop_caches()
-            rows.append(("cold", *read, *fmri_stage(plan, work)))
+            rows.append(("cold", *read, *fmri_stage(plan, work)[:2], write_s))
             cold = "measured"
         else:
             cold = f"unavailable: cannot write {DROP_CACHES} (not root, or a container)"
     n_trials = sum(s.n_trials for s in plan.subjects)
     print(f"tree {paths.root}: {len(plan.subjects)} subject(s), {n_trials} trials, "
-          f"{plan.subjects[0].n_vertices} units (subject 1), {len(files)} betas files, {size / 1e9:.2f} GB")
+          f"{plan.subjects[0].n_vertices} units (subject 1), {len(files)} betas files, {size / 1e9:.2f} GB read, "
+          f"{written / 1e9:.2f} GB written by the stage")
     print(f"{'cache':6s} {'plain read s':>13s} {'GB/s':>6s} {'fMRI stage s':>13s} {'ratio':>6s} "
-          f"{'read cpu s':>11s} {'stage cpu s':>12s}")
-    for name, read_s, read_cpu, stage_s, stage_cpu in rows:
+          f"{'read cpu s':>11s} {'stage cpu s':>12s} {'plain write+fsync s':>20s} {'stage/(read+write)':>19s}")
+    for name, read_s, read_cpu, stage_s, stage_cpu, w_s in rows:
         print(f"{name:6s} {read_s:13.2f} {size / read_s / 1e9:6.2f} {stage_s:13.2f} {stage_s / read_s:6.2f} "
-              f"{read_cpu:11.2f} {stage_cpu:12.2f}")
+              f"{read_cpu:11.2f} {stage_cpu:12.2f} {w_s:20.2f} {stage_s / (read_s + w_s):19.2f}")
     print(f"cold cache: {cold}")
-    result = {"bytes": size, "rows": rows, "cold": cold}
+    print("plain write+fsync: the stage's output bytes written and synced alone (the disk's share of the stage)")
+    result = {"bytes": size, "written": written, "rows": rows, "cold": cold}
     if args.prepare:
         wall, rss = whole_prepare(paths, args.space, scratch)
         print(f"whole prepare (warm, child process): {wall:.1f} s, peak RSS {rss:.2f} GB")
