@@ -278,3 +278,15 @@ def test_peak_memory_default_preset(tmp_path_factory, tmp_path):
     print(f"prepare peak RSS {rss['peak_kib'] / 1024:.0f} MiB (imports {rss['imports_kib'] / 1024:.0f} MiB), "
           f"betas streamed {betas_bytes / 2**20:.0f} MiB")
     assert grown < betas_bytes / 4
+
+
+def test_prepare_does_not_import_torch(tree, tmp_path):
+    """A whole prepare runs without torch: importing it costs ~0.46 GB of RSS (torch 2.14 with its CUDA
+    libraries), as much as prepare's own peak on nsd-mini's algonauts preset (issue 11)."""
+    code = ("import sys; from brainnet.data.prep import prepare; "
+            "prepare(sys.argv[1], sys.argv[2], sys.argv[3], image_size=32, progress=False); "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))[:3])")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code, str(tree.nsd), str(tree.algonauts), str(tmp_path / "out")],
+                          env=env, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
