@@ -164,18 +164,15 @@ def sample_maps(maps: torch.Tensor, xy: torch.Tensor, align_corners: bool = Fals
 
 
 def _layer_mix(maps: torch.Tensor, xy: torch.Tensor, layer_weights: torch.Tensor, align_corners: bool,
-               padding: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-layer cells (B, D, L * h * w), their per-vertex weights (n, L * h * w)) of
-    :func:`sample_mixed_maps`: the layer weights times the bilinear weights of each layer's grid."""
-    b, ld, h, w = maps.shape
+               padding: str) -> torch.Tensor:
+    """The per-vertex weights (n, L * h * w) of every layer's cells: the layer weights times the bilinear
+    weights of each layer's grid (column ``l * h * w + cell``)."""
+    _, ld, h, w = maps.shape
     n_layers = layer_weights.shape[1]
     if ld % n_layers:
         raise ValueError(f"{ld} channels do not split into {n_layers} layers")
-    d = ld // n_layers
     spatial = bilinear_weights(xy.to(maps.dtype), h, w, align_corners, padding)  # (n, P)
-    mix = (layer_weights.to(maps.dtype)[:, :, None] * spatial[:, None, :]).reshape(xy.shape[0], n_layers * h * w)
-    per_layer = maps.reshape(b, n_layers, d, h * w).transpose(1, 2).reshape(b, d, n_layers * h * w)
-    return per_layer, mix
+    return (layer_weights.to(maps.dtype)[:, :, None] * spatial[:, None, :]).reshape(xy.shape[0], n_layers * h * w)
 
 
 def sample_mixed_maps(maps: torch.Tensor, xy: torch.Tensor, layer_weights: torch.Tensor,
@@ -193,7 +190,10 @@ def sample_mixed_maps(maps: torch.Tensor, xy: torch.Tensor, layer_weights: torch
     -------
     tensor of shape (B, n, D): ``sum_l layer_weights[n, l] * sample(maps_l, xy[n])``
     """
-    per_layer, mix = _layer_mix(maps, xy, layer_weights, align_corners, padding)
+    mix = _layer_mix(maps, xy, layer_weights, align_corners, padding)
+    b, ld, h, w = maps.shape
+    n_layers = layer_weights.shape[1]
+    per_layer = maps.reshape(b, n_layers, ld // n_layers, h * w).transpose(1, 2).reshape(b, ld // n_layers, -1)
     return torch.einsum("bdq,nq->bnd", per_layer, mix)
 
 
@@ -231,7 +231,7 @@ def sample_mixed_maps_vertex_major(maps: torch.Tensor, xy: torch.Tensor, layer_w
     tensor of shape (n, B, D): ``sum_l layer_weights[n, l] * (sample(maps_l, xy[n]) + glob[:, l])``
     """
     b, d = maps.shape[0], maps.shape[1] // layer_weights.shape[1]
-    _, mix = _layer_mix(maps, xy, layer_weights, align_corners, padding)
+    mix = _layer_mix(maps, xy, layer_weights, align_corners, padding)
     table = _cell_table(maps, layer_weights.shape[1], glob)
     if glob is not None:
         mix = torch.cat([mix, layer_weights.to(mix.dtype)], dim=1)
