@@ -187,11 +187,12 @@ def test_cache_fills_on_gpu_like_cpu(name, size):
             assert rel <= CACHE_RTOL, f"{name} layer {layer}: relative difference {rel:.2e}"
 
 
-def test_gpu_fill_stages_rows_in_order():
-    """The GPU fill writes each batch through pinned buffers one batch later (brainnet/cache/staging.py):
+@pytest.mark.parametrize("storage", ["memmap", "ram"])
+def test_gpu_fill_stages_rows_in_order(storage):
+    """The GPU fill writes each batch through pinned buffers and a writer thread (brainnet/cache/staging.py):
     with full fp32 products (``matmul_precision="highest"``) its rows equal the same backbone's tokens
     computed batch by batch and copied straight to the host (to fp16 rounding: cuDNN may pick another
-    algorithm); 5 batches, the last one short, memmap storage (rows written in place), shuffled ids."""
+    algorithm); 5 batches, the last one short, memmap (rows written in place) and RAM storage, shuffled ids."""
     from brainnet.cache import TokenCache, pool_map
     from brainnet.training.features import resolve_backbone
 
@@ -200,7 +201,7 @@ def test_gpu_fill_stages_rows_in_order():
     images = np.random.default_rng(1).integers(0, 256, size=(70, 64, 64, 3), dtype=np.uint8)
     ids = [int(i) for i in np.random.default_rng(2).permutation(1000)[:70]]
     with tempfile.TemporaryDirectory() as tmp:
-        cache = TokenCache(bb, pool=4, storage="memmap", cache_dir=tmp).fill(
+        cache = TokenCache(bb, pool=4, storage=storage, cache_dir=tmp if storage == "memmap" else None).fill(
             images, ids=ids, batch_size=16, num_workers=0, progress=False, matmul_precision="highest")
         local, glob = cache.get(ids)
     with torch.inference_mode():

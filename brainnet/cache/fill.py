@@ -7,13 +7,14 @@ Images are decoded and resized in DataLoader workers while the backbone runs in 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from .staging import MATMUL_PRECISIONS, PinnedStaging
+from .staging import MATMUL_PRECISIONS, StagedWriter
 from .staging import matmul_precision as matmul_precision_ctx
 from .store import TokenStore, check_image_id
 from .transforms import load_resized, pool_map
@@ -153,21 +154,20 @@ class TokenCache(TokenStore):
         t0 = time.perf_counter()
         was_training = self.backbone.training
         self.backbone.eval()
-        # on a GPU each batch goes through pinned buffers and is written one batch later (staging.py)
-        staging = PinnedStaging() if forward == "main" and self.device.type == "cuda" else None
-        pending = None  # (rows, staged tensors, event, batch positions) not written yet
+        # on a GPU each batch goes through pinned buffers and a writer thread (staging.py)
+        staged = forward == "main" and self.device.type == "cuda"
         row = start
 
-        def commit(rows: slice, tensors: dict, event, ks: torch.Tensor) -> None:
-            if event is not None:
-                event.synchronize()
+        def commit(meta: tuple[slice, torch.Tensor], tensors: dict) -> None:
+            rows, ks = meta
             self._store_rows(rows, tensors)
             for r, k in enumerate(ks.tolist(), start=rows.start):  # ids enter the index once their rows are written
                 self._index[ids[todo[k]]] = r
                 self._ids.append(ids[todo[k]])
 
         try:
-            with torch.inference_mode(), matmul_precision_ctx(self.device, mp):
+            with (torch.inference_mode(), matmul_precision_ctx(self.device, mp),
+                  StagedWriter(commit) if staged else contextlib.nullcontext() as writer):
                 bar = tqdm(total=len(todo), desc="caching tokens", unit="img", disable=not progress)
                 for item in loader:
                     if forward == "workers":
@@ -179,16 +179,13 @@ class TokenCache(TokenStore):
                     rows = slice(row, row + len(ks))
                     row += len(ks)
                     tensors = self._row_tensors(local, glob)
-                    if staging is None:
-                        commit(rows, tensors, None, ks)
+                    if writer is None:
+                        commit((rows, ks), tensors)
                     else:
-                        staged, event = staging.stage(tensors)
-                        if pending is not None:
-                            commit(*pending)  # the previous batch, while the GPU runs this one
-                        pending = (rows, staged, event, ks)
+                        writer.put(tensors, (rows, ks))
                     bar.update(len(ks))
-                if pending is not None:
-                    commit(*pending)
+                if writer is not None:
+                    writer.close()
                 bar.close()
         finally:
             self.backbone.train(was_training)
