@@ -201,8 +201,10 @@ def test_gpu_fill_stages_rows_in_order(storage):
     images = np.random.default_rng(1).integers(0, 256, size=(70, 64, 64, 3), dtype=np.uint8)
     ids = [int(i) for i in np.random.default_rng(2).permutation(1000)[:70]]
     with tempfile.TemporaryDirectory() as tmp:
+        threads = torch.get_num_threads()
         cache = TokenCache(bb, pool=4, storage=storage, cache_dir=tmp if storage == "memmap" else None).fill(
-            images, ids=ids, batch_size=16, num_workers=0, progress=False, matmul_precision="highest")
+            images, ids=ids, batch_size=16, num_workers=2, progress=False, matmul_precision="highest")
+        assert torch.get_num_threads() == threads  # the fill's thread limit is undone
         local, glob = cache.get(ids)
     with torch.inference_mode():
         for lo in range(0, 70, 16):

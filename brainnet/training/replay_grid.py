@@ -52,15 +52,10 @@ def replay_trial(config: Mapping) -> dict:
     if dict(config.get("replay", {})).get("model", "ridge") == "ridge":  # no torch threads to set
         with threadpool_limits(threads):
             return _replay_cell(config)
-    import torch
+    from brainnet.cache.staging import torch_threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(threads):
-            return _replay_cell(config)
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(threads), threadpool_limits(threads):
+        return _replay_cell(config)
 
 
 def _cached(out: Path, stamp: str) -> dict | None:

@@ -171,3 +171,18 @@ def test_global_features_are_last_layer_globals(bb, images):
     torch.testing.assert_close(feats.float(), want[bb.layer_names[-1]], atol=2e-3, rtol=2e-3)
     only_global = TokenCache(bb, layers=[-1], store_local=False)
     assert only_global.bytes_per_image == 2 * bb.widths[-1]
+
+
+def test_torch_threads_restored_after_the_block_and_after_an_error():
+    from brainnet.cache.staging import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(KeyError), torch_threads(1):
+        raise KeyError("x")
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError):
+        with torch_threads(0):
+            pass
