@@ -93,9 +93,9 @@ PLANS = {
                   steps=5, precisions=("bf16",), cache_models=(("vit_base_patch16_224", 16, 256),)),
     "full": Plan(device="cuda", stages=("environment", "gpu_tests", "train_step", "cache", "algonauts_data",
                                         "algonauts_cache", "algonauts_train", "extrapolation"),
-                 # fills of 8,192 / 2,048 images: a subject has ~10,000; at 2,048 ViT-B images the 14
-                 # workers' start and first batches (~0.4 s) were a fifth of the fill
-                 cache_models=(("vit_base_patch16_224", 64, 8192), ("vit_large_patch14_224", 48, 2048))),
+                 # fills of 8,192 / 2,048 images (a subject has ~10,000); references on 256 / 96 images
+                 # (on 64 the ViT-B reference's rate varied from 71 to 126 images/s between runs)
+                 cache_models=(("vit_base_patch16_224", 256, 8192), ("vit_large_patch14_224", 96, 2048))),
     "dry-run": Plan(device="cpu", stages=("environment", "gpu_tests", "train_step", "cache", "algonauts_data",
                                           "algonauts_cache", "algonauts_train", "extrapolation"),
                     test_timeout=300, vertices=2000, model=SMALL_MODEL, channels=(32, 64), memory_dim=64,

@@ -22,8 +22,9 @@ from .transforms import load_resized, pool_map
 
 #: torch threads of the process running a GPU fill while worker processes decode: its threads only
 #: copy rows to the host, and more of them took cores from the workers (H200 machine, 16 cores,
-#: 14 workers, ViT-B/16: 16 threads 676-1,014 images/s in three runs, 4 threads 2,018)
-GPU_FILL_THREADS = 4
+#: 14 workers, ViT-B/16, 4,096 images: 16 threads 560-1,014 images/s in four runs, 2 threads 1,274,
+#: 4 threads 1,473-2,018 in three runs, 8 threads 1,696)
+GPU_FILL_THREADS = 8
 
 
 class _ResizedImages(torch.utils.data.Dataset):

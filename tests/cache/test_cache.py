@@ -183,6 +183,5 @@ def test_torch_threads_restored_after_the_block_and_after_an_error():
     with pytest.raises(KeyError), torch_threads(1):
         raise KeyError("x")
     assert torch.get_num_threads() == before
-    with pytest.raises(ValueError):
-        with torch_threads(0):
-            pass
+    with pytest.raises(ValueError), torch_threads(0):
+        pass
