@@ -7,9 +7,11 @@ is decoded. (b) the fMRI stage: :func:`brainnet.data.prep.write.write_subject_fm
 subject of the tree (read, z-score, float16 rows written and synced into a scratch ``fmri.npy``).
 
 Warm page cache: one read first, then (read, stage) twice; the second pair is reported. Cold
-(``--cold``, needs root): ``sync; echo 3 > /proc/sys/vm/drop_caches`` before each of a read and a
-stage. ``--prepare`` also runs the whole ``prepare`` of the tree in a child process (warm) and
-reports its wall time and peak RSS.
+(``--cold [N]``, needs root): ``sync; echo 3 > /proc/sys/vm/drop_caches`` before each of a read, a
+read while the stage's output bytes are written, and a stage; N rounds. The stage reads the betas
+and writes its output to the same disk, so "read||write" (the plain read while another thread writes
+and syncs as many bytes as the stage does) is the disk's floor for it. ``--prepare`` also runs the
+whole ``prepare`` of the tree in a child process (warm) and reports its wall time and peak RSS.
 
     python benchmarks/bench_prepare.py /tmp/alg2                    # an existing nsd-mini tree
     python benchmarks/bench_prepare.py --preset algonauts --sessions 6 --cold --prepare
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from brainnet.data.formats.freesurfer import mgh_info
@@ -115,6 +118,17 @@ def plain_write(nbytes: int, scratch: Path, block: int = 1 << 22) -> float:
         shutil.rmtree(path.parent)
 
 
+def read_while_writing(files: list[Path], nbytes: int, scratch: Path) -> float:
+    """Wall seconds of :func:`plain_read` of ``files`` while another thread runs :func:`plain_write` of
+    ``nbytes``, both done: the disk's floor for the stage, which reads the one and writes the other."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(1) as pool:
+        writing = pool.submit(plain_write, nbytes, scratch)
+        plain_read(files)
+        writing.result()
+    return time.perf_counter() - start
+
+
 def drop_caches() -> bool:
     """Empty the page cache (root only); False when this system does not allow it."""
     try:
@@ -144,7 +158,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--sessions", type=int, default=6, help="without a tree: sessions per subject")
     ap.add_argument("--scratch", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--space", default="fsaverage")
-    ap.add_argument("--cold", action="store_true", help="also time both with an emptied page cache (root)")
+    ap.add_argument("--cold", type=int, nargs="?", const=1, default=0, metavar="N",
+                    help="also time both N times (default 1) with an emptied page cache (root)")
     ap.add_argument("--prepare", action="store_true", help="also time the whole prepare (child process)")
     args = ap.parse_args(argv)
     scratch = Path(args.scratch or tempfile.mkdtemp(prefix="bench-prepare-"))
@@ -167,27 +182,32 @@ def main(argv=None) -> dict:
         *read, size = plain_read(files)
         *stage, written = fmri_stage(plan, work)
     write_s = plain_write(written, work)
-    rows.append(("warm", *read, *stage, write_s))
+    plain_read(files)
+    rows.append(("warm", *read, *stage, write_s, read_while_writing(files, written, work)))
     cold = "not asked (--cold)"
-    if args.cold:
-        if drop_caches():
-            read = plain_read(files)[:2]
-            drop_caches()
-            rows.append(("cold", *read, *fmri_stage(plan, work)[:2], write_s))
-            cold = "measured"
-        else:
+    for _ in range(args.cold):
+        if not drop_caches():
             cold = f"unavailable: cannot write {DROP_CACHES} (not root, or a container)"
+            break
+        read = plain_read(files)[:2]
+        drop_caches()
+        both = read_while_writing(files, written, work)
+        drop_caches()
+        rows.append(("cold", *read, *fmri_stage(plan, work)[:2], write_s, both))
+        cold = "measured"
     n_trials = sum(s.n_trials for s in plan.subjects)
     print(f"tree {paths.root}: {len(plan.subjects)} subject(s), {n_trials} trials, "
           f"{plan.subjects[0].n_vertices} units (subject 1), {len(files)} betas files, {size / 1e9:.2f} GB read, "
           f"{written / 1e9:.2f} GB written by the stage")
     print(f"{'cache':6s} {'plain read s':>13s} {'GB/s':>6s} {'fMRI stage s':>13s} {'ratio':>6s} "
-          f"{'read cpu s':>11s} {'stage cpu s':>12s} {'plain write+fsync s':>20s} {'stage/(read+write)':>19s}")
-    for name, read_s, read_cpu, stage_s, stage_cpu, w_s in rows:
+          f"{'read cpu s':>11s} {'stage cpu s':>12s} {'write+fsync s':>14s} {'read||write s':>14s} "
+          f"{'stage/(read||write)':>20s}")
+    for name, read_s, read_cpu, stage_s, stage_cpu, w_s, both_s in rows:
         print(f"{name:6s} {read_s:13.2f} {size / read_s / 1e9:6.2f} {stage_s:13.2f} {stage_s / read_s:6.2f} "
-              f"{read_cpu:11.2f} {stage_cpu:12.2f} {w_s:20.2f} {stage_s / (read_s + w_s):19.2f}")
+              f"{read_cpu:11.2f} {stage_cpu:12.2f} {w_s:14.2f} {both_s:14.2f} {stage_s / both_s:20.2f}")
     print(f"cold cache: {cold}")
-    print("plain write+fsync: the stage's output bytes written and synced alone (the disk's share of the stage)")
+    print("write+fsync: the stage's output bytes written and synced alone; read||write: the plain read while "
+          "another thread writes and syncs them (the disk's floor for the stage)")
     result = {"bytes": size, "written": written, "rows": rows, "cold": cold}
     if args.prepare:
         wall, rss = whole_prepare(paths, args.space, scratch)

@@ -8,7 +8,8 @@ filled in chunks with one marker per chunk. A rerun skips what has a marker.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -55,19 +56,22 @@ def write_subject_tables(plan: SubjectPlan, stage: Path) -> None:
     save_npz(folder / L.ROIS, plan.rois)
 
 
-class _SessionReader:
-    """Reads a subject's sessions trial-major into two alternating buffers and computes their z-scoring's
-    scales, one session ahead of the rows being written (in a thread: file reads and numpy release the
-    GIL). Each buffer is float32 [T_max, V]."""
+#: Sessions in flight while a subject's fMRI is written: the caller z-scores and writes one, a thread
+#: computes the next one's means and scales, another reads the one after (one float32 buffer each)
+SLOTS = 3
 
-    def __init__(self, plan: SubjectPlan):
+
+class _SessionReader:
+    """Reads a subject's sessions trial-major into ``slots`` reused buffers, float32 [T_max, V] each."""
+
+    def __init__(self, plan: SubjectPlan, slots: int = SLOTS):
         self.plan = plan
         longest = max(b - a for a, b in plan.session_rows)
-        self.buffers = [np.empty((longest, plan.n_vertices), np.float32) for _ in range(2)]
+        self.buffers = [np.empty((longest, plan.n_vertices), np.float32) for _ in range(slots)]
         self.rows = plan.rows_of_hemi(0), plan.rows_of_hemi(1)
 
-    def read(self, s: int, slot: int) -> tuple[np.ndarray, SessionScales]:
-        """Session ``s`` (0-based) into buffer ``slot``: its betas float32 [T, V] and their z-scoring's scales."""
+    def read(self, s: int, slot: int) -> np.ndarray:
+        """Session ``s`` (0-based) into buffer ``slot``: its betas float32 [T, V]."""
         plan, (rows_lh, rows_rh) = self.plan, self.rows
         start, stop = plan.session_rows[s]
         x = self.buffers[slot].reshape(-1)[: (stop - start) * plan.n_vertices].reshape(stop - start, -1)
@@ -80,7 +84,38 @@ class _SessionReader:
             voxels = read_volume_session(plan.volume, s, np.empty((plan.n_vertices - n_surface, stop - start),
                                                                    np.float32))
             x[:, n_surface:] = voxels.T
-        return x, session_scales(x)
+        return x
+
+
+def _sessions(plan: SubjectPlan, todo: Sequence[int]) -> Iterator[tuple[int, np.ndarray, SessionScales]]:
+    """``(s, betas float32 [T, V], scales)`` for the sessions ``todo`` in order. While the caller works
+    on one, a thread computes the next one's :func:`session_scales` and another reads the one after
+    (file reads and numpy release the GIL). A session's buffer is reused once the caller asks for the
+    next one. Close the generator (``contextlib.closing``) to wait for the threads after an error."""
+    if not todo:
+        return
+    reader, n = _SessionReader(plan, SLOTS), len(todo)
+    with (ThreadPoolExecutor(1, thread_name_prefix="brainnet-betas") as reading,
+          ThreadPoolExecutor(1, thread_name_prefix="brainnet-scales") as scaling):
+        reads, scales = {}, {}
+
+        def read(i: int) -> None:
+            reads[i] = reading.submit(reader.read, todo[i], i % SLOTS)
+
+        def scale(i: int) -> None:
+            scales[i] = scaling.submit(lambda f=reads[i]: session_scales(f.result()))
+
+        for i in range(min(SLOTS, n)):
+            read(i)
+        for i in range(min(SLOTS - 1, n)):
+            scale(i)
+        for i, s in enumerate(todo):
+            x, sc = reads.pop(i).result(), scales.pop(i).result()
+            if i + SLOTS - 1 < n:
+                scale(i + SLOTS - 1)
+            yield s, x, sc
+            if i + SLOTS < n:  # the caller is done with session i: its buffer takes session i + SLOTS
+                read(i + SLOTS)
 
 
 def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: bool = True,
@@ -92,10 +127,10 @@ def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: boo
     vertex (ddof 0, NaN ignored, NaN -> 0: :mod:`brainnet.data.prep.zscore`, the numbers of
     :func:`brainnet.data.prep.tables.zscore_session`), write the rows as float16 into the partial
     ``.npy``, sync, then leave ``work/<subject>/session_NN.npy`` (bool [V], vertices with NaN) as the
-    done marker. The next session is read and its means and scales computed (a thread) while one is
-    written. At the end
-    ``vertex_valid.npy`` = no NaN in any session, and the partial file is renamed into place. Two
-    sessions' selected betas (float32) are in memory at any time.
+    done marker. While one session is z-scored and written, threads compute the next one's means and
+    scales and read the one after (:func:`_sessions`). At the end ``vertex_valid.npy`` = no NaN in any
+    session, and the partial file is renamed into place. Three sessions' selected betas (float32) are in
+    memory at any time.
     """
     final = stage / plan.name / L.FMRI
     valid_path = stage / plan.name / L.VERTEX_VALID
@@ -112,20 +147,17 @@ def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: boo
             for m in marker:
                 m.unlink(missing_ok=True)
         todo = [s for s in range(n_sessions) if not marker[s].is_file()]
-        reader = _SessionReader(plan) if todo else None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="brainnet-betas") as pool:
-            ahead = pool.submit(reader.read, todo[0], 0) if todo else None
-            bar = tqdm(todo, desc=f"{plan.name} fmri", unit="session", disable=not progress or not todo)
-            for i, s in enumerate(bar):
-                x, scales = ahead.result()
-                if i + 1 < len(todo):
-                    ahead = pool.submit(reader.read, todo[i + 1], (i + 1) % 2)
+        bar = tqdm(total=len(todo), desc=f"{plan.name} fmri", unit="session", disable=not progress or not todo)
+        with contextlib.closing(_sessions(plan, todo)) as sessions:
+            for s, x, scales in sessions:
                 start = plan.session_rows[s][0]
                 zscore_rows(x, scales, lambda row, block, start=start: writer.write_rows(start + row, block))
                 writer.flush()
                 save_npy(marker[s], scales.has_nan)
+                bar.update()
                 if on_session_done is not None:
                     on_session_done(plan.name, s + 1)
+        bar.close()
     finally:
         writer.close()
     invalid = np.zeros(plan.n_vertices, dtype=bool)
