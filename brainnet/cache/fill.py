@@ -107,7 +107,9 @@ class TokenCache(TokenStore):
                 ``num_workers`` worker processes.
             ids: N dataset image ids (int or str, unique); default 0..N-1.
             batch_size: images per forward pass.
-            num_workers: DataLoader worker processes (0 = decode in this process).
+            num_workers: DataLoader worker processes (0 = decode in this process). A GPU fill with
+                workers runs with at most max(:data:`GPU_FILL_THREADS`, cores - num_workers) torch
+                threads in this process (restored after it).
             progress: show a tqdm bar.
             forward: where the backbone runs. "main": this process, batches decoded by the
                 workers; "workers": each worker decodes AND runs whole batches with one thread
