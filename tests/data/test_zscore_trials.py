@@ -90,3 +90,57 @@ def test_read_betas_trials_is_read_betas_transposed(tmp_path, rng, suffix):
         path.write_bytes(path.read_bytes()[: 284 + 4 * 37 * 6])
         with pytest.raises(DataFormatError, match="truncated"):
             nsd.read_betas_trials(path, rows, wide[:, 2:7], frames_per_chunk=4)
+
+
+@pytest.mark.parametrize("where", ["reading thread", "writing (caller)"])
+def test_stage_error_stops_cleanly_and_resumes(tree, tmp_path, monkeypatch, where):
+    """The fMRI stage reads, scales and writes sessions in three overlapping parts (threads). A read
+    failing in its thread at session 3, or the writing of session 3 failing in the caller, raises
+    that error from ``write_subject_fmri``, leaves no thread running and no final file, keeps the done
+    markers of the sessions before it; a rerun finishes them and gives the bytes of an uninterrupted
+    run."""
+    import threading
+
+    from brainnet.data.prep import write
+    from brainnet.data.prep.config import PrepareConfig
+    from brainnet.data.prep.plan import make_plan
+
+    subject = make_plan(tree.nsd, tree.algonauts, PrepareConfig()).subjects[0]
+    assert len(subject.betas) >= 4
+    clean = tmp_path / "clean"
+    write.write_subject_fmri(subject, clean / "stage", clean / "work", progress=False)
+
+    bad = str(subject.betas[2][1])  # session 3, right hemisphere
+    if where == "reading thread":
+        real = nsd.read_betas_trials
+
+        def failing(path, *args, **kw):
+            if str(path) == bad:
+                raise OSError(5, "Input/output error", bad)
+            return real(path, *args, **kw)
+
+        monkeypatch.setattr(write.nsd, "read_betas_trials", failing)
+    else:
+        real_rows, calls = write.zscore_rows, []
+
+        def failing(x, scales, emit):
+            calls.append(1)
+            if len(calls) == 3:
+                raise OSError(5, "Input/output error", "fmri.partial.npy")
+            return real_rows(x, scales, emit)
+
+        monkeypatch.setattr(write, "zscore_rows", failing)
+    run = tmp_path / "run"
+    with pytest.raises(OSError, match="Input/output error") as err:  # kept, as a notebook keeps its last traceback
+        write.write_subject_fmri(subject, run / "stage", run / "work", progress=False)
+    assert err.value.errno == 5
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("brainnet-betas", "brainnet-scales"))]
+    assert not (run / "stage" / subject.name / "fmri.npy").exists()
+    done = sorted(p.name for p in (run / "work" / subject.name).glob("session_*.npy"))
+    assert done == ["session_01.npy", "session_02.npy"]
+
+    monkeypatch.undo()
+    write.write_subject_fmri(subject, run / "stage", run / "work", progress=False)
+    for name in ("fmri.npy", "vertex_valid.npy"):
+        got = (run / "stage" / subject.name / name).read_bytes()
+        assert got == (clean / "stage" / subject.name / name).read_bytes(), name
