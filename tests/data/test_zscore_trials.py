@@ -94,7 +94,7 @@ def test_read_betas_trials_is_read_betas_transposed(tmp_path, rng, suffix):
 
 @pytest.mark.parametrize("where", ["reading thread", "writing (caller)"])
 def test_stage_error_stops_cleanly_and_resumes(tree, tmp_path, monkeypatch, where):
-    """The fMRI stage reads, scales and writes sessions in three overlapping parts (threads). A read
+    """The fMRI stage reads the next session in a thread while the caller z-scores and writes one. A read
     failing in its thread at session 3, or the writing of session 3 failing in the caller, raises
     that error from ``write_subject_fmri``, leaves no thread running and no final file, keeps the done
     markers of the sessions before it; a rerun finishes them and gives the bytes of an uninterrupted
@@ -134,7 +134,7 @@ def test_stage_error_stops_cleanly_and_resumes(tree, tmp_path, monkeypatch, wher
     with pytest.raises(OSError, match="Input/output error") as err:  # kept, as a notebook keeps its last traceback
         write.write_subject_fmri(subject, run / "stage", run / "work", progress=False)
     assert err.value.errno == 5
-    assert not [t.name for t in threading.enumerate() if t.name.startswith(("brainnet-betas", "brainnet-scales"))]
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("brainnet-betas")]
     assert not (run / "stage" / subject.name / "fmri.npy").exists()
     done = sorted(p.name for p in (run / "work" / subject.name).glob("session_*.npy"))
     assert done == ["session_01.npy", "session_02.npy"]

@@ -22,7 +22,7 @@ from brainnet.data.formats import nsd
 from brainnet.data.io import NpyRowWriter, save_npy, save_npz
 from brainnet.data.prep.plan import DatasetPlan, SubjectPlan
 from brainnet.data.prep.volume import read_volume_session
-from brainnet.data.prep.zscore import SessionScales, session_scales, zscore_rows
+from brainnet.data.prep.zscore import SessionScales, column_sums, session_scales, zscore_rows
 
 #: Called after each committed session with (subject name, 1-based session number).
 SessionHook = Callable[[str, int], None]
@@ -56,9 +56,8 @@ def write_subject_tables(plan: SubjectPlan, stage: Path) -> None:
     save_npz(folder / L.ROIS, plan.rois)
 
 
-#: Sessions in flight while a subject's fMRI is written: the caller z-scores and writes one, a thread
-#: computes the next one's means and scales, another reads the one after (one float32 buffer each)
-SLOTS = 3
+#: Session buffers of the fMRI stage: the caller z-scores and writes one while a thread reads the next
+SLOTS = 2
 
 
 class _SessionReader:
@@ -70,8 +69,9 @@ class _SessionReader:
         self.buffers = [np.empty((longest, plan.n_vertices), np.float32) for _ in range(slots)]
         self.rows = plan.rows_of_hemi(0), plan.rows_of_hemi(1)
 
-    def read(self, s: int, slot: int) -> np.ndarray:
-        """Session ``s`` (0-based) into buffer ``slot``: its betas float32 [T, V]."""
+    def read(self, s: int, slot: int) -> tuple[np.ndarray, np.ndarray]:
+        """Session ``s`` (0-based) into buffer ``slot``: its betas float32 [T, V] and their column sums
+        (float64 [V], :func:`~brainnet.data.prep.zscore.column_sums`)."""
         plan, (rows_lh, rows_rh) = self.plan, self.rows
         start, stop = plan.session_rows[s]
         x = self.buffers[slot].reshape(-1)[: (stop - start) * plan.n_vertices].reshape(stop - start, -1)
@@ -84,38 +84,25 @@ class _SessionReader:
             voxels = read_volume_session(plan.volume, s, np.empty((plan.n_vertices - n_surface, stop - start),
                                                                    np.float32))
             x[:, n_surface:] = voxels.T
-        return x
+        return x, column_sums(x)
 
 
 def _sessions(plan: SubjectPlan, todo: Sequence[int]) -> Iterator[tuple[int, np.ndarray, SessionScales]]:
     """``(s, betas float32 [T, V], scales)`` for the sessions ``todo`` in order. While the caller works
-    on one, a thread computes the next one's :func:`session_scales` and another reads the one after
-    (file reads and numpy release the GIL). A session's buffer is reused once the caller asks for the
-    next one. Close the generator (``contextlib.closing``) to wait for the threads after an error."""
+    on one, a thread reads the next one and sums its columns (file reads and numpy release the GIL);
+    the rest of its :func:`session_scales` is computed when the caller asks for it. A session's buffer
+    is reused once the caller asks for the one after. Close the generator (``contextlib.closing``) to
+    wait for the thread after an error."""
     if not todo:
         return
-    reader, n = _SessionReader(plan, SLOTS), len(todo)
-    with (ThreadPoolExecutor(1, thread_name_prefix="brainnet-betas") as reading,
-          ThreadPoolExecutor(1, thread_name_prefix="brainnet-scales") as scaling):
-        reads, scales = {}, {}
-
-        def read(i: int) -> None:
-            reads[i] = reading.submit(reader.read, todo[i], i % SLOTS)
-
-        def scale(i: int) -> None:
-            scales[i] = scaling.submit(lambda f=reads[i]: session_scales(f.result()))
-
-        for i in range(min(SLOTS, n)):
-            read(i)
-        for i in range(min(SLOTS - 1, n)):
-            scale(i)
+    reader = _SessionReader(plan, SLOTS)
+    with ThreadPoolExecutor(1, thread_name_prefix="brainnet-betas") as reading:
+        ahead = reading.submit(reader.read, todo[0], 0)
         for i, s in enumerate(todo):
-            x, sc = reads.pop(i).result(), scales.pop(i).result()
-            if i + SLOTS - 1 < n:
-                scale(i + SLOTS - 1)
-            yield s, x, sc
-            if i + SLOTS < n:  # the caller is done with session i: its buffer takes session i + SLOTS
-                read(i + SLOTS)
+            x, sums = ahead.result()
+            if i + 1 < len(todo):  # into the buffer of session i - 1, which the caller is done with
+                ahead = reading.submit(reader.read, todo[i + 1], (i + 1) % SLOTS)
+            yield s, x, session_scales(x, sums)
 
 
 def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: bool = True,
@@ -127,10 +114,9 @@ def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: boo
     vertex (ddof 0, NaN ignored, NaN -> 0: :mod:`brainnet.data.prep.zscore`, the numbers of
     :func:`brainnet.data.prep.tables.zscore_session`), write the rows as float16 into the partial
     ``.npy``, sync, then leave ``work/<subject>/session_NN.npy`` (bool [V], vertices with NaN) as the
-    done marker. While one session is z-scored and written, threads compute the next one's means and
-    scales and read the one after (:func:`_sessions`). At the end ``vertex_valid.npy`` = no NaN in any
-    session, and the partial file is renamed into place. Three sessions' selected betas (float32) are in
-    memory at any time.
+    done marker. While one session is z-scored and written, a thread reads the next one and sums its
+    columns (:func:`_sessions`). At the end ``vertex_valid.npy`` = no NaN in any session, and the
+    partial file is renamed into place. Two sessions' selected betas (float32) are in memory at any time.
     """
     final = stage / plan.name / L.FMRI
     valid_path = stage / plan.name / L.VERTEX_VALID

@@ -67,17 +67,26 @@ class SessionScales:
     has_nan: np.ndarray
 
 
-def session_scales(x: np.ndarray) -> SessionScales:
+def column_sums(x: np.ndarray) -> np.ndarray:
+    """float64 [V]: the sums of the columns of ``x`` (float32 [T, V], C-contiguous), in row chunks."""
+    n, v = x.shape
+    sums, part = np.zeros(v, np.float64), np.empty(v, np.float64)
+    with np.errstate(all="ignore"):
+        for a in range(0, n, ROW_CHUNK):
+            sums += np.add.reduce(x[a:a + ROW_CHUNK], axis=0, dtype=np.float64, out=part)
+    return sums
+
+
+def session_scales(x: np.ndarray, sums: np.ndarray | None = None) -> SessionScales:
     """The per-column mean and scale of one session held trial-major, as the reference computes them.
 
     Args:
         x: float32 [T, V], C-contiguous: the session's betas, trial by trial (NaN allowed); only read.
+        sums: ``column_sums(x)`` when already computed (e.g. by the thread that read ``x``).
     """
     n, v = x.shape
+    sums = column_sums(x) if sums is None else sums
     with np.errstate(all="ignore"):
-        sums, part = np.zeros(v, np.float64), np.empty(v, np.float64)
-        for a in range(0, n, ROW_CHUNK):
-            sums += np.add.reduce(x[a:a + ROW_CHUNK], axis=0, dtype=np.float64, out=part)
         suspect = ~np.isfinite(sums)  # NaN / inf in the column
         m32 = np.where(suspect, 0.0, sums / n).astype(np.float32)
         z = np.empty((min(ROW_CHUNK, n), v), np.float32)
