@@ -11,7 +11,8 @@ into the store one batch later, while the GPU runs the next forward.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any
 
 import torch
 
@@ -50,31 +51,29 @@ class PinnedStaging:
 
 
 @contextlib.contextmanager
-def matmul_precision(device: torch.device, precision: str) -> Iterator[None]:
+def _restored(get: Callable[[], Any], put: Callable[[Any], None], value: Any) -> Iterator[None]:
+    """``put(value)`` for the block, then ``put`` of what ``get()`` gave before it."""
+    before = get()
+    put(value)
+    try:
+        yield
+    finally:
+        put(before)
+
+
+def matmul_precision(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """``torch.set_float32_matmul_precision(precision)`` for the block when ``device`` is a CUDA
     device (restored after it); on other devices nothing changes. "high" lets float32 products
     run on TF32 tensor cores (10-bit mantissa, as fp16 storage has), "highest" keeps full fp32."""
     if precision not in MATMUL_PRECISIONS:
         raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
     if device.type != "cuda":
-        yield
-        return
-    old = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision(precision)
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(old)
+        return contextlib.nullcontext()
+    return _restored(torch.get_float32_matmul_precision, torch.set_float32_matmul_precision, precision)
 
 
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> contextlib.AbstractContextManager:
     """torch's intra-op threads set to ``n`` (>= 1) for the block, restored after it."""
     if n < 1:
         raise ValueError(f"threads must be >= 1, got {n}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return _restored(torch.get_num_threads, torch.set_num_threads, n)

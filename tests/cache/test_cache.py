@@ -185,3 +185,17 @@ def test_torch_threads_restored_after_the_block_and_after_an_error():
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError), torch_threads(0):
         pass
+
+
+def test_matmul_precision_set_for_cuda_fills_only_and_restored():
+    from brainnet.cache.staging import matmul_precision
+
+    before = torch.get_float32_matmul_precision()
+    other = "medium" if before != "medium" else "high"
+    with matmul_precision(torch.device("cuda"), other):  # a flag: no GPU needed to set it
+        assert torch.get_float32_matmul_precision() == other
+    assert torch.get_float32_matmul_precision() == before
+    with matmul_precision(torch.device("cpu"), other):
+        assert torch.get_float32_matmul_precision() == before
+    with pytest.raises(ValueError, match="matmul_precision"):
+        matmul_precision(torch.device("cuda"), "fast")
