@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .staging import MATMUL_PRECISIONS, PinnedStaging, torch_threads
+from .staging import PinnedStaging, torch_threads
 from .staging import matmul_precision as matmul_precision_ctx
 from .store import TokenStore, check_image_id
 from .transforms import load_resized, pool_map
@@ -126,14 +126,13 @@ class TokenCache(TokenStore):
             raise ValueError(f"got {n} images but {len(ids)} ids")
         if len(set(ids)) != n:
             raise ValueError("ids must be unique")
-        if matmul_precision not in MATMUL_PRECISIONS:
-            raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {matmul_precision!r}")
+        precision = matmul_precision_ctx(self.device, matmul_precision)  # checks the value before any work
         if batch_size < 1 or num_workers < 0:
             raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
         with self._writing():  # memmap: one filling process at a time, rows of an earlier one reused
-            return self._fill(images, ids, batch_size, num_workers, progress, forward, matmul_precision)
+            return self._fill(images, ids, batch_size, num_workers, progress, forward, precision)
 
-    def _fill(self, images, ids, batch_size, num_workers, progress, forward, mp) -> TokenCache:
+    def _fill(self, images, ids, batch_size, num_workers, progress, forward, precision) -> TokenCache:
         n = len(images)
         todo = [k for k, i in enumerate(ids) if i not in self._index]
         self.stats["hits"] += n - len(todo)
@@ -177,7 +176,7 @@ class TokenCache(TokenStore):
                 self._ids.append(ids[todo[k]])
 
         try:
-            with torch.inference_mode(), matmul_precision_ctx(self.device, mp), self._threads(forward, num_workers):
+            with torch.inference_mode(), precision, self._threads(forward, num_workers):
                 bar = tqdm(total=len(todo), desc="caching tokens", unit="img", disable=not progress)
                 for item in loader:
                     if forward == "workers":
@@ -209,7 +208,6 @@ class TokenCache(TokenStore):
         self.stats["computed"] += len(todo)
         self.stats["fill_seconds"] += time.perf_counter() - t0
         return self
-
 
     def _threads(self, forward: str, num_workers: int):
         """A GPU fill decoding in worker processes runs with at most

@@ -199,3 +199,11 @@ def test_matmul_precision_set_for_cuda_fills_only_and_restored():
         assert torch.get_float32_matmul_precision() == before
     with pytest.raises(ValueError, match="matmul_precision"):
         matmul_precision(torch.device("cuda"), "fast")
+
+
+def test_fill_refuses_an_unknown_matmul_precision_before_any_work(tmp_path):
+    cache = TokenCache(create_backbone("brainnet-tiny-random", seed=0), pool=8, storage="memmap", cache_dir=tmp_path)
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match="matmul_precision"):
+        cache.fill(images, num_workers=0, progress=False, matmul_precision="fast")
+    assert len(cache) == 0 and not list(tmp_path.rglob("*.f16"))

@@ -56,17 +56,14 @@ def write_subject_tables(plan: SubjectPlan, stage: Path) -> None:
     save_npz(folder / L.ROIS, plan.rois)
 
 
-#: Session buffers of the fMRI stage: the caller z-scores and writes one while a thread reads the next
-SLOTS = 2
-
-
 class _SessionReader:
-    """Reads a subject's sessions trial-major into ``slots`` reused buffers, float32 [T_max, V] each."""
+    """Reads a subject's sessions trial-major into two reused buffers, float32 [T_max, V] each: the caller
+    z-scores and writes one session while the next is read into the other."""
 
-    def __init__(self, plan: SubjectPlan, slots: int = SLOTS):
+    def __init__(self, plan: SubjectPlan):
         self.plan = plan
         longest = max(b - a for a, b in plan.session_rows)
-        self.buffers = [np.empty((longest, plan.n_vertices), np.float32) for _ in range(slots)]
+        self.buffers = [np.empty((longest, plan.n_vertices), np.float32) for _ in range(2)]
         self.rows = plan.rows_of_hemi(0), plan.rows_of_hemi(1)
 
     def read(self, s: int, slot: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,13 +92,13 @@ def _sessions(plan: SubjectPlan, todo: Sequence[int]) -> Iterator[tuple[int, np.
     wait for the thread after an error."""
     if not todo:
         return
-    reader = _SessionReader(plan, SLOTS)
+    reader = _SessionReader(plan)
     with ThreadPoolExecutor(1, thread_name_prefix="brainnet-betas") as reading:
         ahead = reading.submit(reader.read, todo[0], 0)
         for i, s in enumerate(todo):
             x, sums = ahead.result()
             if i + 1 < len(todo):  # into the buffer of session i - 1, which the caller is done with
-                ahead = reading.submit(reader.read, todo[i + 1], (i + 1) % SLOTS)
+                ahead = reading.submit(reader.read, todo[i + 1], (i + 1) % 2)
             yield s, x, session_scales(x, sums)
 
 
