@@ -7,10 +7,13 @@ is decoded. (b) the fMRI stage: :func:`brainnet.data.prep.write.write_subject_fm
 subject of the tree (read, z-score, float16 rows written and synced into a scratch ``fmri.npy``).
 
 Warm page cache: one read first, then (read, stage) twice; the second pair is reported. Cold
-(``--cold [N]``, needs root): ``sync; echo 3 > /proc/sys/vm/drop_caches`` before each of a read, a
-read while the stage's output bytes are written, and a stage; N rounds. The stage reads the betas
-and writes its output to the same disk, so "read||write" (the plain read while another thread writes
-and syncs as many bytes as the stage does) is the disk's floor for it. ``--prepare`` also runs the
+(``--cold [N]``, needs root): ``sync; echo 3 > /proc/sys/vm/drop_caches`` before each of a plain
+read, a direct read, a direct read while the stage's output bytes are written, and a stage; N
+rounds. "direct read": the same bytes read ``O_DIRECT`` (8 MiB reads into one page-aligned buffer,
+no page cache: the disk's own speed; this machine's buffered reads spend 4-14 s of kernel CPU on
+19.7 GB, varying from run to run). The stage reads the betas and writes its output to the same disk,
+so "read||write" (the read while another thread writes and syncs as many bytes as the stage does;
+cold: the direct read, warm: the plain read) is the disk's floor for it. ``--prepare`` also runs the
 whole ``prepare`` of the tree in a child process (warm) and reports its wall time and peak RSS.
 
     python benchmarks/bench_prepare.py /tmp/alg2                    # an existing nsd-mini tree
@@ -23,7 +26,9 @@ other processes' load, the CPU seconds much less.
 from __future__ import annotations
 
 import argparse
+import mmap
 import os
+import statistics
 import resource
 import shutil
 import subprocess
@@ -84,6 +89,28 @@ def plain_read(files: list[Path]) -> tuple[float, float, int]:
     return time.perf_counter() - start, _cpu() - cpu, total
 
 
+def direct_read(files: list[Path], block: int = 1 << 23) -> float | None:
+    """Wall seconds to read every byte of ``files`` ``O_DIRECT`` in ``block``-byte reads into one
+    page-aligned buffer; None where the platform or file system has no direct reads."""
+    flag = getattr(os, "O_DIRECT", None)
+    if flag is None:
+        return None
+    buf = memoryview(mmap.mmap(-1, block))
+    start = time.perf_counter()
+    for f in files:
+        try:
+            fd = os.open(f, os.O_RDONLY | flag)
+        except OSError:
+            return None
+        try:
+            offset = 0
+            while (n := os.preadv(fd, [buf], offset)) == block:
+                offset += n
+        finally:
+            os.close(fd)
+    return time.perf_counter() - start
+
+
 def fmri_stage(plan: DatasetPlan, scratch: Path) -> tuple[float, float, int]:
     """Wall and CPU seconds of :func:`write_subject_fmri` for every subject, into a fresh folder under
     ``scratch``; bytes it wrote."""
@@ -118,13 +145,16 @@ def plain_write(nbytes: int, scratch: Path, block: int = 1 << 22) -> float:
         shutil.rmtree(path.parent)
 
 
-def read_while_writing(files: list[Path], nbytes: int, scratch: Path) -> float:
-    """Wall seconds of :func:`plain_read` of ``files`` while another thread runs :func:`plain_write` of
-    ``nbytes``, both done: the disk's floor for the stage, which reads the one and writes the other."""
+def read_while_writing(files: list[Path], nbytes: int, scratch: Path, direct: bool) -> float:
+    """Wall seconds of reading ``files`` while another thread runs :func:`plain_write` of ``nbytes``,
+    both done: the disk's floor for the stage, which reads the one and writes the other. The read is
+    :func:`direct_read` when ``direct`` (cold: the disk's own speed) and there is one, else
+    :func:`plain_read` (warm: from the page cache)."""
     start = time.perf_counter()
     with ThreadPoolExecutor(1) as pool:
         writing = pool.submit(plain_write, nbytes, scratch)
-        plain_read(files)
+        if not direct or direct_read(files) is None:
+            plain_read(files)
         writing.result()
     return time.perf_counter() - start
 
@@ -183,7 +213,7 @@ def main(argv=None) -> dict:
         *stage, written = fmri_stage(plan, work)
     write_s = plain_write(written, work)
     plain_read(files)
-    rows.append(("warm", *read, *stage, write_s, read_while_writing(files, written, work)))
+    rows.append(("warm", *read, None, *stage, write_s, read_while_writing(files, written, work, direct=False)))
     cold = "not asked (--cold)"
     for _ in range(args.cold):
         if not drop_caches():
@@ -191,23 +221,33 @@ def main(argv=None) -> dict:
             break
         read = plain_read(files)[:2]
         drop_caches()
-        both = read_while_writing(files, written, work)
+        direct = direct_read(files)
         drop_caches()
-        rows.append(("cold", *read, *fmri_stage(plan, work)[:2], write_s, both))
+        both = read_while_writing(files, written, work, direct=True)
+        drop_caches()
+        rows.append(("cold", *read, direct, *fmri_stage(plan, work)[:2], write_s, both))
         cold = "measured"
     n_trials = sum(s.n_trials for s in plan.subjects)
     print(f"tree {paths.root}: {len(plan.subjects)} subject(s), {n_trials} trials, "
           f"{plan.subjects[0].n_vertices} units (subject 1), {len(files)} betas files, {size / 1e9:.2f} GB read, "
           f"{written / 1e9:.2f} GB written by the stage")
     print(f"{'cache':6s} {'plain read s':>13s} {'GB/s':>6s} {'fMRI stage s':>13s} {'ratio':>6s} "
-          f"{'read cpu s':>11s} {'stage cpu s':>12s} {'write+fsync s':>14s} {'read||write s':>14s} "
-          f"{'stage/(read||write)':>20s}")
-    for name, read_s, read_cpu, stage_s, stage_cpu, w_s, both_s in rows:
+          f"{'direct read s':>14s} {'stage/direct':>13s} {'read cpu s':>11s} {'stage cpu s':>12s} "
+          f"{'write+fsync s':>14s} {'read||write s':>14s} {'stage/(read||write)':>20s}")
+    na = f"{'-':>14s} {'-':>13s}"
+    for name, read_s, read_cpu, direct_s, stage_s, stage_cpu, w_s, both_s in rows:
+        direct = na if direct_s is None else f"{direct_s:14.2f} {stage_s / direct_s:13.2f}"
         print(f"{name:6s} {read_s:13.2f} {size / read_s / 1e9:6.2f} {stage_s:13.2f} {stage_s / read_s:6.2f} "
-              f"{read_cpu:11.2f} {stage_cpu:12.2f} {w_s:14.2f} {both_s:14.2f} {stage_s / both_s:20.2f}")
+              f"{direct} {read_cpu:11.2f} {stage_cpu:12.2f} {w_s:14.2f} {both_s:14.2f} {stage_s / both_s:20.2f}")
+    cold_rows = [r for r in rows if r[0] == "cold"]
+    if len(cold_rows) > 1:
+        print(f"cold, median of {len(cold_rows)} rounds: stage / plain read "
+              f"{statistics.median(r[4] / r[1] for r in cold_rows):.2f}, stage / (read||write) "
+              f"{statistics.median(r[4] / r[7] for r in cold_rows):.2f}")
     print(f"cold cache: {cold}")
-    print("write+fsync: the stage's output bytes written and synced alone; read||write: the plain read while "
-          "another thread writes and syncs them (the disk's floor for the stage)")
+    print("direct read: O_DIRECT, no page cache (cold rounds only); write+fsync: the stage's output bytes written "
+          "and synced alone; read||write: the read (cold: direct, warm: plain) while another thread writes and "
+          "syncs them (the disk's floor for the stage)")
     result = {"bytes": size, "written": written, "rows": rows, "cold": cold}
     if args.prepare:
         wall, rss = whole_prepare(paths, args.space, scratch)

@@ -3,6 +3,8 @@ the vertex-major reader's, transposed; ``zscore_trials`` equals ``zscore_session
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -31,7 +33,9 @@ def _columns(rng, v: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _run(x: np.ndarray, helped: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """zscore_trials of x, alone or with a helper thread doing half the rows (another float64 summation
+    order, both threads emitting)."""
     out = np.full(x.shape, np.nan, np.float16)
     seen = []
 
@@ -40,8 +44,9 @@ def _run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         seen.append((row, block.shape[0]))
         out[row:row + block.shape[0]] = block
 
-    has_nan = zscore.zscore_trials(x, emit)
-    assert [r for r, _ in seen] == list(range(0, T, zscore.ROW_CHUNK)) and sum(n for _, n in seen) == T
+    with ThreadPoolExecutor(1) as helper:
+        has_nan = zscore.zscore_trials(x, emit, helper if helped else None)
+    assert sorted(r for r, _ in seen) == list(range(0, T, zscore.ROW_CHUNK)) and sum(n for _, n in seen) == T
     return out, has_nan
 
 
@@ -51,10 +56,11 @@ def _reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return z.T.astype(np.float16), has_nan
 
 
-def test_zscore_trials_is_the_reference_bit_for_bit(rng):
+@pytest.mark.parametrize("helped", [False, True])
+def test_zscore_trials_is_the_reference_bit_for_bit(rng, helped):
     x = _columns(rng, 3000)
     before = x.copy()
-    out, has_nan = _run(x)
+    out, has_nan = _run(x, helped)
     ref, ref_nan = _reference(x)
     assert np.array_equal(out.view(np.uint16), ref.view(np.uint16))
     assert np.array_equal(has_nan, ref_nan) and has_nan[[40, 41]].all() and not has_nan[[42, 43]].any()
@@ -63,12 +69,13 @@ def test_zscore_trials_is_the_reference_bit_for_bit(rng):
     assert {40, 41, 42, 43} <= set(redo.tolist()) and redo.size < 100  # the others: the certified path
 
 
-def test_zscore_trials_uncertain_columns_go_to_the_reference(rng, monkeypatch):
+@pytest.mark.parametrize("helped", [False, True])
+def test_zscore_trials_uncertain_columns_go_to_the_reference(rng, monkeypatch, helped):
     """With a far too wide error bound every column is 'uncertain': the reference computes them all."""
     monkeypatch.setattr(zscore, "_gamma", lambda n: 1e-3)
     x = _columns(rng, 500)
     assert zscore.session_scales(x).redo.size > 400
-    out, has_nan = _run(x)
+    out, has_nan = _run(x, helped)
     ref, ref_nan = _reference(x)
     assert np.array_equal(out.view(np.uint16), ref.view(np.uint16)) and np.array_equal(has_nan, ref_nan)
 
@@ -92,13 +99,13 @@ def test_read_betas_trials_is_read_betas_transposed(tmp_path, rng, suffix):
             nsd.read_betas_trials(path, rows, wide[:, 2:7], frames_per_chunk=4)
 
 
-@pytest.mark.parametrize("where", ["reading thread", "writing (caller)"])
+@pytest.mark.parametrize("where", ["reading thread", "writing (caller)", "writing (helper)"])
 def test_stage_error_stops_cleanly_and_resumes(tree, tmp_path, monkeypatch, where):
-    """The fMRI stage reads the next session in a thread while the caller z-scores and writes one. A read
-    failing in its thread at session 3, or the writing of session 3 failing in the caller, raises
-    that error from ``write_subject_fmri``, leaves no thread running and no final file, keeps the done
-    markers of the sessions before it; a rerun finishes them and gives the bytes of an uninterrupted
-    run."""
+    """The fMRI stage reads the next session in a thread while the caller and a helper thread z-score
+    and write one. A read failing in its thread at session 3, or the writing of session 3 failing in
+    the caller (its second half of the trials) or in the helper (the first half), raises that error
+    from ``write_subject_fmri``, leaves no thread running and no final file, keeps the done markers
+    of the sessions before it; a rerun finishes them and gives the bytes of an uninterrupted run."""
     import threading
 
     from brainnet.data.prep import write
@@ -123,18 +130,22 @@ def test_stage_error_stops_cleanly_and_resumes(tree, tmp_path, monkeypatch, wher
     else:
         real_rows, calls = write.zscore_rows, []
 
-        def failing(x, scales, emit):
+        def failing(x, scales, emit, helper):
             calls.append(1)
-            if len(calls) == 3:
-                raise OSError(5, "Input/output error", "fmri.partial.npy")
-            return real_rows(x, scales, emit)
+
+            def emit_or_fail(row, block):
+                in_caller = threading.current_thread() is threading.main_thread()
+                if len(calls) == 3 and in_caller == (where == "writing (caller)"):
+                    raise OSError(5, "Input/output error", "fmri.partial.npy")
+                emit(row, block)
+            return real_rows(x, scales, emit_or_fail, helper)
 
         monkeypatch.setattr(write, "zscore_rows", failing)
     run = tmp_path / "run"
     with pytest.raises(OSError, match="Input/output error") as err:  # kept, as a notebook keeps its last traceback
         write.write_subject_fmri(subject, run / "stage", run / "work", progress=False)
     assert err.value.errno == 5
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("brainnet-betas")]
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("brainnet-")]
     assert not (run / "stage" / subject.name / "fmri.npy").exists()
     done = sorted(p.name for p in (run / "work" / subject.name).glob("session_*.npy"))
     assert done == ["session_01.npy", "session_02.npy"]
@@ -144,3 +155,39 @@ def test_stage_error_stops_cleanly_and_resumes(tree, tmp_path, monkeypatch, wher
     for name in ("fmri.npy", "vertex_valid.npy"):
         got = (run / "stage" / subject.name / name).read_bytes()
         assert got == (clean / "stage" / subject.name / name).read_bytes(), name
+
+
+def test_stage_reads_cold_betas_past_the_cache_to_the_same_bytes(tree, tmp_path, monkeypatch):
+    """Betas not in the page cache are read ``O_DIRECT`` (and stay out of it); the stage's output is the
+    bytes of a run that read them through the cache."""
+    import os
+
+    from brainnet.data.formats import blockread
+    from brainnet.data.prep import write
+    from brainnet.data.prep.config import PrepareConfig
+    from brainnet.data.prep.plan import make_plan
+
+    subject = make_plan(tree.nsd, tree.algonauts, PrepareConfig()).subjects[0]
+    files = [f for pair in subject.betas for f in pair]
+    if not hasattr(os, "posix_fadvise") or blockread._open_direct(files[0]) is None:
+        pytest.skip("no O_DIRECT where the test tree lies")
+    cached = tmp_path / "cached"
+    write.write_subject_fmri(subject, cached / "stage", cached / "work", progress=False)
+
+    for f in files:  # out of the page cache
+        fd = os.open(f, os.O_RDONLY)
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        still = blockread.range_cached(fd, 0, os.fstat(fd).st_size)
+        os.close(fd)
+        if still is not False:
+            pytest.skip("the page cache cannot be probed or emptied here")
+    opened = []
+    real_open = blockread._open_direct
+    monkeypatch.setattr(blockread, "_open_direct", lambda p: opened.append(p) or real_open(p))
+    cold = tmp_path / "cold"
+    write.write_subject_fmri(subject, cold / "stage", cold / "work", progress=False)
+    assert sorted(map(str, opened)) == sorted(map(str, files))
+    for name in ("fmri.npy", "vertex_valid.npy"):
+        got = (cold / "stage" / subject.name / name).read_bytes()
+        assert got == (cached / "stage" / subject.name / name).read_bytes(), name

@@ -8,11 +8,13 @@ Both are re-exported by :mod:`brainnet.data.formats.nsd`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import numpy as np
 
+from brainnet.data.formats.blockread import read_blocks
 from brainnet.data.formats.freesurfer import MGH_DATA_OFFSET, mgh_info, read_mgh_data
 from brainnet.errors import DataFormatError
 
@@ -81,9 +83,10 @@ def read_betas_trials(path: str | os.PathLike, rows: np.ndarray, out: np.ndarray
     wider array) gets trial t's values of ``rows`` in row t (NaN where the source has NaN). Checks as
     :func:`read_betas`.
 
-    An uncompressed file is read ``frames_per_chunk`` trials at a time straight into one reused
-    buffer, its selected vertices picked and byte-swapped while that chunk is in cache: no [V, T]
-    copy and no transpose (the file is trial-major too).
+    An uncompressed file is read by :func:`~brainnet.data.formats.blockread.read_blocks` (past the page
+    cache when the file is not cached) and handled ``frames_per_chunk`` trials at a time, its selected
+    vertices picked and byte-swapped while that chunk is in cache: no [V, T] copy and no transpose (the
+    file is trial-major too).
     """
     path = Path(path)
     dtype, n_vox, n_frames, rows = _betas_header(path, rows, n_vertices, out.shape[0])
@@ -94,19 +97,18 @@ def read_betas_trials(path: str | os.PathLike, rows: np.ndarray, out: np.ndarray
         return
     dtype = dtype.newbyteorder(">")
     step = max(1, int(frames_per_chunk))
-    raw = np.empty(min(step, n_frames) * n_vox * dtype.itemsize, dtype=np.uint8)
+    frame_bytes = n_vox * dtype.itemsize
     native32 = dtype == np.dtype(">f4")
-    with open(path, "rb", buffering=0) as fh:
-        fh.seek(MGH_DATA_OFFSET)
-        for start in range(0, n_frames, step):
-            stop = min(start + step, n_frames)
-            view = raw[: (stop - start) * n_vox * dtype.itemsize]
-            if fh.readinto(view) != view.size:
-                raise DataFormatError(path, f"{n_vox * n_frames} values", "a truncated data block")
-            block, dest = view.view(dtype).reshape(stop - start, n_vox), out[start:stop]
-            if native32:  # pick the raw 4-byte words, then swap them in place (rows were checked: no bounds check)
-                picked = dest.view(np.uint32)
-                np.take(block.view(np.uint32), rows, axis=1, out=picked, mode="clip")
-                picked.byteswap(inplace=True)
-            else:
-                dest[:] = block[:, rows]
+    blocks = read_blocks(path, MGH_DATA_OFFSET, n_frames * frame_bytes, step * frame_bytes)
+    with contextlib.closing(blocks):
+        try:
+            for start, raw in zip(range(0, n_frames, step), blocks):
+                block, dest = raw.view(dtype).reshape(-1, n_vox), out[start:start + step]
+                if native32:  # pick the raw 4-byte words, then swap them in place (rows were checked: no bounds check)
+                    picked = dest.view(np.uint32)
+                    np.take(block.view(np.uint32), rows, axis=1, out=picked, mode="clip")
+                    picked.byteswap(inplace=True)
+                else:
+                    dest[:] = block[:, rows]
+        except EOFError:
+            raise DataFormatError(path, f"{n_vox * n_frames} values", "a truncated data block") from None

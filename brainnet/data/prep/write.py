@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from brainnet.data.formats import nsd
 from brainnet.data.io import NpyRowWriter, save_npy, save_npz
 from brainnet.data.prep.plan import DatasetPlan, SubjectPlan
 from brainnet.data.prep.volume import read_volume_session
-from brainnet.data.prep.zscore import SessionScales, column_sums, session_scales, zscore_rows
+from brainnet.data.prep.zscore import SessionScales, session_scales, zscore_rows
 
 #: Called after each committed session with (subject name, 1-based session number).
 SessionHook = Callable[[str, int], None]
@@ -66,9 +66,8 @@ class _SessionReader:
         self.buffers = [np.empty((longest, plan.n_vertices), np.float32) for _ in range(2)]
         self.rows = plan.rows_of_hemi(0), plan.rows_of_hemi(1)
 
-    def read(self, s: int, slot: int) -> tuple[np.ndarray, np.ndarray]:
-        """Session ``s`` (0-based) into buffer ``slot``: its betas float32 [T, V] and their column sums
-        (float64 [V], :func:`~brainnet.data.prep.zscore.column_sums`)."""
+    def read(self, s: int, slot: int) -> np.ndarray:
+        """Session ``s`` (0-based) into buffer ``slot``: its betas float32 [T, V]."""
         plan, (rows_lh, rows_rh) = self.plan, self.rows
         start, stop = plan.session_rows[s]
         x = self.buffers[slot].reshape(-1)[: (stop - start) * plan.n_vertices].reshape(stop - start, -1)
@@ -81,25 +80,26 @@ class _SessionReader:
             voxels = read_volume_session(plan.volume, s, np.empty((plan.n_vertices - n_surface, stop - start),
                                                                    np.float32))
             x[:, n_surface:] = voxels.T
-        return x, column_sums(x)
+        return x
 
 
-def _sessions(plan: SubjectPlan, todo: Sequence[int]) -> Iterator[tuple[int, np.ndarray, SessionScales]]:
+def _sessions(plan: SubjectPlan, todo: Sequence[int],
+              helper: Executor | None = None) -> Iterator[tuple[int, np.ndarray, SessionScales]]:
     """``(s, betas float32 [T, V], scales)`` for the sessions ``todo`` in order. While the caller works
-    on one, a thread reads the next one and sums its columns (file reads and numpy release the GIL);
-    the rest of its :func:`session_scales` is computed when the caller asks for it. A session's buffer
-    is reused once the caller asks for the one after. Close the generator (``contextlib.closing``) to
-    wait for the thread after an error."""
+    on one, a thread reads the next one (file reads and numpy release the GIL); its
+    :func:`session_scales` are computed when the caller asks for it (half of the work on ``helper``
+    when given). A session's buffer is reused once the caller asks for the one after. Close the
+    generator (``contextlib.closing``) to wait for the thread after an error."""
     if not todo:
         return
     reader = _SessionReader(plan)
     with ThreadPoolExecutor(1, thread_name_prefix="brainnet-betas") as reading:
         ahead = reading.submit(reader.read, todo[0], 0)
         for i, s in enumerate(todo):
-            x, sums = ahead.result()
+            x = ahead.result()
             if i + 1 < len(todo):  # into the buffer of session i - 1, which the caller is done with
                 ahead = reading.submit(reader.read, todo[i + 1], (i + 1) % 2)
-            yield s, x, session_scales(x, sums)
+            yield s, x, session_scales(x, pool=helper)
 
 
 def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: bool = True,
@@ -111,9 +111,11 @@ def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: boo
     vertex (ddof 0, NaN ignored, NaN -> 0: :mod:`brainnet.data.prep.zscore`, the numbers of
     :func:`brainnet.data.prep.tables.zscore_session`), write the rows as float16 into the partial
     ``.npy``, sync, then leave ``work/<subject>/session_NN.npy`` (bool [V], vertices with NaN) as the
-    done marker. While one session is z-scored and written, a thread reads the next one and sums its
-    columns (:func:`_sessions`). At the end ``vertex_valid.npy`` = no NaN in any session, and the
-    partial file is renamed into place. Two sessions' selected betas (float32) are in memory at any time.
+    done marker. While one session is z-scored and written (by the caller and a helper thread, half
+    the trials each), a thread reads the next one (:func:`_sessions`; the files past the page cache
+    when they are not cached, :func:`~brainnet.data.formats.blockread.read_blocks`). At the end
+    ``vertex_valid.npy`` = no NaN in any session, and the partial file is renamed into place. Two
+    sessions' selected betas (float32) are in memory at any time.
     """
     final = stage / plan.name / L.FMRI
     valid_path = stage / plan.name / L.VERTEX_VALID
@@ -131,10 +133,11 @@ def write_subject_fmri(plan: SubjectPlan, stage: Path, work: Path, progress: boo
                 m.unlink(missing_ok=True)
         todo = [s for s in range(n_sessions) if not marker[s].is_file()]
         bar = tqdm(total=len(todo), desc=f"{plan.name} fmri", unit="session", disable=not progress or not todo)
-        with contextlib.closing(_sessions(plan, todo)) as sessions:
+        with (ThreadPoolExecutor(1, thread_name_prefix="brainnet-zscore") as helper,
+              contextlib.closing(_sessions(plan, todo, helper)) as sessions):
             for s, x, scales in sessions:
                 start = plan.session_rows[s][0]
-                zscore_rows(x, scales, lambda row, block, start=start: writer.write_rows(start + row, block))
+                zscore_rows(x, scales, lambda row, block, start=start: writer.write_rows(start + row, block), helper)
                 writer.flush()
                 save_npy(marker[s], scales.has_nan)
                 bar.update()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,24 +78,49 @@ def column_sums(x: np.ndarray) -> np.ndarray:
     return sums
 
 
-def session_scales(x: np.ndarray, sums: np.ndarray | None = None) -> SessionScales:
+def _in_halves(n: int, work: Callable[[int, int], object], pool: Executor | None) -> list:
+    """``work(a, b)`` over rows [0, n) in one call, or, given ``pool``, over the first half of the
+    rows (whole ``ROW_CHUNK`` blocks) on the pool while the caller does the second: results in row order."""
+    half = (n // 2) // ROW_CHUNK * ROW_CHUNK
+    if pool is None or half == 0:
+        return [work(0, n)]
+    first = pool.submit(work, 0, half)
+    try:
+        second = work(half, n)
+    finally:
+        done = first.result()
+    return [done, second]
+
+
+def _sum_squares(x: np.ndarray, m32: np.ndarray, a: int, b: int) -> np.ndarray:
+    """float64 [V]: the column sums of ``(x - m32) ** 2`` over rows [a, b), the differences rounded to
+    float32 as the reference's, in row chunks."""
+    z = np.empty((min(ROW_CHUNK, b - a), x.shape[1]), np.float32)
+    ss = np.zeros(x.shape[1], np.float64)
+    with np.errstate(all="ignore"):
+        for c in range(a, b, ROW_CHUNK):
+            d = min(c + ROW_CHUNK, b)
+            np.subtract(x[c:d], m32, out=z[: d - c])
+            ss += np.einsum("ij,ij->j", z[: d - c], z[: d - c], dtype=np.float64)
+    return ss
+
+
+def session_scales(x: np.ndarray, sums: np.ndarray | None = None, pool: Executor | None = None) -> SessionScales:
     """The per-column mean and scale of one session held trial-major, as the reference computes them.
 
     Args:
         x: float32 [T, V], C-contiguous: the session's betas, trial by trial (NaN allowed); only read.
         sums: ``column_sums(x)`` when already computed (e.g. by the thread that read ``x``).
+        pool: an executor that sums (and sums the squares of) half the rows while the caller does the
+            other half (another order of float64 additions: the bounds below hold for any).
     """
     n, v = x.shape
-    sums = column_sums(x) if sums is None else sums
+    if sums is None:
+        sums = sum(_in_halves(n, lambda a, b: column_sums(x[a:b]), pool))
     with np.errstate(all="ignore"):
         suspect = ~np.isfinite(sums)  # NaN / inf in the column
         m32 = np.where(suspect, 0.0, sums / n).astype(np.float32)
-        z = np.empty((min(ROW_CHUNK, n), v), np.float32)
-        ss = np.zeros(v, np.float64)
-        for a in range(0, n, ROW_CHUNK):
-            b = min(a + ROW_CHUNK, n)
-            np.subtract(x[a:b], m32, out=z[: b - a])
-            ss += np.einsum("ij,ij->j", z[: b - a], z[: b - a], dtype=np.float64)
+        ss = sum(_in_halves(n, lambda a, b: _sum_squares(x, m32, a, b), pool))
         g = _gamma(n)
         # sum|x| <= sum|x - m32| + n |m32| <= sqrt(n * ss) (1 + 2^-23) + n |m32| (z = x - m32 rounded to
         # float32: relative error 2^-24, or 2^-150 absolute where the difference is subnormal)
@@ -113,19 +139,13 @@ def session_scales(x: np.ndarray, sums: np.ndarray | None = None) -> SessionScal
     return SessionScales(mean=m32, scale=s32, redo=redo, exact=exact.T.astype(np.float16), has_nan=has_nan)
 
 
-def zscore_rows(x: np.ndarray, scales: SessionScales, emit: Callable[[int, np.ndarray], None]) -> None:
-    """Hand on ``(x - mean) * scale`` of one session as float16 rows, the ``redo`` columns from ``exact``.
-
-    Args:
-        x: float32 [T, V]: the session's betas (as given to :func:`session_scales`); only read.
-        emit: called as ``emit(first_row, rows)`` with consecutive blocks of the result (float16
-            [n, V], ``ROW_CHUNK`` rows or fewer, the same buffer reused: write it before returning).
-    """
-    n, v = x.shape
-    z = np.empty((min(ROW_CHUNK, n), v), np.float32)
+def _zscore_range(x: np.ndarray, scales: SessionScales, emit: Callable[[int, np.ndarray], None],
+                  first: int, last: int) -> None:
+    """:func:`zscore_rows` of rows [first, last)."""
+    z = np.empty((min(ROW_CHUNK, last - first), x.shape[1]), np.float32)
     rows = np.empty(z.shape, np.float16)
-    for a in range(0, n, ROW_CHUNK):
-        b = min(a + ROW_CHUNK, n)
+    for a in range(first, last, ROW_CHUNK):
+        b = min(a + ROW_CHUNK, last)
         with np.errstate(all="ignore"):  # NaN / inf in the columns taken from ``exact``
             np.subtract(x[a:b], scales.mean, out=z[: b - a])
             np.multiply(z[: b - a], scales.scale, out=z[: b - a])
@@ -134,8 +154,22 @@ def zscore_rows(x: np.ndarray, scales: SessionScales, emit: Callable[[int, np.nd
         emit(a, rows[: b - a])
 
 
-def zscore_trials(x: np.ndarray, emit: Callable[[int, np.ndarray], None]) -> np.ndarray:
-    """:func:`session_scales` then :func:`zscore_rows`; returns has_nan bool [V]."""
-    scales = session_scales(x)
-    zscore_rows(x, scales, emit)
+def zscore_rows(x: np.ndarray, scales: SessionScales, emit: Callable[[int, np.ndarray], None],
+                pool: Executor | None = None) -> None:
+    """Hand on ``(x - mean) * scale`` of one session as float16 rows, the ``redo`` columns from ``exact``.
+
+    Args:
+        x: float32 [T, V]: the session's betas (as given to :func:`session_scales`); only read.
+        emit: called as ``emit(first_row, rows)`` with blocks of the result (float16 [n, V],
+            ``ROW_CHUNK`` rows or fewer, a reused buffer: write it before returning), each row once.
+        pool: an executor that z-scores the first half of the rows while the caller does the second;
+            ``emit`` is then called from both threads, in row order within each half.
+    """
+    _in_halves(x.shape[0], lambda a, b: _zscore_range(x, scales, emit, a, b), pool)
+
+
+def zscore_trials(x: np.ndarray, emit: Callable[[int, np.ndarray], None], pool: Executor | None = None) -> np.ndarray:
+    """:func:`session_scales` then :func:`zscore_rows` (``pool`` as theirs); returns has_nan bool [V]."""
+    scales = session_scales(x, pool=pool)
+    zscore_rows(x, scales, emit, pool)
     return scales.has_nan
