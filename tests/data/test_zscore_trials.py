@@ -99,10 +99,10 @@ def test_read_betas_trials_is_read_betas_transposed(tmp_path, rng, suffix):
             nsd.read_betas_trials(path, rows, wide[:, 2:7], frames_per_chunk=4)
 
 
-@pytest.mark.parametrize("where", ["reading thread", "writing (caller)", "writing (helper)"])
+@pytest.mark.parametrize("where", ["reading (left)", "reading (right)", "writing (caller)", "writing (helper)"])
 def test_stage_error_stops_cleanly_and_resumes(tree, tmp_path, monkeypatch, where):
-    """The fMRI stage reads the next session in a thread while the caller and a helper thread z-score
-    and write one. A read failing in its thread at session 3, or the writing of session 3 failing in
+    """The fMRI stage reads the next session in a thread (the right hemisphere's file in another) while
+    the caller and a helper thread z-score and write one. A read of either file failing at session 3, or the writing of session 3 failing in
     the caller (its second half of the trials) or in the helper (the first half), raises that error
     from ``write_subject_fmri``, leaves no thread running and no final file, keeps the done markers
     of the sessions before it; a rerun finishes them and gives the bytes of an uninterrupted run."""
@@ -117,8 +117,8 @@ def test_stage_error_stops_cleanly_and_resumes(tree, tmp_path, monkeypatch, wher
     clean = tmp_path / "clean"
     write.write_subject_fmri(subject, clean / "stage", clean / "work", progress=False)
 
-    bad = str(subject.betas[2][1])  # session 3, right hemisphere
-    if where == "reading thread":
+    bad = str(subject.betas[2][where == "reading (right)"])  # session 3
+    if where.startswith("reading"):
         real = nsd.read_betas_trials
 
         def failing(path, *args, **kw):

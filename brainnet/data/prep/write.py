@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -67,15 +67,22 @@ class _SessionReader:
         self.rows = plan.rows_of_hemi(0), plan.rows_of_hemi(1)
 
     def read(self, s: int, slot: int) -> np.ndarray:
-        """Session ``s`` (0-based) into buffer ``slot``: its betas float32 [T, V]."""
+        """Session ``s`` (0-based) into buffer ``slot``: its betas float32 [T, V]. The two hemispheres' files
+        are read at once (the disk stays busy while one file ends and the other begins)."""
         plan, (rows_lh, rows_rh) = self.plan, self.rows
         start, stop = plan.session_rows[s]
         x = self.buffers[slot].reshape(-1)[: (stop - start) * plan.n_vertices].reshape(stop - start, -1)
         n_lh, n_surface = rows_lh.size, plan.n_surface
         if plan.betas[s]:
             lh_path, rh_path = plan.betas[s]
-            nsd.read_betas_trials(lh_path, rows_lh, x[:, :n_lh], plan.mesh_sizes[0])
-            nsd.read_betas_trials(rh_path, rows_rh, x[:, n_lh:n_surface], plan.mesh_sizes[1])
+            with ThreadPoolExecutor(1, thread_name_prefix="brainnet-betas-rh") as other:  # both files at once
+                rh = other.submit(nsd.read_betas_trials, rh_path, rows_rh, x[:, n_lh:n_surface], plan.mesh_sizes[1])
+                try:
+                    nsd.read_betas_trials(lh_path, rows_lh, x[:, :n_lh], plan.mesh_sizes[0])
+                except BaseException:
+                    wait([rh])  # the left hemisphere's error is the one raised
+                    raise
+                rh.result()
         if plan.volume is not None:
             voxels = read_volume_session(plan.volume, s, np.empty((plan.n_vertices - n_surface, stop - start),
                                                                    np.float32))
