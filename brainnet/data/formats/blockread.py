@@ -1,17 +1,18 @@
 """Read a byte range of a big file block by block, past the page cache when the file is not cached.
 
-Prepare reads each source file once: ~10 GB of betas for an algonauts-scale nsd-mini subject, ~80 GB
-for an NSD subject on fsaverage. Read through the page cache, every page costs the kernel an
-insertion, a copy into the reader's buffer and, once memory is full, a reclaim: on this project's
-2-core test machine, 3.4-5.0 s of CPU for 9.8 GB read cold, as much as the prepare stage's own
-picking of those bytes. With ``O_DIRECT`` the disk writes into an aligned buffer of ours: 0.3 s, and
-the read was no slower (``benchmarks/bench_prepare.py`` prints both reads).
+Prepare reads each source file once: ~10 GB of betas for an algonauts-scale nsd-mini subject, ~39 GB
+for an NSD subject on fsaverage (40 sessions, 2 x 163,842 vertices x 750 trials, float32). Read through
+the page cache, every page costs the kernel an insertion, a copy into the reader's buffer and, once
+memory is full, a reclaim: on this project's 2-core test machine, 3.4-7 s of CPU for 9.8 GB read cold
+(varying from run to run), as much as the prepare stage's own picking of those bytes. With
+``O_DIRECT`` the disk writes into an aligned buffer of ours: 0.3 s, and the read was no slower
+(``benchmarks/bench_prepare.py`` prints both reads).
 
-:func:`read_blocks` therefore reads a range with ``O_DIRECT``, in large aligned reads kept one ahead
-of the consumer by a thread, when the platform and the file system allow it and the range is not in
-the page cache already (a ``RWF_NOWAIT`` probe at its start, middle and end; a file just written, or
-read a moment ago, is still read from memory). Otherwise, and wherever a direct read is refused, it
-reads through the cache into one reused buffer. Both give the same bytes.
+:func:`read_blocks` therefore reads a range with ``O_DIRECT``, in large aligned reads queued ahead of
+the consumer on a thread, when the platform and the file system allow it and the range is not in the
+page cache already (a ``RWF_NOWAIT`` probe at its start, middle and end; a file just written, or read
+a moment ago, is still read from memory). Otherwise, and wherever a direct read is refused, it reads
+through the cache into one reused buffer. Both give the same bytes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 #: Alignment of a direct read's file offset, length and buffer (a page: covers 512-byte and 4 KiB devices).
 DIRECT_ALIGN = 4096
 #: Bytes asked of the disk per direct read (rounded down to whole blocks of the caller).
-DIRECT_READ_BYTES = 8 << 20
+DIRECT_READ_BYTES = 4 << 20
 #: Direct reads queued ahead of the one the caller works on.
 DIRECT_AHEAD = 2
 
