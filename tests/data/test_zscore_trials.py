@@ -102,10 +102,11 @@ def test_read_betas_trials_is_read_betas_transposed(tmp_path, rng, suffix):
 @pytest.mark.parametrize("where", ["reading (left)", "reading (right)", "writing (caller)", "writing (helper)"])
 def test_stage_error_stops_cleanly_and_resumes(tree, tmp_path, monkeypatch, where):
     """The fMRI stage reads the next session in a thread (the right hemisphere's file in another) while
-    the caller and a helper thread z-score and write one. A read of either file failing at session 3, or the writing of session 3 failing in
-    the caller (its second half of the trials) or in the helper (the first half), raises that error
-    from ``write_subject_fmri``, leaves no thread running and no final file, keeps the done markers
-    of the sessions before it; a rerun finishes them and gives the bytes of an uninterrupted run."""
+    the caller and a helper thread z-score and write one. A read of either file failing at session 3,
+    or the writing of session 3 failing in the caller (its second half of the trials) or in the helper
+    (the first half), raises that error from ``write_subject_fmri``, leaves no thread running and no
+    final file, keeps the done markers of the sessions before it; a rerun finishes them and gives the
+    bytes of an uninterrupted run."""
     import threading
 
     from brainnet.data.prep import write
