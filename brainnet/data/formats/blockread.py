@@ -74,30 +74,22 @@ def _open_direct(path: Path) -> int | None:
         raise
 
 
-def _read_full(fd: int, view: memoryview, offset: int, direct: bool = False) -> int:
-    """Read into ``view`` from ``offset`` until it is full or the file ends; bytes read. A short direct read
-    is the end of the file (another read would start unaligned)."""
-    got = 0
-    while got < len(view):
-        n = os.preadv(fd, [view[got:]], offset + got)
-        got += n
-        if n == 0 or direct:
-            break
-    return got
-
-
 def _short(path: Path, offset: int, length: int) -> EOFError:
     return EOFError(f"{path}: the file ends before byte {offset + length} (reading {length} bytes from {offset})")
 
 
 def _buffered_blocks(fd: int, path: Path, offset: int, length: int, block_bytes: int) -> Iterator[np.ndarray]:
     buf = np.empty(min(block_bytes, length), dtype=np.uint8)
-    view = memoryview(buf)
-    for a in range(0, length, block_bytes):
-        n = min(block_bytes, length - a)
-        if _read_full(fd, view[:n], offset + a) != n:
-            raise _short(path, offset, length)
-        yield buf[:n]
+    with open(fd, "rb", buffering=0, closefd=False) as fh:  # readinto: on every platform
+        fh.seek(offset)
+        for a in range(0, length, block_bytes):
+            view = memoryview(buf)[: min(block_bytes, length - a)]
+            got = 0
+            while got < len(view) and (n := fh.readinto(view[got:])):
+                got += n
+            if got < len(view):
+                raise _short(path, offset, length)
+            yield buf[: len(view)]
 
 
 def _direct_blocks(fd: int, path: Path, offset: int, length: int, block_bytes: int) -> Iterator[np.ndarray]:
@@ -114,7 +106,8 @@ def _direct_blocks(fd: int, path: Path, offset: int, length: int, block_bytes: i
         b = min(a + per_read, offset + length)
         lo, hi = a - a % DIRECT_ALIGN, -(-b // DIRECT_ALIGN) * DIRECT_ALIGN
         buf = buffers[k % len(buffers)]
-        if _read_full(fd, memoryview(buf)[: hi - lo], lo, direct=True) < b - lo:
+        # one read: a direct read comes back short only at the end of the file
+        if os.preadv(fd, [memoryview(buf)[: hi - lo]], lo) < b - lo:
             raise _short(path, offset, length)
         return buf[a - lo: b - lo]
 
