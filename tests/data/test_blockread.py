@@ -116,14 +116,12 @@ def test_a_refused_direct_read_falls_back_to_the_cache(tmp_path, rng, monkeypatc
 
     def refuse(*args):
         raise OSError(errno.EINVAL, "Invalid argument")
-        yield
 
     monkeypatch.setattr(br, "_direct_blocks", refuse)
     assert b"".join(b.tobytes() for b in br.read_blocks(path, 10, 99_000, 4096, direct=True)) == raw[10:99_010]
 
     def broken(*args):
         raise OSError(errno.EIO, "Input/output error")
-        yield
 
     monkeypatch.setattr(br, "_direct_blocks", broken)
     with pytest.raises(OSError, match="Input/output"):

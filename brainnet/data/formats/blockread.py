@@ -17,7 +17,6 @@ through the cache into one reused buffer. Both give the same bytes.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import mmap
@@ -95,7 +94,8 @@ def _buffered_blocks(fd: int, path: Path, offset: int, length: int, block_bytes:
 def _direct_blocks(fd: int, path: Path, offset: int, length: int, block_bytes: int) -> Iterator[np.ndarray]:
     """Blocks read ``O_DIRECT``: each read covers whole blocks (about ``DIRECT_READ_BYTES``), widened to
     aligned ends; a thread runs the next ``DIRECT_AHEAD`` reads while the caller works on this one's
-    blocks (so a caller held up for a moment does not leave the disk idle)."""
+    blocks (so a caller held up for a moment does not leave the disk idle). The first read is done
+    before this returns, so a refused direct read (EINVAL) is raised here, before any block."""
     per_read = max(1, DIRECT_READ_BYTES // block_bytes) * block_bytes
     n_reads = -(-length // per_read)
     span = min(per_read, length)
@@ -111,15 +111,17 @@ def _direct_blocks(fd: int, path: Path, offset: int, length: int, block_bytes: i
             raise _short(path, offset, length)
         return buf[a - lo: b - lo]
 
-    first = fetch(0)  # in this thread: a refused direct read (EINVAL) reaches the caller before any block
-    with ThreadPoolExecutor(1, thread_name_prefix="brainnet-direct-read") as pool:
-        ahead = deque(pool.submit(fetch, k) for k in range(1, len(buffers)))
-        for k in range(n_reads):
-            data = first if k == 0 else ahead.popleft().result()
-            for j in range(0, data.size, block_bytes):
-                yield data[j: j + block_bytes]
-            if k + len(buffers) < n_reads:  # into the buffer just handed out, which the caller is done with
-                ahead.append(pool.submit(fetch, k + len(buffers)))
+    def blocks(first: np.ndarray) -> Iterator[np.ndarray]:
+        with ThreadPoolExecutor(1, thread_name_prefix="brainnet-direct-read") as pool:
+            ahead = deque(pool.submit(fetch, k) for k in range(1, len(buffers)))
+            for k in range(n_reads):
+                data = first if k == 0 else ahead.popleft().result()
+                for j in range(0, data.size, block_bytes):
+                    yield data[j: j + block_bytes]
+                if k + len(buffers) < n_reads:  # into the buffer just handed out, which the caller is done with
+                    ahead.append(pool.submit(fetch, k + len(buffers)))
+
+    return blocks(fetch(0))
 
 
 def read_blocks(path: str | os.PathLike, offset: int, length: int, block_bytes: int,
@@ -144,27 +146,23 @@ def read_blocks(path: str | os.PathLike, offset: int, length: int, block_bytes: 
     if length <= 0:
         return
     block_bytes = max(1, int(block_bytes))
-    fd = os.open(path, os.O_RDONLY)
+    fd, direct_fd = os.open(path, os.O_RDONLY), None
     try:
         if os.fstat(fd).st_size < offset + length:
             raise _short(path, offset, length)
-        use_direct = direct if direct is not None else range_cached(fd, offset, length) is False
-        direct_fd = _open_direct(path) if use_direct else None
+        if direct if direct is not None else range_cached(fd, offset, length) is False:
+            direct_fd = _open_direct(path)
+        blocks = None
         if direct_fd is not None:
             try:
-                with contextlib.closing(_direct_blocks(direct_fd, path, offset, length, block_bytes)) as blocks:
-                    try:
-                        first = next(blocks)
-                    except OSError as exc:
-                        if exc.errno != errno.EINVAL:
-                            raise
-                        log.debug("%s: direct read refused (%s); reading through the page cache", path, exc)
-                    else:
-                        yield first
-                        yield from blocks
-                        return
-            finally:
-                os.close(direct_fd)
-        yield from _buffered_blocks(fd, path, offset, length, block_bytes)
+                blocks = _direct_blocks(direct_fd, path, offset, length, block_bytes)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                log.debug("%s: direct read refused (%s); reading through the page cache", path, exc)
+        # closing this generator closes ``blocks`` first: its reading thread ends before the files close
+        yield from blocks if blocks is not None else _buffered_blocks(fd, path, offset, length, block_bytes)
     finally:
+        if direct_fd is not None:
+            os.close(direct_fd)
         os.close(fd)

@@ -68,7 +68,7 @@ class SessionScales:
     has_nan: np.ndarray
 
 
-def column_sums(x: np.ndarray) -> np.ndarray:
+def _column_sums(x: np.ndarray) -> np.ndarray:
     """float64 [V]: the sums of the columns of ``x`` (float32 [T, V], C-contiguous), in row chunks."""
     n, v = x.shape
     sums, part = np.zeros(v, np.float64), np.empty(v, np.float64)
@@ -105,18 +105,16 @@ def _sum_squares(x: np.ndarray, m32: np.ndarray, a: int, b: int) -> np.ndarray:
     return ss
 
 
-def session_scales(x: np.ndarray, sums: np.ndarray | None = None, pool: Executor | None = None) -> SessionScales:
+def session_scales(x: np.ndarray, pool: Executor | None = None) -> SessionScales:
     """The per-column mean and scale of one session held trial-major, as the reference computes them.
 
     Args:
         x: float32 [T, V], C-contiguous: the session's betas, trial by trial (NaN allowed); only read.
-        sums: ``column_sums(x)`` when already computed (e.g. by the thread that read ``x``).
         pool: an executor that sums (and sums the squares of) half the rows while the caller does the
             other half (another order of float64 additions: the bounds below hold for any).
     """
     n, v = x.shape
-    if sums is None:
-        sums = sum(_in_halves(n, lambda a, b: column_sums(x[a:b]), pool))
+    sums = sum(_in_halves(n, lambda a, b: _column_sums(x[a:b]), pool))
     with np.errstate(all="ignore"):
         suspect = ~np.isfinite(sums)  # NaN / inf in the column
         m32 = np.where(suspect, 0.0, sums / n).astype(np.float32)
